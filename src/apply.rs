@@ -1,0 +1,67 @@
+//! Writing IAM: the only module that changes anything, and only group memberships.
+
+use futures::stream::{self, StreamExt};
+
+use crate::aws::{describe, AccountClients};
+use crate::plan::{Action, UserName};
+
+/// What became of one planned change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub user: UserName,
+    pub action: Action,
+    /// `Err` carries the failed call and IAM's answer.
+    pub result: Result<(), String>,
+}
+
+/// Applies every change with bounded concurrency. A failed change does not stop the others: each
+/// concerns one user only.
+pub async fn apply(
+    clients: &AccountClients,
+    group: &str,
+    changes: Vec<(UserName, Action)>,
+    concurrency: usize,
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = stream::iter(changes)
+        .map(|(user, action)| async move {
+            let result = change(clients, group, &user, action).await;
+            Outcome {
+                user,
+                action,
+                result,
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    outcomes.sort_by(|a, b| a.user.cmp(&b.user));
+    outcomes
+}
+
+async fn change(
+    clients: &AccountClients,
+    group: &str,
+    user: &UserName,
+    action: Action,
+) -> Result<(), String> {
+    match action {
+        Action::Add => clients
+            .iam
+            .add_user_to_group()
+            .group_name(group)
+            .user_name(&user.0)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("iam:AddUserToGroup failed: {}", describe(&e))),
+        Action::Remove => clients
+            .iam
+            .remove_user_from_group()
+            .group_name(group)
+            .user_name(&user.0)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("iam:RemoveUserFromGroup failed: {}", describe(&e))),
+    }
+}

@@ -1,0 +1,142 @@
+//! The AWS SDK set-up: the standard credential chain and environment, IAM's global endpoint, the
+//! retry and timeout policy, and a count of every request sent, by operation.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use crate::config::AwsSettings;
+
+/// IAM is a global service; without a configured region, sign for us-east-1.
+const FALLBACK_REGION: &str = "us-east-1";
+
+/// Loads the shared SDK configuration from the standard chain (AWS_PROFILE, AWS_REGION,
+/// AWS_ENDPOINT_URL, web identity, ECS, IMDS, ...) with forcemfa's retry and timeout policy.
+pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let region = RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
+    // Adaptive retry slows the client down when IAM throttles, rather than hammering it.
+    let retry = RetryConfig::adaptive()
+        .with_max_attempts(settings.max_attempts)
+        .with_initial_backoff(Duration::from_millis(200))
+        .with_max_backoff(Duration::from_secs(20));
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .operation_attempt_timeout(Duration::from_secs(settings.operation_timeout_secs.min(30)))
+        .operation_timeout(Duration::from_secs(settings.operation_timeout_secs))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(region)
+        .retry_config(retry)
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+/// Counts requests sent to AWS by operation name, retries included: that is what IAM's throttling
+/// and the call budget see.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter {
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl CallCounter {
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        match self.counts.lock() {
+            Ok(counts) => counts.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn record(&self, operation: &str) {
+        let mut counts = match self.counts.lock() {
+            Ok(counts) => counts,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *counts.entry(operation.to_string()).or_default() += 1;
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "forcemfa::CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "unknown".to_string());
+        self.record(&operation);
+        Ok(())
+    }
+}
+
+/// The clients one account is reconciled with, sharing one call counter.
+#[derive(Debug, Clone)]
+pub struct AccountClients {
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub calls: CallCounter,
+}
+
+impl AccountClients {
+    pub fn new(sdk: &SdkConfig) -> AccountClients {
+        let calls = CallCounter::default();
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        AccountClients { iam, sts, calls }
+    }
+}
+
+/// A one-line description of a failed call: the service's code and message when IAM answered,
+/// otherwise the whole chain of causes (timeouts, connection errors, credentials).
+pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::ServiceError(service) = err {
+        let e = service.err();
+        if let Some(code) = e.code() {
+            return match e.message() {
+                Some(message) => format!("{code}: {message}"),
+                None => code.to_string(),
+            };
+        }
+    }
+    DisplayErrorContext(err).to_string()
+}
+
+/// True when IAM answered that the entity does not exist.
+pub fn is_no_such_entity<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    matches!(err, SdkError::ServiceError(s) if s.err().code() == Some("NoSuchEntity"))
+}

@@ -1,0 +1,425 @@
+//! Typed configuration: a TOML file (optional) whose every key has a default, validated as a whole
+//! before anything talks to AWS, so a bad value stops the process with the key named.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::schedule::Schedule;
+
+/// Errors found while reading or validating the configuration. Each names the file or the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The file as written; every field optional so that defaults live in one place ([`Config`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    group: Option<String>,
+    dry_run: Option<bool>,
+    max_changes: Option<i64>,
+    console_users_only: Option<bool>,
+    schedule: Option<String>,
+    log_level: Option<String>,
+    #[serde(default)]
+    exempt: RawExempt,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    aws: RawAws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExempt {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    path_prefixes: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    max_concurrency: Option<i64>,
+    max_attempts: Option<i64>,
+    connect_timeout_secs: Option<i64>,
+    operation_timeout_secs: Option<i64>,
+    page_size: Option<i64>,
+}
+
+/// Who is never added to nor removed from the group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExemptRules {
+    pub users: Vec<String>,
+    pub path_prefixes: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// How forcemfa talks to IAM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Upper bound on IAM calls in flight at once; IAM throttles at low rates.
+    pub max_concurrency: usize,
+    /// Attempts per call, including the first, under the SDK's adaptive retry.
+    pub max_attempts: u32,
+    pub connect_timeout_secs: u64,
+    /// Whole-operation timeout, retries included.
+    pub operation_timeout_secs: u64,
+    /// MaxItems asked of every paginated list call.
+    pub page_size: i32,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        AwsSettings {
+            max_concurrency: 8,
+            max_attempts: 8,
+            connect_timeout_secs: 5,
+            operation_timeout_secs: 60,
+            page_size: 1000,
+        }
+    }
+}
+
+/// The validated configuration with every default filled in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub group: String,
+    pub dry_run: bool,
+    pub max_changes: Option<u64>,
+    pub console_users_only: bool,
+    pub schedule: Schedule,
+    pub log_level: Option<String>,
+    pub exempt: ExemptRules,
+    pub admin_listen: SocketAddr,
+    pub aws: AwsSettings,
+}
+
+pub const DEFAULT_GROUP: &str = "ForceMFA";
+pub const DEFAULT_SCHEDULE: &str = "0 0 * * * *";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
+
+impl Config {
+    /// Reads `path` when given; without a path every key takes its default.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Config::from_raw(RawConfig::default()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::parse(&text).map_err(|e| match e {
+                    ConfigError::Parse { message, .. } => ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        message,
+                    },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let group = raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_string());
+        validate_group_name(&group)?;
+
+        let max_changes = match raw.max_changes {
+            None => None,
+            Some(n) => Some(positive("max_changes", n)?),
+        };
+
+        let schedule_text = raw.schedule.unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
+        let schedule = Schedule::parse(&schedule_text)
+            .map_err(|message| ConfigError::invalid("schedule", message))?;
+
+        let log_level = match raw.log_level {
+            None => None,
+            Some(level) => {
+                tracing_subscriber::EnvFilter::builder()
+                    .parse(&level)
+                    .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
+                Some(level)
+            }
+        };
+
+        let exempt = validate_exempt(raw.exempt)?;
+
+        let listen = raw
+            .admin
+            .listen
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string());
+        let admin_listen: SocketAddr = listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "admin.listen",
+                format!("`{listen}` is not an address and port such as 127.0.0.1:9464"),
+            )
+        })?;
+
+        let aws = validate_aws(raw.aws)?;
+
+        Ok(Config {
+            group,
+            dry_run: raw.dry_run.unwrap_or(false),
+            max_changes,
+            console_users_only: raw.console_users_only.unwrap_or(false),
+            schedule,
+            log_level,
+            exempt,
+            admin_listen,
+            aws,
+        })
+    }
+}
+
+/// IAM group names: 1 to 128 characters of `[A-Za-z0-9+=,.@_-]`.
+fn validate_group_name(group: &str) -> Result<(), ConfigError> {
+    if group.is_empty() {
+        return Err(ConfigError::invalid("group", "must not be empty"));
+    }
+    if group.chars().count() > 128 {
+        return Err(ConfigError::invalid(
+            "group",
+            "an IAM group name has at most 128 characters",
+        ));
+    }
+    if let Some(c) = group
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "+=,.@_-".contains(*c)))
+    {
+        return Err(ConfigError::invalid(
+            "group",
+            format!(
+                "`{group}` contains {c:?}; an IAM group name allows letters, digits and +=,.@_-"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
+    if let Some(i) = raw.users.iter().position(|u| u.trim().is_empty()) {
+        return Err(ConfigError::invalid(
+            "exempt.users",
+            format!("entry {} is empty", i + 1),
+        ));
+    }
+    for prefix in &raw.path_prefixes {
+        if !prefix.starts_with('/') {
+            return Err(ConfigError::invalid(
+                "exempt.path_prefixes",
+                format!("`{prefix}` must start with `/`, as IAM paths do"),
+            ));
+        }
+    }
+    if raw.tags.keys().any(|k| k.is_empty()) {
+        return Err(ConfigError::invalid(
+            "exempt.tags",
+            "a tag key must not be empty",
+        ));
+    }
+    Ok(ExemptRules {
+        users: raw.users,
+        path_prefixes: raw.path_prefixes,
+        tags: raw.tags,
+    })
+}
+
+fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
+    let d = AwsSettings::default();
+    let max_concurrency = match raw.max_concurrency {
+        None => d.max_concurrency,
+        Some(n) => in_range("aws.max_concurrency", n, 1, 256)? as usize,
+    };
+    let max_attempts = match raw.max_attempts {
+        None => d.max_attempts,
+        Some(n) => in_range("aws.max_attempts", n, 1, 20)? as u32,
+    };
+    let connect_timeout_secs = match raw.connect_timeout_secs {
+        None => d.connect_timeout_secs,
+        Some(n) => in_range("aws.connect_timeout_secs", n, 1, 300)? as u64,
+    };
+    let operation_timeout_secs = match raw.operation_timeout_secs {
+        None => d.operation_timeout_secs,
+        Some(n) => in_range("aws.operation_timeout_secs", n, 1, 3600)? as u64,
+    };
+    let page_size = match raw.page_size {
+        None => d.page_size,
+        Some(n) => in_range("aws.page_size", n, 1, 1000)? as i32,
+    };
+    Ok(AwsSettings {
+        max_concurrency,
+        max_attempts,
+        connect_timeout_secs,
+        operation_timeout_secs,
+        page_size,
+    })
+}
+
+fn positive(key: &str, n: i64) -> Result<u64, ConfigError> {
+    if n < 1 {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be a positive integer, got {n}"),
+        ));
+    }
+    Ok(n as u64)
+}
+
+fn in_range(key: &str, n: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    if n < min || n > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be between {min} and {max}, got {n}"),
+        ));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(err: ConfigError) -> String {
+        match err {
+            ConfigError::Invalid { key, .. } => key,
+            other => panic!("expected an invalid key, got {other}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.group, "ForceMFA");
+        assert!(!c.dry_run);
+        assert!(!c.console_users_only);
+        assert_eq!(c.max_changes, None);
+        assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.aws, AwsSettings::default());
+        assert_eq!(c.exempt, ExemptRules::default());
+    }
+
+    #[test]
+    fn full_file_is_read() {
+        let c = Config::parse(
+            r#"
+            group = "MustUseMFA"
+            dry_run = true
+            max_changes = 25
+            console_users_only = true
+            schedule = "*/5 * * * *"
+            [exempt]
+            users = ["breakglass"]
+            path_prefixes = ["/automation/"]
+            tags = { "forcemfa" = "exempt" }
+            [admin]
+            listen = "0.0.0.0:9000"
+            [aws]
+            max_concurrency = 4
+            page_size = 100
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.group, "MustUseMFA");
+        assert!(c.dry_run && c.console_users_only);
+        assert_eq!(c.max_changes, Some(25));
+        assert_eq!(c.exempt.users, vec!["breakglass"]);
+        assert_eq!(c.exempt.tags.get("forcemfa").unwrap(), "exempt");
+        assert_eq!(c.aws.max_concurrency, 4);
+        assert_eq!(c.aws.page_size, 100);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[exmpt]\nusers = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exmpt"), "{err}");
+        let err = Config::parse("[exempt]\nuser = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("user"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert_eq!(key_of(Config::parse("group = \"\"").unwrap_err()), "group");
+        assert_eq!(
+            key_of(Config::parse("group = \"a b\"").unwrap_err()),
+            "group"
+        );
+        assert_eq!(
+            key_of(Config::parse("max_changes = -1").unwrap_err()),
+            "max_changes"
+        );
+        assert_eq!(
+            key_of(Config::parse("max_changes = 0").unwrap_err()),
+            "max_changes"
+        );
+        assert_eq!(
+            key_of(Config::parse("schedule = \"every hour\"").unwrap_err()),
+            "schedule"
+        );
+        assert_eq!(
+            key_of(Config::parse("[admin]\nlisten = \"localhost\"").unwrap_err()),
+            "admin.listen"
+        );
+        assert_eq!(
+            key_of(Config::parse("[exempt]\npath_prefixes = [\"svc/\"]").unwrap_err()),
+            "exempt.path_prefixes"
+        );
+        assert_eq!(
+            key_of(Config::parse("[aws]\nmax_concurrency = 0").unwrap_err()),
+            "aws.max_concurrency"
+        );
+        assert_eq!(
+            key_of(Config::parse("log_level = \"loud[\"").unwrap_err()),
+            "log_level"
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_parse_errors_naming_the_key() {
+        let err = Config::parse("dry_run = \"yes\"").unwrap_err().to_string();
+        assert!(err.contains("dry_run"), "{err}");
+    }
+}

@@ -1,0 +1,16 @@
+//! forcemfa keeps the ForceMFA IAM group exact: every user without an MFA device in it, every
+//! user with one out of it, exempt users untouched.
+//!
+//! Data flows one way: [`config`] -> [`inventory`] (read IAM) -> [`plan`] (pure) -> [`apply`]
+//! (write IAM) -> [`report`], driven by [`reconcile`].
+
+pub mod apply;
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod inventory;
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod schedule;
+pub mod telemetry;

@@ -1,0 +1,216 @@
+//! One reconciliation: read, plan, guard, apply (unless dry-run), report.
+
+use std::time::Instant;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tracing::{info, warn};
+
+use crate::apply::{self, Outcome};
+use crate::aws::AccountClients;
+use crate::config::Config;
+use crate::inventory::{self, AccountError};
+use crate::plan::{Action, MfaState, Plan, Rules};
+use crate::report::{AccountReport, FailedChange, RunReport, Skipped};
+
+/// What a single run is asked to do, after the command line has overridden the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub max_changes: Option<u64>,
+}
+
+impl RunOptions {
+    pub fn from_config(config: &Config) -> RunOptions {
+        RunOptions {
+            dry_run: config.dry_run,
+            max_changes: config.max_changes,
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
+}
+
+/// Reconciles the account of `clients` and reports.
+pub async fn run(config: &Config, clients: &AccountClients, options: RunOptions) -> RunReport {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let started_at = now_rfc3339();
+    let started = Instant::now();
+    let span = tracing::info_span!("run", run_id = %run_id, dry_run = options.dry_run);
+    let _enter = span.enter();
+    info!(group = %config.group, "run started");
+
+    let account = reconcile_account(config, clients, options).await;
+    let accounts = vec![account];
+
+    let report = RunReport {
+        run_id,
+        dry_run: options.dry_run,
+        started_at,
+        finished_at: now_rfc3339(),
+        accounts,
+    };
+    let sum = |f: fn(&AccountReport) -> usize| report.accounts.iter().map(f).sum::<usize>();
+    info!(
+        accounts = report.accounts.len(),
+        users = report.accounts.iter().map(|a| a.users_scanned).sum::<u64>(),
+        added = sum(|a| a.added.len()),
+        removed = sum(|a| a.removed.len()),
+        exempt = sum(|a| a.exempt.len()),
+        skipped = sum(|a| a.skipped.len()),
+        failed = sum(|a| a.failed.len()),
+        account_errors = sum(|a| usize::from(a.error.is_some())),
+        duration_ms = started.elapsed().as_millis() as u64,
+        exit_code = report.exit_code(),
+        "run finished"
+    );
+    report
+}
+
+async fn reconcile_account(
+    config: &Config,
+    clients: &AccountClients,
+    options: RunOptions,
+) -> AccountReport {
+    let started = Instant::now();
+    let mut report = AccountReport {
+        group: config.group.clone(),
+        max_changes: options.max_changes,
+        ..AccountReport::default()
+    };
+    if let Err(e) = reconcile_into(config, clients, options, &mut report).await {
+        warn!(
+            account_id = report.account_id.as_deref().unwrap_or(""),
+            error_kind = e.kind(),
+            error = %e,
+            "account not reconciled"
+        );
+        report.error = Some(e.to_string());
+    }
+    report.api_calls = clients.calls.snapshot();
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report
+}
+
+async fn reconcile_into(
+    config: &Config,
+    clients: &AccountClients,
+    options: RunOptions,
+    report: &mut AccountReport,
+) -> Result<(), AccountError> {
+    let identity = inventory::caller_identity(clients).await?;
+    let account_id = identity.account_id.clone();
+    report.account_id = Some(account_id.clone());
+    report.own_user = identity.user.as_ref().map(|u| u.0.clone());
+
+    let rules = Rules {
+        exempt: config.exempt.clone(),
+        console_users_only: config.console_users_only,
+        own_user: identity.user.clone(),
+    };
+    let facts = inventory::read_account(
+        clients,
+        identity,
+        &config.group,
+        &rules,
+        config.aws.page_size,
+        config.aws.max_concurrency,
+    )
+    .await?;
+
+    let plan = Plan::build(&facts.users, &rules);
+    report.users_scanned = facts.users.len() as u64;
+    report.users_with_mfa = count_mfa(&facts.users, &MfaState::Present);
+    report.users_without_mfa = count_mfa(&facts.users, &MfaState::Absent);
+    report.exempt = names(plan.exempt());
+    report.out_of_scope = names(plan.out_of_scope());
+    report.skipped = plan
+        .skipped()
+        .map(|(user, reason)| {
+            warn!(account_id = %account_id, user = %user, reason, "user skipped");
+            Skipped {
+                user: user.0.clone(),
+                reason: reason.to_string(),
+            }
+        })
+        .collect();
+    report.planned_changes = plan.change_count();
+
+    let changes = plan.changes();
+    if plan.exceeds(options.max_changes) {
+        let max = options.max_changes.unwrap_or_default();
+        let message = format!(
+            "the plan has {} changes, more than max_changes = {max}: no change made (raise max_changes or pass --max-changes to proceed)",
+            plan.change_count()
+        );
+        warn!(account_id = %account_id, planned = plan.change_count(), max_changes = max, "guard tripped: {message}");
+        report.guard_tripped = true;
+        report.error = Some(message);
+        record_planned(report, &changes, &account_id, options.dry_run, "blocked");
+        return Ok(());
+    }
+
+    if options.dry_run {
+        record_planned(report, &changes, &account_id, true, "planned");
+        return Ok(());
+    }
+
+    let outcomes = apply::apply(clients, &config.group, changes, config.aws.max_concurrency).await;
+    record_outcomes(report, outcomes, &account_id);
+    report.applied = true;
+    Ok(())
+}
+
+fn count_mfa(users: &[crate::plan::UserFacts], state: &MfaState) -> u64 {
+    users.iter().filter(|u| u.mfa == *state).count() as u64
+}
+
+fn names<'a>(users: impl Iterator<Item = &'a crate::plan::UserName>) -> Vec<String> {
+    users.map(|u| u.0.clone()).collect()
+}
+
+/// Records changes that were not carried out (dry run, or the guard).
+fn record_planned(
+    report: &mut AccountReport,
+    changes: &[(crate::plan::UserName, Action)],
+    account_id: &str,
+    dry_run: bool,
+    outcome: &str,
+) {
+    for (user, action) in changes {
+        info!(account_id, user = %user, action = action.as_str(), dry_run, outcome, "membership change");
+        match action {
+            Action::Add => report.added.push(user.0.clone()),
+            Action::Remove => report.removed.push(user.0.clone()),
+        }
+    }
+}
+
+fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>, account_id: &str) {
+    for o in outcomes {
+        let action = o.action.as_str();
+        match o.result {
+            Ok(()) => {
+                info!(account_id, user = %o.user, action, dry_run = false, outcome = "done", "membership change");
+                match o.action {
+                    Action::Add => report.added.push(o.user.0),
+                    Action::Remove => report.removed.push(o.user.0),
+                }
+            }
+            Err(reason) => {
+                warn!(account_id, user = %o.user, action, dry_run = false, outcome = "failed", reason = %reason, "membership change");
+                report.failed.push(FailedChange {
+                    user: o.user.0,
+                    action,
+                    reason,
+                });
+            }
+        }
+    }
+    report.added.sort();
+    report.removed.sort();
+}

@@ -1,0 +1,215 @@
+//! The run report: one JSON object for machines (`--output json`), a short summary for people.
+//! Field names are an interface; new fields may be added, existing ones are never renamed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// Exit codes of a reconcile.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Finished, but some user or account could not be handled.
+    pub const INCOMPLETE: u8 = 1;
+    /// Bad usage or configuration; nothing touched.
+    pub const USAGE: u8 = 2;
+    /// The plan had more changes than `max_changes`; nothing changed.
+    pub const GUARD: u8 = 3;
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub started_at: String,
+    pub finished_at: String,
+    pub accounts: Vec<AccountReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub user: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedChange {
+    pub user: String,
+    pub action: &'static str,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AccountReport {
+    /// `null` only when the credentials' account could not be determined.
+    pub account_id: Option<String>,
+    pub group: String,
+    pub users_scanned: u64,
+    /// Users put into the group; in a dry run or when the guard tripped, those that would be.
+    pub added: Vec<String>,
+    /// Users taken out of the group; in a dry run or when the guard tripped, those that would be.
+    pub removed: Vec<String>,
+    pub exempt: Vec<String>,
+    /// Users left as they are because a fact their decision needs could not be read.
+    pub skipped: Vec<Skipped>,
+    /// Why the account could not be reconciled (or why nothing was changed in it).
+    pub error: Option<String>,
+    /// True when `added` and `removed` were carried out, false for a dry run, a tripped guard or
+    /// an account error.
+    pub applied: bool,
+    pub guard_tripped: bool,
+    pub max_changes: Option<u64>,
+    /// Changes in the plan (adds plus removes).
+    pub planned_changes: u64,
+    /// Planned changes that IAM refused; these users are not in `added`/`removed`.
+    pub failed: Vec<FailedChange>,
+    /// Users without MFA and without a console password, left out by `console_users_only`.
+    pub out_of_scope: Vec<String>,
+    /// The IAM user forcemfa runs as, when it is one; never added to the group.
+    pub own_user: Option<String>,
+    pub users_with_mfa: u64,
+    pub users_without_mfa: u64,
+    /// Requests sent to AWS by operation, retries included.
+    pub api_calls: BTreeMap<String, u64>,
+    pub duration_seconds: f64,
+}
+
+impl AccountReport {
+    /// The account needs attention: an error, a user skipped, or a change refused.
+    fn incomplete(&self) -> bool {
+        self.error.is_some() || !self.skipped.is_empty() || !self.failed.is_empty()
+    }
+}
+
+impl RunReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.accounts.iter().any(|a| a.guard_tripped) {
+            exit::GUARD
+        } else if self.accounts.iter().any(AccountReport::incomplete) {
+            exit::INCOMPLETE
+        } else {
+            exit::OK
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| {
+            serde_json::json!({ "error": format!("cannot serialize the report: {e}") }).to_string()
+        })
+    }
+
+    /// A readable summary.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let mode = if self.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "forcemfa reconcile{mode}  run {}", self.run_id);
+        for a in &self.accounts {
+            let account = a.account_id.as_deref().unwrap_or("(unknown account)");
+            let _ = writeln!(
+                out,
+                "account {account}  group {}  users {}  with MFA {}  without MFA {}",
+                a.group, a.users_scanned, a.users_with_mfa, a.users_without_mfa
+            );
+            let (add_verb, remove_verb) = if a.applied {
+                ("added", "removed")
+            } else {
+                ("would add", "would remove")
+            };
+            list(&mut out, add_verb, &a.added);
+            list(&mut out, remove_verb, &a.removed);
+            list(&mut out, "exempt", &a.exempt);
+            list(
+                &mut out,
+                "out of scope (no console password)",
+                &a.out_of_scope,
+            );
+            if let Some(own) = &a.own_user {
+                let _ = writeln!(out, "  own identity: {own} (never added)");
+            }
+            for s in &a.skipped {
+                let _ = writeln!(out, "  skipped {}: {}", s.user, s.reason);
+            }
+            for f in &a.failed {
+                let _ = writeln!(out, "  failed to {} {}: {}", f.action, f.user, f.reason);
+            }
+            if let Some(error) = &a.error {
+                let _ = writeln!(out, "  error: {error}");
+            }
+            if a.added.is_empty() && a.removed.is_empty() && !a.incomplete() && !a.guard_tripped {
+                let _ = writeln!(out, "  nothing to change");
+            }
+        }
+        out
+    }
+}
+
+fn list(out: &mut String, label: &str, names: &[String]) {
+    if !names.is_empty() {
+        let _ = writeln!(out, "  {label} ({}): {}", names.len(), names.join(", "));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(accounts: Vec<AccountReport>) -> RunReport {
+        RunReport {
+            run_id: "r".into(),
+            dry_run: false,
+            started_at: "t0".into(),
+            finished_at: "t1".into(),
+            accounts,
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(report(vec![AccountReport::default()]).exit_code(), exit::OK);
+        let skipped = AccountReport {
+            skipped: vec![Skipped {
+                user: "a".into(),
+                reason: "x".into(),
+            }],
+            ..AccountReport::default()
+        };
+        assert_eq!(report(vec![skipped.clone()]).exit_code(), exit::INCOMPLETE);
+        let errored = AccountReport {
+            error: Some("x".into()),
+            ..AccountReport::default()
+        };
+        assert_eq!(report(vec![errored]).exit_code(), exit::INCOMPLETE);
+        let guarded = AccountReport {
+            guard_tripped: true,
+            error: Some("guard".into()),
+            ..AccountReport::default()
+        };
+        assert_eq!(report(vec![skipped, guarded]).exit_code(), exit::GUARD);
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let v: serde_json::Value =
+            serde_json::from_str(&report(vec![AccountReport::default()]).to_json()).unwrap();
+        for key in ["run_id", "dry_run", "started_at", "finished_at", "accounts"] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        let a = &v["accounts"][0];
+        for key in [
+            "account_id",
+            "group",
+            "users_scanned",
+            "added",
+            "removed",
+            "exempt",
+            "skipped",
+            "error",
+        ] {
+            assert!(a.get(key).is_some(), "{key}");
+        }
+    }
+}

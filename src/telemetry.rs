@@ -1,0 +1,101 @@
+//! Logging: JSON lines on stderr (the default off a terminal, for journald and log shippers) or a
+//! readable format for people, with a level that the configuration may set once it is loaded.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl LogFormat {
+    /// Pretty for a person at a terminal, JSON for everything else.
+    pub fn detect() -> LogFormat {
+        if std::io::stderr().is_terminal() {
+            LogFormat::Pretty
+        } else {
+            LogFormat::Json
+        }
+    }
+}
+
+/// forcemfa's own events at `info`, everybody else's (the SDK's) only from `warn`.
+const DEFAULT_FILTER: &str = "warn,forcemfa=info";
+
+/// Handle on the installed subscriber, to apply the configured level after start-up.
+pub struct Telemetry {
+    filter: reload::Handle<EnvFilter, Registry>,
+}
+
+/// A bare level (`debug`) applies to forcemfa; a full directive list is used as written.
+fn directives(level: &str) -> String {
+    if level.contains('=') || level.contains(',') {
+        level.to_string()
+    } else {
+        format!("warn,forcemfa={level}")
+    }
+}
+
+fn rust_log() -> Option<EnvFilter> {
+    std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| EnvFilter::builder().parse(v).ok())
+}
+
+impl Telemetry {
+    /// Installs the global subscriber. RUST_LOG, when set, wins over any configured level.
+    pub fn init(format: LogFormat) -> Telemetry {
+        let filter = rust_log().unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
+        let (filter, handle) = reload::Layer::new(filter);
+        let json = (format == LogFormat::Json).then(|| {
+            fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_writer(std::io::stderr)
+        });
+        let pretty = (format == LogFormat::Pretty).then(|| {
+            fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+        });
+        // A second init (only possible in tests) keeps the first subscriber.
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(json)
+            .with(pretty)
+            .try_init();
+        Telemetry { filter: handle }
+    }
+
+    /// Applies `log_level` from the configuration unless RUST_LOG is set.
+    pub fn set_level(&self, level: Option<&str>) {
+        if rust_log().is_some() {
+            return;
+        }
+        let wanted = level
+            .map(directives)
+            .unwrap_or_else(|| DEFAULT_FILTER.to_string());
+        if let Ok(filter) = EnvFilter::builder().parse(&wanted) {
+            let _ = self.filter.reload(filter);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_levels_apply_to_forcemfa_only() {
+        assert_eq!(directives("debug"), "warn,forcemfa=debug");
+        assert_eq!(directives("info,aws_config=debug"), "info,aws_config=debug");
+    }
+}
