@@ -83,7 +83,7 @@ pub fn main() -> ExitCode {
 fn load_config(path: Option<&std::path::Path>, telemetry: &Telemetry) -> Option<Config> {
     match Config::load(path) {
         Ok(config) => {
-            telemetry.set_level(config.log_level.as_deref());
+            telemetry.set_level(&config.log_level);
             Some(config)
         }
         Err(e) => {

@@ -119,7 +119,8 @@ pub struct Config {
     pub max_changes: Option<u64>,
     pub console_users_only: bool,
     pub schedule: Schedule,
-    pub log_level: Option<String>,
+    /// forcemfa's log level, or a full filter directive list.
+    pub log_level: String,
     pub exempt: ExemptRules,
     pub admin_listen: SocketAddr,
     pub aws: AwsSettings,
@@ -172,15 +173,8 @@ impl Config {
         let schedule = Schedule::parse(&schedule_text)
             .map_err(|message| ConfigError::invalid("schedule", message))?;
 
-        let log_level = match raw.log_level {
-            None => None,
-            Some(level) => {
-                tracing_subscriber::EnvFilter::builder()
-                    .parse(&level)
-                    .map_err(|e| ConfigError::invalid("log_level", e.to_string()))?;
-                Some(level)
-            }
-        };
+        let log_level = raw.log_level.unwrap_or_else(|| "info".to_string());
+        validate_log_level(&log_level)?;
 
         let exempt = validate_exempt(raw.exempt)?;
 
@@ -234,6 +228,23 @@ fn validate_group_name(group: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// A bare level must be a level's name (a bare word would otherwise be taken for a target name and
+/// silently change nothing); a directive list must parse.
+fn validate_log_level(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let is_directive_list = level.contains('=') || level.contains(',');
+    if !is_directive_list && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        return Err(ConfigError::invalid(
+            "log_level",
+            format!("`{level}` is not one of {}", LEVELS.join(", ")),
+        ));
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|_| ())
+        .map_err(|e| ConfigError::invalid("log_level", e.to_string()))
 }
 
 fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
@@ -339,6 +350,22 @@ mod tests {
     }
 
     #[test]
+    fn shipped_files_are_valid_and_the_reference_shows_the_defaults() {
+        let reference = Config::load(Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/forcemfa.toml"
+        ))))
+        .unwrap();
+        let defaults = Config::parse("").unwrap();
+        assert_eq!(format!("{reference:?}"), format!("{defaults:?}"));
+        Config::load(Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/demo.toml"
+        ))))
+        .unwrap();
+    }
+
+    #[test]
     fn full_file_is_read() {
         let c = Config::parse(
             r#"
@@ -415,6 +442,12 @@ mod tests {
             key_of(Config::parse("log_level = \"loud[\"").unwrap_err()),
             "log_level"
         );
+        assert_eq!(
+            key_of(Config::parse("log_level = \"verbose\"").unwrap_err()),
+            "log_level"
+        );
+        assert!(Config::parse("log_level = \"DEBUG\"").is_ok());
+        assert!(Config::parse("log_level = \"info,aws_config=debug\"").is_ok());
     }
 
     #[test]

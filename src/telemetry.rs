@@ -76,14 +76,11 @@ impl Telemetry {
     }
 
     /// Applies `log_level` from the configuration unless RUST_LOG is set.
-    pub fn set_level(&self, level: Option<&str>) {
+    pub fn set_level(&self, level: &str) {
         if rust_log().is_some() {
             return;
         }
-        let wanted = level
-            .map(directives)
-            .unwrap_or_else(|| DEFAULT_FILTER.to_string());
-        if let Ok(filter) = EnvFilter::builder().parse(&wanted) {
+        if let Ok(filter) = EnvFilter::builder().parse(directives(level)) {
             let _ = self.filter.reload(filter);
         }
     }
@@ -96,6 +93,8 @@ mod tests {
     #[test]
     fn bare_levels_apply_to_forcemfa_only() {
         assert_eq!(directives("debug"), "warn,forcemfa=debug");
+        assert_eq!(directives("info"), DEFAULT_FILTER);
+        assert_eq!(directives("info"), DEFAULT_FILTER);
         assert_eq!(directives("info,aws_config=debug"), "info,aws_config=debug");
     }
 }

@@ -1,0 +1,64 @@
+//! Bad configuration and flags: exit 2, a message naming the culprit, nothing touched.
+
+use crate::support::{set, Account};
+
+/// Runs reconcile with `config_text` against an account holding one user to add, and checks that
+/// it is refused with exit 2, the message names `culprit`, and the group is unchanged.
+async fn refused(config_text: &str, culprit: &str) {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let config = a.config(config_text);
+    let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{config_text}: {}", run.stderr);
+    assert!(
+        run.stderr.contains(culprit),
+        "{config_text}: {}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+    run.log_lines();
+}
+
+#[tokio::test]
+async fn unknown_key_is_named() {
+    refused("[exmpt]\nusers = [\"x\"]\n", "exmpt").await;
+}
+
+#[tokio::test]
+async fn invalid_values_are_named() {
+    refused("group = \"\"\n", "group").await;
+    refused("max_changes = -5\n", "max_changes").await;
+    refused("schedule = \"61 * * * *\"\n", "schedule").await;
+    refused("dry_run = \"no\"\n", "dry_run").await;
+    refused("[admin]\nlisten = \"everywhere\"\n", "admin.listen").await;
+    refused("not toml at all [\n", "forcemfa.toml").await;
+}
+
+#[tokio::test]
+async fn missing_config_file_is_named() {
+    let a = Account::empty();
+    let run = a.forcemfa(&["reconcile", "--config", "/nonexistent/forcemfa.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/nonexistent/forcemfa.toml"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
+async fn bad_flags_are_usage_errors() {
+    let a = Account::empty();
+    for args in [
+        &["reconcile", "--max-changes", "0"][..],
+        &["reconcile", "--max-changes", "-3"][..],
+        &["reconcile", "--output", "yaml"][..],
+        &["reconcile", "--no-such-flag"][..],
+        &["enforce"][..],
+    ] {
+        let run = a.forcemfa(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.starts_with("error:"), "{args:?}: {}", run.stderr);
+    }
+}

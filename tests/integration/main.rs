@@ -1,0 +1,5 @@
+//! Integration tests: the real binary against a real IAM API (moto_server) over HTTP.
+
+mod bad_input;
+mod reconcile;
+mod support;

@@ -1,0 +1,348 @@
+//! `forcemfa reconcile` against a seeded account: what lands in the group, what the report and the
+//! logs say.
+
+use crate::support::{names, set, Account, ACCOUNT_ID};
+
+const GROUP: &str = "ForceMFA";
+
+/// Mutating calls in a report's `api_calls`.
+fn writes(account: &serde_json::Value) -> u64 {
+    ["AddUserToGroup", "RemoveUserFromGroup"]
+        .iter()
+        .map(|op| account["api_calls"][op].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// alice: virtual MFA, member (remove); bob: hardware MFA, member (remove); carol: no MFA (add);
+/// dave: no MFA, member (stays); erin: virtual MFA, not a member (stays out).
+async fn mixed_account() -> Account {
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("bob")
+        .await
+        .hardware_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("carol").await;
+    a.user("dave").await.member_of(GROUP).await;
+    a.user("erin").await.virtual_mfa().await;
+    a
+}
+
+#[tokio::test]
+async fn every_kind_of_mfa_counts_and_the_group_converges() {
+    let a = mixed_account().await;
+
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, set(&["carol", "dave"]));
+
+    let acct = run.account();
+    assert_eq!(acct["account_id"], ACCOUNT_ID);
+    assert_eq!(acct["group"], GROUP);
+    assert_eq!(acct["users_scanned"], 5);
+    assert_eq!(names(&acct["added"]), ["carol"]);
+    assert_eq!(names(&acct["removed"]), ["alice", "bob"]);
+    assert_eq!(acct["skipped"].as_array().unwrap().len(), 0);
+    assert!(acct["error"].is_null());
+    assert_eq!(acct["applied"], true);
+    assert_eq!(acct["users_with_mfa"], 3);
+    assert_eq!(acct["users_without_mfa"], 2);
+    assert_eq!(writes(&acct), 3);
+    let report = run.report();
+    assert_eq!(report["dry_run"], false);
+    for key in ["run_id", "started_at", "finished_at"] {
+        assert!(report[key].as_str().is_some_and(|s| !s.is_empty()), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn second_run_has_nothing_to_do() {
+    let a = mixed_account().await;
+    assert_eq!(a.forcemfa(&["reconcile"]).code, 0);
+
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert!(names(&acct["added"]).is_empty());
+    assert!(names(&acct["removed"]).is_empty());
+    assert_eq!(writes(&acct), 0);
+    assert_eq!(a.members(GROUP).await, set(&["carol", "dave"]));
+
+    let text = a.forcemfa(&["reconcile"]);
+    assert!(text.stdout.contains("nothing to change"), "{}", text.stdout);
+}
+
+#[tokio::test]
+async fn dry_run_plans_the_same_and_changes_nothing() {
+    let a = mixed_account().await;
+    let before = a.members(GROUP).await;
+
+    let run = a.forcemfa(&["reconcile", "--dry-run", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, before);
+    let acct = run.account();
+    assert_eq!(run.report()["dry_run"], true);
+    assert_eq!(acct["applied"], false);
+    assert_eq!(names(&acct["added"]), ["carol"]);
+    assert_eq!(names(&acct["removed"]), ["alice", "bob"]);
+    assert_eq!(writes(&acct), 0, "{}", acct["api_calls"]);
+
+    // The same from the file.
+    let config = a.config("dry_run = true\n");
+    let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("dry run"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("would add (1): carol"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(a.members(GROUP).await, before);
+}
+
+#[tokio::test]
+async fn exempt_users_are_never_touched() {
+    let a = Account::with_group().await;
+    a.user("breakglass").await; // listed, no MFA, not a member
+    a.user("listed-member")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user_at("ci-deployer", "/automation/ci/", &[]).await; // path
+    a.user_at("svc-backup", "/", &[("forcemfa", "exempt")])
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user_at("svc-other", "/", &[("forcemfa", "enforce")])
+        .await; // wrong value: enforced
+    a.user_at("staffer", "/staff/automation/", &[]).await; // prefix, not substring
+    let config = a.config(
+        r#"
+        [exempt]
+        users = ["breakglass", "listed-member"]
+        path_prefixes = ["/automation/"]
+        tags = { "forcemfa" = "exempt" }
+        "#,
+    );
+
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        a.members(GROUP).await,
+        set(&["listed-member", "staffer", "svc-backup", "svc-other"])
+    );
+    let acct = run.account();
+    assert_eq!(
+        names(&acct["exempt"]),
+        ["breakglass", "ci-deployer", "listed-member", "svc-backup"]
+    );
+    assert_eq!(names(&acct["added"]), ["staffer", "svc-other"]);
+    assert!(names(&acct["removed"]).is_empty());
+}
+
+#[tokio::test]
+async fn console_users_only_leaves_api_only_users_out() {
+    let a = Account::with_group().await;
+    a.user("person").await.console_password().await;
+    a.user("api-only").await;
+    a.user("api-member").await.member_of(GROUP).await;
+    a.user("fixed")
+        .await
+        .hardware_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    let config = a.config("console_users_only = true\n");
+
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, set(&["api-member", "person"]));
+    let acct = run.account();
+    assert_eq!(names(&acct["added"]), ["person"]);
+    assert_eq!(names(&acct["removed"]), ["fixed"]);
+    assert_eq!(names(&acct["out_of_scope"]), ["api-only"]);
+    // Login profiles are read only for users that would be added.
+    assert_eq!(
+        acct["api_calls"]["GetLoginProfile"], 2,
+        "{}",
+        acct["api_calls"]
+    );
+}
+
+#[tokio::test]
+async fn own_identity_is_never_added() {
+    let mut a = Account::with_group().await;
+    a.user("forcemfa-bot").await;
+    a.user("carol").await;
+    a.sign_as("forcemfa-bot").await;
+
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, set(&["carol"]));
+    let acct = run.account();
+    assert_eq!(acct["own_user"], "forcemfa-bot");
+    assert_eq!(names(&acct["added"]), ["carol"]);
+}
+
+#[tokio::test]
+async fn every_page_is_read() {
+    let a = Account::with_group().await;
+    let mut expected = Vec::new();
+    for i in 0..23 {
+        let u = a.user(&format!("phone{i:02}")).await.virtual_mfa().await;
+        if i % 2 == 0 {
+            u.member_of(GROUP).await;
+        }
+    }
+    for i in 0..12 {
+        let name = format!("nomfa{i:02}");
+        let u = a.user(&name).await;
+        if i % 3 == 0 {
+            u.member_of(GROUP).await;
+        }
+        expected.push(name);
+    }
+    let config = a.config("[aws]\npage_size = 5\n");
+
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_eq!(a.members(GROUP).await, set(&expected));
+    let acct = run.account();
+    assert_eq!(acct["users_scanned"], 35);
+    assert_eq!(names(&acct["removed"]).len(), 12);
+    // 23 virtual devices in pages of 5.
+    assert!(
+        acct["api_calls"]["ListVirtualMFADevices"].as_u64().unwrap() >= 5,
+        "{}",
+        acct["api_calls"]
+    );
+    // Only users not known from the virtual device list are asked for their devices.
+    assert_eq!(
+        acct["api_calls"]["ListMFADevices"], 12,
+        "{}",
+        acct["api_calls"]
+    );
+}
+
+#[tokio::test]
+async fn missing_group_is_an_error_naming_it() {
+    let a = Account::empty();
+    a.user("carol").await;
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let acct = run.account();
+    let error = acct["error"].as_str().expect("an error");
+    assert!(error.contains("ForceMFA"), "{error}");
+    assert_eq!(writes(&acct), 0);
+    assert!(run.stderr.contains("ForceMFA"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn the_guard_stops_large_plans_whole() {
+    let a = Account::with_group().await;
+    for name in ["u1", "u2", "u3"] {
+        a.user(name).await;
+    }
+    let config = a.config("max_changes = 2\n");
+    let path = config.to_str().unwrap();
+
+    let run = a.forcemfa(&["reconcile", "--config", path, "--output", "json"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(a.members(GROUP).await.is_empty());
+    let acct = run.account();
+    assert_eq!(acct["guard_tripped"], true);
+    assert_eq!(acct["applied"], false);
+    assert_eq!(acct["planned_changes"], 3);
+    assert!(acct["error"].as_str().unwrap().contains("max_changes"));
+    assert_eq!(writes(&acct), 0);
+    assert!(run.stderr.contains("max_changes"));
+
+    // The flag overrides the file, both ways.
+    let run = a.forcemfa(&["reconcile", "--config", path, "--max-changes", "3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, set(&["u1", "u2", "u3"]));
+}
+
+#[tokio::test]
+async fn logs_are_json_with_one_event_per_change_and_a_summary() {
+    let a = mixed_account().await;
+    let run = a.forcemfa(&["reconcile"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines = run.log_lines();
+
+    let changes: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "membership change")
+        .collect();
+    assert_eq!(changes.len(), 3, "{}", run.stderr);
+    let carol = changes
+        .iter()
+        .find(|l| l["user"] == "carol")
+        .expect("an event for carol");
+    assert_eq!(carol["action"], "add");
+    assert_eq!(carol["account_id"], ACCOUNT_ID);
+    assert_eq!(carol["dry_run"], false);
+    assert_eq!(carol["outcome"], "done");
+
+    let summary: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "run finished")
+        .collect();
+    assert_eq!(summary.len(), 1, "{}", run.stderr);
+    assert_eq!(summary[0]["added"], 1);
+    assert_eq!(summary[0]["removed"], 2);
+    assert!(summary[0]["duration_ms"].is_u64());
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_fails_quickly_and_clearly() {
+    let a = Account::with_group().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = a.config("[aws]\nmax_attempts = 2\nconnect_timeout_secs = 2\n");
+    let started = std::time::Instant::now();
+    let run = a.forcemfa_with(
+        &[
+            "reconcile",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+        &[("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{closed}"))],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(started.elapsed().as_secs() < 30);
+    let error = run.account()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("GetCallerIdentity"), "{error}");
+}

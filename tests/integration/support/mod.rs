@@ -1,0 +1,344 @@
+//! The test world: a fresh moto_server per test on a free loopback port, an IAM client to seed it
+//! and look at it, and the real `forcemfa` binary pointed at it.
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_iam::types::Tag;
+
+pub const ACCOUNT_ID: &str = "123456789012";
+
+/// A moto_server process, killed when dropped.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Moto {
+    /// Starts moto_server (`python3 -m moto.server`, or the command in FORCEMFA_TEST_MOTO).
+    pub fn start() -> Moto {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = match std::env::var("FORCEMFA_TEST_MOTO") {
+                Ok(command) => {
+                    let mut c = Command::new(command);
+                    c.arg("-p").arg(port.to_string());
+                    c
+                }
+                Err(_) => {
+                    let mut c = Command::new("python3");
+                    c.args(["-m", "moto.server", "-p", &port.to_string()]);
+                    c
+                }
+            };
+            let mut child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts (pip install 'moto[server]')");
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // lost the port to someone else: try another
+                }
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    return Moto {
+                        child,
+                        endpoint: format!("http://{addr}"),
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("moto_server did not start");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one run of the binary left behind.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The `--output json` report.
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is one JSON object ({e}):\n{}", self.stdout))
+    }
+
+    /// The report's only account.
+    pub fn account(&self) -> serde_json::Value {
+        let report = self.report();
+        let accounts = report["accounts"].as_array().expect("accounts array");
+        assert_eq!(accounts.len(), 1, "{report}");
+        accounts[0].clone()
+    }
+
+    /// Every stderr line parsed as JSON; fails on any line that is not one JSON object.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"));
+                assert!(v.is_object(), "log line is not an object: {l}");
+                v
+            })
+            .collect()
+    }
+}
+
+/// Names in a report's JSON list, in order.
+pub fn names(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {v}"))
+        .iter()
+        .map(|n| n.as_str().expect("a name").to_string())
+        .collect()
+}
+
+/// A fresh emulated account with a seeding client.
+pub struct Account {
+    pub moto: Moto,
+    pub iam: aws_sdk_iam::Client,
+    pub dir: tempfile::TempDir,
+    access_key: (String, String),
+}
+
+pub fn iam_client(endpoint: &str) -> aws_sdk_iam::Client {
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+impl Account {
+    /// An empty account.
+    pub fn empty() -> Account {
+        let moto = Moto::start();
+        let iam = iam_client(&moto.endpoint);
+        Account {
+            moto,
+            iam,
+            dir: tempfile::tempdir().expect("temp dir"),
+            access_key: ("testing".into(), "testing".into()),
+        }
+    }
+
+    /// An account holding the enforcement group `ForceMFA`.
+    pub async fn with_group() -> Account {
+        let account = Account::empty();
+        account.create_group("ForceMFA").await;
+        account
+    }
+
+    pub async fn create_group(&self, name: &str) {
+        self.iam
+            .create_group()
+            .group_name(name)
+            .send()
+            .await
+            .expect("create group");
+    }
+
+    pub async fn user(&self, name: &str) -> UserSeed<'_> {
+        self.user_at(name, "/", &[]).await
+    }
+
+    pub async fn user_at(&self, name: &str, path: &str, tags: &[(&str, &str)]) -> UserSeed<'_> {
+        let mut req = self.iam.create_user().user_name(name).path(path);
+        for (k, v) in tags {
+            req = req.tags(Tag::builder().key(*k).value(*v).build().expect("tag"));
+        }
+        req.send().await.expect("create user");
+        UserSeed {
+            account: self,
+            name: name.to_string(),
+        }
+    }
+
+    pub async fn members(&self, group: &str) -> BTreeSet<String> {
+        let out = self
+            .iam
+            .get_group()
+            .group_name(group)
+            .send()
+            .await
+            .expect("get group");
+        out.users()
+            .iter()
+            .map(|u| u.user_name().to_string())
+            .collect()
+    }
+
+    /// Makes forcemfa sign as `user` (with a fresh access key) instead of an anonymous caller.
+    pub async fn sign_as(&mut self, user: &str) {
+        let key = self
+            .iam
+            .create_access_key()
+            .user_name(user)
+            .send()
+            .await
+            .expect("access key");
+        let key = key.access_key().expect("key");
+        self.access_key = (
+            key.access_key_id().to_string(),
+            key.secret_access_key().to_string(),
+        );
+    }
+
+    /// Writes a config file in the test's directory and returns its path.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("forcemfa.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    /// Runs `forcemfa ARGS` against this account and waits for it.
+    pub fn forcemfa(&self, args: &[&str]) -> Run {
+        self.forcemfa_with(args, &[])
+    }
+
+    pub fn forcemfa_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        forcemfa(
+            &self.moto.endpoint,
+            &self.access_key,
+            self.dir.path(),
+            args,
+            env,
+        )
+    }
+}
+
+/// Runs the real binary with a clean AWS environment pointed at `endpoint`.
+pub fn forcemfa(
+    endpoint: &str,
+    key: &(String, String),
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_forcemfa"));
+    cmd.args(args)
+        .env_clear()
+        .env("HOME", home)
+        .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.join("no-aws-credentials"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("FORCEMFA_LOG_FORMAT", "json");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run forcemfa");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// One seeded user, for chaining its MFA devices, group and password.
+pub struct UserSeed<'a> {
+    account: &'a Account,
+    pub name: String,
+}
+
+impl UserSeed<'_> {
+    /// A virtual MFA device, created and enabled as the console does.
+    pub async fn virtual_mfa(self) -> Self {
+        let device = self
+            .account
+            .iam
+            .create_virtual_mfa_device()
+            .virtual_mfa_device_name(format!("{}-phone", self.name))
+            .send()
+            .await
+            .expect("create virtual device");
+        let serial = device
+            .virtual_mfa_device()
+            .map(|d| d.serial_number().to_string())
+            .expect("serial");
+        self.enable(&serial).await
+    }
+
+    /// A hardware TOTP token (or any device that is not a virtual one).
+    pub async fn hardware_mfa(self) -> Self {
+        let serial = format!("GAHT{:08}", self.name.len() * 7919 % 100_000_000);
+        self.enable(&serial).await
+    }
+
+    async fn enable(self, serial: &str) -> Self {
+        self.account
+            .iam
+            .enable_mfa_device()
+            .user_name(&self.name)
+            .serial_number(serial)
+            .authentication_code1("123456")
+            .authentication_code2("654321")
+            .send()
+            .await
+            .expect("enable MFA device");
+        self
+    }
+
+    pub async fn member_of(self, group: &str) -> Self {
+        self.account
+            .iam
+            .add_user_to_group()
+            .group_name(group)
+            .user_name(&self.name)
+            .send()
+            .await
+            .expect("add to group");
+        self
+    }
+
+    pub async fn console_password(self) -> Self {
+        self.account
+            .iam
+            .create_login_profile()
+            .user_name(&self.name)
+            .password("Correct-Horse-Battery-9")
+            .send()
+            .await
+            .expect("login profile");
+        self
+    }
+}
+
+/// Sorted set of names, for comparing group membership.
+pub fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
