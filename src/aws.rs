@@ -18,7 +18,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::config::AwsSettings;
+use crate::config::{AwsSettings, RetryMode};
 
 /// IAM is a global service; without a configured region, sign for us-east-1.
 const FALLBACK_REGION: &str = "us-east-1";
@@ -28,10 +28,13 @@ const FALLBACK_REGION: &str = "us-east-1";
 pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let region = RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
     // Adaptive retry slows the client down when IAM throttles, rather than hammering it.
-    let retry = RetryConfig::adaptive()
-        .with_max_attempts(settings.max_attempts)
-        .with_initial_backoff(Duration::from_millis(200))
-        .with_max_backoff(Duration::from_secs(20));
+    let retry = match settings.retry_mode {
+        RetryMode::Adaptive => RetryConfig::adaptive(),
+        RetryMode::Standard => RetryConfig::standard(),
+    }
+    .with_max_attempts(settings.max_attempts)
+    .with_initial_backoff(Duration::from_millis(200))
+    .with_max_backoff(Duration::from_secs(settings.max_backoff_secs));
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(settings.connect_timeout_secs))
         .operation_attempt_timeout(Duration::from_secs(settings.operation_timeout_secs.min(30)))

@@ -75,6 +75,8 @@ struct RawAws {
     connect_timeout_secs: Option<i64>,
     operation_timeout_secs: Option<i64>,
     page_size: Option<i64>,
+    retry_mode: Option<String>,
+    max_backoff_secs: Option<i64>,
 }
 
 /// Who is never added to nor removed from the group.
@@ -83,6 +85,16 @@ pub struct ExemptRules {
     pub users: Vec<String>,
     pub path_prefixes: Vec<String>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// The SDK's retry strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Exponential backoff with jitter, plus a client-side rate limiter that slows every call down
+    /// after throttling.
+    Adaptive,
+    /// Exponential backoff with jitter only.
+    Standard,
 }
 
 /// How forcemfa talks to IAM.
@@ -97,6 +109,9 @@ pub struct AwsSettings {
     pub operation_timeout_secs: u64,
     /// MaxItems asked of every paginated list call.
     pub page_size: i32,
+    pub retry_mode: RetryMode,
+    /// Upper bound on one wait between attempts (and on the adaptive rate limiter's delay).
+    pub max_backoff_secs: u64,
 }
 
 impl Default for AwsSettings {
@@ -107,6 +122,8 @@ impl Default for AwsSettings {
             connect_timeout_secs: 5,
             operation_timeout_secs: 60,
             page_size: 1000,
+            retry_mode: RetryMode::Adaptive,
+            max_backoff_secs: 20,
         }
     }
 }
@@ -297,12 +314,29 @@ fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
         None => d.page_size,
         Some(n) => in_range("aws.page_size", n, 1, 1000)? as i32,
     };
+    let retry_mode = match raw.retry_mode.as_deref() {
+        None => d.retry_mode,
+        Some("adaptive") => RetryMode::Adaptive,
+        Some("standard") => RetryMode::Standard,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "aws.retry_mode",
+                format!("`{other}` is not one of adaptive, standard"),
+            ))
+        }
+    };
+    let max_backoff_secs = match raw.max_backoff_secs {
+        None => d.max_backoff_secs,
+        Some(n) => in_range("aws.max_backoff_secs", n, 1, 300)? as u64,
+    };
     Ok(AwsSettings {
         max_concurrency,
         max_attempts,
         connect_timeout_secs,
         operation_timeout_secs,
         page_size,
+        retry_mode,
+        max_backoff_secs,
     })
 }
 
@@ -437,6 +471,10 @@ mod tests {
         assert_eq!(
             key_of(Config::parse("[aws]\nmax_concurrency = 0").unwrap_err()),
             "aws.max_concurrency"
+        );
+        assert_eq!(
+            key_of(Config::parse("[aws]\nretry_mode = \"legacy\"").unwrap_err()),
+            "aws.retry_mode"
         );
         assert_eq!(
             key_of(Config::parse("log_level = \"loud[\"").unwrap_err()),

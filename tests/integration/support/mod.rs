@@ -1,6 +1,8 @@
 //! The test world: a fresh moto_server per test on a free loopback port, an IAM client to seed it
 //! and look at it, and the real `forcemfa` binary pointed at it.
 
+pub mod proxy;
+
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -233,6 +235,11 @@ impl Account {
             args,
             env,
         )
+    }
+
+    /// Runs `forcemfa ARGS` against this account through another endpoint (a fault proxy).
+    pub fn forcemfa_via(&self, endpoint: &str, args: &[&str]) -> Run {
+        forcemfa(endpoint, &self.access_key, self.dir.path(), args, &[])
     }
 }
 

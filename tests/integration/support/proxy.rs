@@ -1,0 +1,195 @@
+//! A fault-injecting HTTP proxy between forcemfa and moto_server: it forwards every request, except
+//! those a rule matches, which it answers with an injected fault.
+//!
+//! It runs on its own threads with blocking I/O, so that it keeps serving while a test waits for
+//! the forcemfa process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What to answer instead of forwarding.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// HTTP 500 with IAM's `ServiceFailure` error.
+    ServerError,
+    /// HTTP 400 with IAM's `Throttling` error.
+    Throttle,
+}
+
+/// Requests whose form body contains every one of `needles` get `fault`, the first `times` of
+/// them only when `times` is set.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub needles: Vec<String>,
+    pub fault: Fault,
+    pub times: Option<u64>,
+}
+
+impl Rule {
+    pub fn new(needles: &[&str], fault: Fault) -> Rule {
+        Rule {
+            needles: needles.iter().map(|s| s.to_string()).collect(),
+            fault,
+            times: None,
+        }
+    }
+
+    /// Faults only the first `n` matching requests.
+    pub fn times(self, n: u64) -> Rule {
+        Rule {
+            times: Some(n),
+            ..self
+        }
+    }
+}
+
+pub struct FaultProxy {
+    pub endpoint: String,
+    rules: Arc<Mutex<Vec<Rule>>>,
+    faulted: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy on a free loopback port in front of `upstream` (`http://host:port`).
+    pub fn start(upstream: &str) -> FaultProxy {
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("proxy addr"));
+        let rules = Arc::new(Mutex::new(Vec::new()));
+        let faulted = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (rules, faulted, stop) = (rules.clone(), faulted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let (rules, faulted, upstream) =
+                        (rules.clone(), faulted.clone(), upstream.clone());
+                    std::thread::spawn(move || serve(conn, &upstream, &rules, &faulted));
+                }
+            });
+        }
+        FaultProxy {
+            endpoint,
+            rules,
+            faulted,
+            stop,
+        }
+    }
+
+    pub fn set_rules(&self, rules: Vec<Rule>) {
+        *self.rules.lock().expect("rules") = rules;
+    }
+
+    /// Requests answered with a fault so far.
+    pub fn faulted(&self) -> u64 {
+        self.faulted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.endpoint.trim_start_matches("http://"));
+    }
+}
+
+/// One HTTP/1.1 message: the head (start line and headers, with the blank line) and the body.
+struct Message {
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
+    let mut head = Vec::new();
+    let mut content_length: Option<usize> = None;
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&line).to_ascii_lowercase();
+        if let Some(v) = text.strip_prefix("content-length:") {
+            content_length = v.trim().parse().ok();
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let mut body = Vec::new();
+    match content_length {
+        Some(n) => {
+            body.resize(n, 0);
+            reader.read_exact(&mut body).ok()?;
+        }
+        None if head.starts_with(b"HTTP/") => {
+            reader.read_to_end(&mut body).ok()?;
+        }
+        None => {}
+    }
+    Some(Message { head, body })
+}
+
+fn fault_response(fault: Fault) -> Vec<u8> {
+    let (status, kind, code) = match fault {
+        Fault::ServerError => ("500 Internal Server Error", "Receiver", "ServiceFailure"),
+        Fault::Throttle => ("400 Bad Request", "Sender", "Throttling"),
+    };
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &AtomicU64) {
+    let Ok(write_half) = conn.try_clone() else {
+        return;
+    };
+    let mut client = write_half;
+    let mut reader = BufReader::new(conn);
+    while let Some(request) = read_message(&mut reader) {
+        let body = String::from_utf8_lossy(&request.body).into_owned();
+        let fault = rules
+            .lock()
+            .map(|mut rules| {
+                let rule = rules.iter_mut().find(|r| {
+                    r.times != Some(0) && r.needles.iter().all(|n| body.contains(n.as_str()))
+                })?;
+                if let Some(n) = rule.times.as_mut() {
+                    *n -= 1;
+                }
+                Some(rule.fault)
+            })
+            .unwrap_or(None);
+        if let Some(fault) = fault {
+            faulted.fetch_add(1, Ordering::SeqCst);
+            let _ = client.write_all(&fault_response(fault));
+            return;
+        }
+        let Ok(mut up) = TcpStream::connect(upstream) else {
+            return;
+        };
+        if up.write_all(&request.head).is_err() || up.write_all(&request.body).is_err() {
+            return;
+        }
+        let Ok(up_read) = up.try_clone() else { return };
+        let Some(response) = read_message(&mut BufReader::new(up_read)) else {
+            return;
+        };
+        if client.write_all(&response.head).is_err() || client.write_all(&response.body).is_err() {
+            return;
+        }
+    }
+}
