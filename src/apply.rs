@@ -1,6 +1,7 @@
 //! Writing IAM: the only module that changes anything, and only group memberships.
 
 use futures::stream::{self, StreamExt};
+use tokio_util::sync::CancellationToken;
 
 use crate::aws::{describe, AccountClients};
 use crate::plan::{Action, UserName};
@@ -14,17 +15,26 @@ pub struct Outcome {
     pub result: Result<(), String>,
 }
 
+/// Why a change was not sent.
+pub const NOT_STARTED: &str = "not made: forcemfa is shutting down";
+
 /// Applies every change with bounded concurrency. A failed change does not stop the others: each
-/// concerns one user only.
+/// concerns one user only. Once `stop` is cancelled no new change starts; those already sent are
+/// let finish.
 pub async fn apply(
     clients: &AccountClients,
     group: &str,
     changes: Vec<(UserName, Action)>,
     concurrency: usize,
+    stop: &CancellationToken,
 ) -> Vec<Outcome> {
     let mut outcomes: Vec<Outcome> = stream::iter(changes)
         .map(|(user, action)| async move {
-            let result = change(clients, group, &user, action).await;
+            let result = if stop.is_cancelled() {
+                Err(NOT_STARTED.to_string())
+            } else {
+                change(clients, group, &user, action).await
+            };
             Outcome {
                 user,
                 action,

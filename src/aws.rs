@@ -11,7 +11,9 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -48,27 +50,39 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
         .await
 }
 
+/// Requests sent and failed attempts, by operation name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: BTreeMap<String, u64>,
+    /// Attempts that ended in an error: IAM's (throttling included), a timeout, a broken
+    /// connection.
+    pub errors: BTreeMap<String, u64>,
+}
+
 /// Counts requests sent to AWS by operation name, retries included: that is what IAM's throttling
 /// and the call budget see.
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
-    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    counts: Arc<Mutex<CallCounts>>,
+}
+
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<Metadata>()
+        .map(|m| m.name().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 impl CallCounter {
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+    fn with<T>(&self, f: impl FnOnce(&mut CallCounts) -> T) -> T {
         match self.counts.lock() {
-            Ok(counts) => counts.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(mut counts) => f(&mut counts),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
 
-    fn record(&self, operation: &str) {
-        let mut counts = match self.counts.lock() {
-            Ok(counts) => counts,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *counts.entry(operation.to_string()).or_default() += 1;
+    /// The counts since the last `take`, resetting them.
+    pub fn take(&self) -> CallCounts {
+        self.with(std::mem::take)
     }
 }
 
@@ -83,11 +97,21 @@ impl Intercept for CallCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let operation = cfg
-            .load::<Metadata>()
-            .map(|m| m.name().to_string())
-            .unwrap_or_else(|| "unknown".to_string());
-        self.record(&operation);
+        let op = operation(cfg);
+        self.with(|c| *c.calls.entry(op).or_default() += 1);
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if matches!(context.output_or_error(), Some(Err(_))) {
+            let op = operation(cfg);
+            self.with(|c| *c.errors.entry(op).or_default() += 1);
+        }
         Ok(())
     }
 }

@@ -1,15 +1,21 @@
 //! The command line: parse, set up logging and configuration, dispatch.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tracing::error;
+use hyper::{Method, StatusCode};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
 
+use crate::admin;
 use crate::aws::{load_sdk_config, AccountClients};
+use crate::client;
 use crate::config::Config;
+use crate::daemon;
 use crate::reconcile::{self, RunOptions};
 use crate::report::exit;
+use crate::signals;
 use crate::telemetry::{LogFormat, Telemetry};
 
 #[derive(Debug, Parser)]
@@ -32,13 +38,25 @@ enum Command {
     /// Reconcile the group once and exit: 0 all good, 1 some user or account not handled,
     /// 2 bad usage or configuration, 3 guard tripped.
     Reconcile(ReconcileArgs),
+    /// Run as a service: reconcile on the schedule and on request, serve health and metrics.
+    Run(ConfigArg),
+    /// Ask a running service for a run now (POST /reconcile on its admin listener).
+    Trigger(ClientArgs),
+    /// Exit 0 when the service's admin listener answers /healthz, 1 otherwise.
+    Healthcheck(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// Configuration file (TOML); without one, every key takes its default.
+    #[arg(long, env = "FORCEMFA_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct ReconcileArgs {
-    /// Configuration file (TOML); without one, every key takes its default.
-    #[arg(long, env = "FORCEMFA_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
 
     /// Plan and report, but make no change.
     #[arg(long)]
@@ -51,6 +69,16 @@ struct ReconcileArgs {
     /// Make no change at all when the plan has more changes than this (overrides `max_changes`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_changes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+
+    /// The service's admin address, instead of `admin.listen` from the configuration.
+    #[arg(long, value_name = "HOST:PORT")]
+    admin: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,14 +101,21 @@ pub fn main() -> ExitCode {
             return ExitCode::from(exit::INCOMPLETE);
         }
     };
-    let code = match cli.command {
-        Command::Reconcile(args) => runtime.block_on(reconcile_command(args, &telemetry)),
-    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Reconcile(args) => reconcile_command(args, &telemetry).await,
+            Command::Run(args) => run_command(args, &telemetry).await,
+            Command::Trigger(args) => trigger_command(args, &telemetry).await,
+            Command::Healthcheck(args) => healthcheck_command(args, &telemetry).await,
+        }
+    });
+    // The runtime may hold tasks blocked on I/O (the scheduler's); do not wait for them.
+    runtime.shutdown_background();
     ExitCode::from(code)
 }
 
 /// Loads the configuration, or logs why not.
-fn load_config(path: Option<&std::path::Path>, telemetry: &Telemetry) -> Option<Config> {
+fn load_config(path: Option<&Path>, telemetry: &Telemetry) -> Option<Config> {
     match Config::load(path) {
         Ok(config) => {
             telemetry.set_level(&config.log_level);
@@ -94,7 +129,7 @@ fn load_config(path: Option<&std::path::Path>, telemetry: &Telemetry) -> Option<
 }
 
 async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
-    let Some(config) = load_config(args.config.as_deref(), telemetry) else {
+    let Some(config) = load_config(args.config.config.as_deref(), telemetry) else {
         return exit::USAGE;
     };
     let mut options = RunOptions::from_config(&config);
@@ -105,10 +140,76 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
 
     let sdk = load_sdk_config(&config.aws).await;
     let clients = AccountClients::new(&sdk);
-    let report = reconcile::run(&config, &clients, options).await;
+    // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
+    let stop = CancellationToken::new();
+    tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
+    let report = reconcile::run(&config, &clients, options, &stop).await;
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),
     }
     report.exit_code()
+}
+
+async fn run_command(args: ConfigArg, telemetry: &Telemetry) -> u8 {
+    let Some(config) = load_config(args.config.as_deref(), telemetry) else {
+        return exit::USAGE;
+    };
+    daemon::run(args.config, config, telemetry).await
+}
+
+/// The admin address and token a client command uses.
+fn client_target(
+    args: &ClientArgs,
+    telemetry: &Telemetry,
+) -> Option<(std::net::SocketAddr, Option<admin::Token>)> {
+    let config = load_config(args.config.config.as_deref(), telemetry)?;
+    let token = match admin::load_token(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            error!(error = %e, "invalid configuration");
+            return None;
+        }
+    };
+    Some((
+        client::reachable(args.admin.unwrap_or(config.admin_listen)),
+        token,
+    ))
+}
+
+async fn trigger_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
+    let Some((addr, token)) = client_target(&args, telemetry) else {
+        return exit::USAGE;
+    };
+    match client::call(Method::POST, addr, "/reconcile", token.as_ref()).await {
+        Ok((StatusCode::ACCEPTED, body)) => {
+            info!(admin = %addr, answer = %body, "run requested");
+            exit::OK
+        }
+        Ok((status, body)) => {
+            error!(admin = %addr, status = status.as_u16(), answer = %body, "run request refused");
+            exit::INCOMPLETE
+        }
+        Err(e) => {
+            error!(admin = %addr, error = %e, "cannot reach forcemfa's admin listener");
+            exit::INCOMPLETE
+        }
+    }
+}
+
+async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
+    let Some((addr, _)) = client_target(&args, telemetry) else {
+        return exit::USAGE;
+    };
+    match client::call(Method::GET, addr, "/healthz", None).await {
+        Ok((StatusCode::OK, _)) => exit::OK,
+        Ok((status, body)) => {
+            error!(admin = %addr, status = status.as_u16(), answer = %body, "unhealthy");
+            exit::INCOMPLETE
+        }
+        Err(e) => {
+            error!(admin = %addr, error = %e, "unhealthy");
+            exit::INCOMPLETE
+        }
+    }
 }

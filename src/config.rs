@@ -41,6 +41,7 @@ struct RawConfig {
     max_changes: Option<i64>,
     console_users_only: Option<bool>,
     schedule: Option<String>,
+    run_on_start: Option<bool>,
     log_level: Option<String>,
     #[serde(default)]
     exempt: RawExempt,
@@ -65,6 +66,7 @@ struct RawExempt {
 #[serde(deny_unknown_fields)]
 struct RawAdmin {
     listen: Option<String>,
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,10 +138,14 @@ pub struct Config {
     pub max_changes: Option<u64>,
     pub console_users_only: bool,
     pub schedule: Schedule,
+    /// The daemon reconciles once right after it starts.
+    pub run_on_start: bool,
     /// forcemfa's log level, or a full filter directive list.
     pub log_level: String,
     pub exempt: ExemptRules,
     pub admin_listen: SocketAddr,
+    /// File holding the bearer token that `POST /reconcile` needs on a non-loopback listener.
+    pub admin_token_file: Option<PathBuf>,
     pub aws: AwsSettings,
 }
 
@@ -214,9 +220,11 @@ impl Config {
             max_changes,
             console_users_only: raw.console_users_only.unwrap_or(false),
             schedule,
+            run_on_start: raw.run_on_start.unwrap_or(true),
             log_level,
             exempt,
             admin_listen,
+            admin_token_file: raw.admin.token_file,
             aws,
         })
     }
@@ -379,6 +387,8 @@ mod tests {
         assert!(!c.console_users_only);
         assert_eq!(c.max_changes, None);
         assert_eq!(c.admin_listen.to_string(), "127.0.0.1:9464");
+        assert!(c.run_on_start);
+        assert_eq!(c.admin_token_file, None);
         assert_eq!(c.aws, AwsSettings::default());
         assert_eq!(c.exempt, ExemptRules::default());
     }

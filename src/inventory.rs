@@ -28,6 +28,8 @@ pub enum AccountError {
         operation: &'static str,
         what: String,
     },
+    #[error("stopped before the account was read: forcemfa is shutting down")]
+    Stopped,
 }
 
 impl AccountError {
@@ -38,6 +40,7 @@ impl AccountError {
             AccountError::GroupMissing { .. } => "group_missing",
             AccountError::Read { .. } => "read",
             AccountError::Nonsense { .. } => "invalid_response",
+            AccountError::Stopped => "stopped",
         }
     }
 }

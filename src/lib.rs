@@ -4,13 +4,18 @@
 //! Data flows one way: [`config`] -> [`inventory`] (read IAM) -> [`plan`] (pure) -> [`apply`]
 //! (write IAM) -> [`report`], driven by [`reconcile`].
 
+pub mod admin;
 pub mod apply;
 pub mod aws;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod daemon;
 pub mod inventory;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
 pub mod schedule;
+pub mod signals;
 pub mod telemetry;

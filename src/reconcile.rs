@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tracing::{info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
 
 use crate::apply::{self, Outcome};
 use crate::aws::AccountClients;
@@ -35,16 +36,35 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
 }
 
-/// Reconciles the account of `clients` and reports.
-pub async fn run(config: &Config, clients: &AccountClients, options: RunOptions) -> RunReport {
+/// Reconciles the account of `clients` and reports. Once `stop` is cancelled, no new read or
+/// change starts; changes already sent are let finish.
+pub async fn run(
+    config: &Config,
+    clients: &AccountClients,
+    options: RunOptions,
+    stop: &CancellationToken,
+) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
+    // Every event of the run carries its id; the span is attached to the future, not entered,
+    // so that it never leaks onto other tasks sharing the thread.
+    let span = tracing::info_span!("run", run_id = %run_id, dry_run = options.dry_run);
+    run_in_span(config, clients, options, stop, run_id)
+        .instrument(span)
+        .await
+}
+
+async fn run_in_span(
+    config: &Config,
+    clients: &AccountClients,
+    options: RunOptions,
+    stop: &CancellationToken,
+    run_id: String,
+) -> RunReport {
     let started_at = now_rfc3339();
     let started = Instant::now();
-    let span = tracing::info_span!("run", run_id = %run_id, dry_run = options.dry_run);
-    let _enter = span.enter();
     info!(group = %config.group, "run started");
 
-    let account = reconcile_account(config, clients, options).await;
+    let account = reconcile_account(config, clients, options, stop).await;
     let accounts = vec![account];
 
     let report = RunReport {
@@ -65,6 +85,7 @@ pub async fn run(config: &Config, clients: &AccountClients, options: RunOptions)
         failed = sum(|a| a.failed.len()),
         account_errors = sum(|a| usize::from(a.error.is_some())),
         duration_ms = started.elapsed().as_millis() as u64,
+        result = report.result().as_str(),
         exit_code = report.exit_code(),
         "run finished"
     );
@@ -75,14 +96,16 @@ async fn reconcile_account(
     config: &Config,
     clients: &AccountClients,
     options: RunOptions,
+    stop: &CancellationToken,
 ) -> AccountReport {
     let started = Instant::now();
+    clients.calls.take();
     let mut report = AccountReport {
         group: config.group.clone(),
         max_changes: options.max_changes,
         ..AccountReport::default()
     };
-    if let Err(e) = reconcile_into(config, clients, options, &mut report).await {
+    if let Err(e) = reconcile_into(config, clients, options, stop, &mut report).await {
         warn!(
             account_id = report.account_id.as_deref().unwrap_or(""),
             error_kind = e.kind(),
@@ -91,7 +114,9 @@ async fn reconcile_account(
         );
         report.error = Some(e.to_string());
     }
-    report.api_calls = clients.calls.snapshot();
+    let counts = clients.calls.take();
+    report.api_calls = counts.calls;
+    report.api_errors = counts.errors;
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }
@@ -100,9 +125,13 @@ async fn reconcile_into(
     config: &Config,
     clients: &AccountClients,
     options: RunOptions,
+    stop: &CancellationToken,
     report: &mut AccountReport,
 ) -> Result<(), AccountError> {
-    let identity = inventory::caller_identity(clients).await?;
+    let identity = stop
+        .run_until_cancelled(inventory::caller_identity(clients))
+        .await
+        .ok_or(AccountError::Stopped)??;
     let account_id = identity.account_id.clone();
     report.account_id = Some(account_id.clone());
     report.own_user = identity.user.as_ref().map(|u| u.0.clone());
@@ -112,15 +141,18 @@ async fn reconcile_into(
         console_users_only: config.console_users_only,
         own_user: identity.user.clone(),
     };
-    let facts = inventory::read_account(
-        clients,
-        identity,
-        &config.group,
-        &rules,
-        config.aws.page_size,
-        config.aws.max_concurrency,
-    )
-    .await?;
+    // Reads change nothing: on shutdown they are abandoned at once.
+    let facts = stop
+        .run_until_cancelled(inventory::read_account(
+            clients,
+            identity,
+            &config.group,
+            &rules,
+            config.aws.page_size,
+            config.aws.max_concurrency,
+        ))
+        .await
+        .ok_or(AccountError::Stopped)??;
 
     let plan = Plan::build(&facts.users, &rules);
     report.users_scanned = facts.users.len() as u64;
@@ -159,7 +191,14 @@ async fn reconcile_into(
         return Ok(());
     }
 
-    let outcomes = apply::apply(clients, &config.group, changes, config.aws.max_concurrency).await;
+    let outcomes = apply::apply(
+        clients,
+        &config.group,
+        changes,
+        config.aws.max_concurrency,
+        stop,
+    )
+    .await;
     record_outcomes(report, outcomes, &account_id);
     report.applied = true;
     Ok(())

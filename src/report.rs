@@ -71,6 +71,8 @@ pub struct AccountReport {
     pub users_without_mfa: u64,
     /// Requests sent to AWS by operation, retries included.
     pub api_calls: BTreeMap<String, u64>,
+    /// Attempts that failed (throttled, refused, timed out), by operation.
+    pub api_errors: BTreeMap<String, u64>,
     pub duration_seconds: f64,
 }
 
@@ -81,14 +83,49 @@ impl AccountReport {
     }
 }
 
+/// How a run ended, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Success,
+    /// Some user or account could not be handled.
+    Incomplete,
+    /// The plan had more changes than `max_changes`.
+    GuardTripped,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Incomplete => "incomplete",
+            RunResult::GuardTripped => "guard_tripped",
+        }
+    }
+}
+
 impl RunReport {
-    pub fn exit_code(&self) -> u8 {
+    pub fn result(&self) -> RunResult {
         if self.accounts.iter().any(|a| a.guard_tripped) {
-            exit::GUARD
+            RunResult::GuardTripped
         } else if self.accounts.iter().any(AccountReport::incomplete) {
-            exit::INCOMPLETE
+            RunResult::Incomplete
         } else {
-            exit::OK
+            RunResult::Success
+        }
+    }
+
+    /// True when every account was read and planned (users may still have been skipped).
+    pub fn accounts_ok(&self) -> bool {
+        self.accounts
+            .iter()
+            .all(|a| a.error.is_none() || a.guard_tripped)
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self.result() {
+            RunResult::Success => exit::OK,
+            RunResult::Incomplete => exit::INCOMPLETE,
+            RunResult::GuardTripped => exit::GUARD,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The test world: a fresh moto_server per test on a free loopback port, an IAM client to seed it
 //! and look at it, and the real `forcemfa` binary pointed at it.
 
+pub mod daemon;
 pub mod proxy;
 
 use std::collections::BTreeSet;
@@ -20,7 +21,7 @@ pub struct Moto {
     pub endpoint: String,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -237,20 +238,19 @@ impl Account {
         )
     }
 
+    /// The binary, set up to talk to `endpoint` with this account's credentials.
+    pub fn command(&self, endpoint: &str, args: &[&str]) -> Command {
+        command(endpoint, &self.access_key, self.dir.path(), args)
+    }
+
     /// Runs `forcemfa ARGS` against this account through another endpoint (a fault proxy).
     pub fn forcemfa_via(&self, endpoint: &str, args: &[&str]) -> Run {
         forcemfa(endpoint, &self.access_key, self.dir.path(), args, &[])
     }
 }
 
-/// Runs the real binary with a clean AWS environment pointed at `endpoint`.
-pub fn forcemfa(
-    endpoint: &str,
-    key: &(String, String),
-    home: &Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> Run {
+/// The real binary with a clean AWS environment pointed at `endpoint`.
+pub fn command(endpoint: &str, key: &(String, String), home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forcemfa"));
     cmd.args(args)
         .env_clear()
@@ -265,6 +265,18 @@ pub fn forcemfa(
         .env("AWS_ACCESS_KEY_ID", &key.0)
         .env("AWS_SECRET_ACCESS_KEY", &key.1)
         .env("FORCEMFA_LOG_FORMAT", "json");
+    cmd
+}
+
+/// Runs the real binary to completion.
+pub fn forcemfa(
+    endpoint: &str,
+    key: &(String, String),
+    home: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
+    let mut cmd = command(endpoint, key, home, args);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -16,6 +16,8 @@ pub enum Fault {
     ServerError,
     /// HTTP 400 with IAM's `Throttling` error.
     Throttle,
+    /// Forwarded, after a pause of this many milliseconds.
+    Delay(u64),
 }
 
 /// Requests whose form body contains every one of `needles` get `fault`, the first `times` of
@@ -138,19 +140,23 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
     Some(Message { head, body })
 }
 
-fn fault_response(fault: Fault) -> Vec<u8> {
+/// The answer that replaces the upstream's; `None` for faults that forward.
+fn fault_response(fault: Fault) -> Option<Vec<u8>> {
     let (status, kind, code) = match fault {
         Fault::ServerError => ("500 Internal Server Error", "Receiver", "ServiceFailure"),
         Fault::Throttle => ("400 Bad Request", "Sender", "Throttling"),
+        Fault::Delay(_) => return None,
     };
     let body = format!(
         "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
     );
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
     )
-    .into_bytes()
 }
 
 fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &AtomicU64) {
@@ -174,9 +180,18 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
             })
             .unwrap_or(None);
         if let Some(fault) = fault {
-            faulted.fetch_add(1, Ordering::SeqCst);
-            let _ = client.write_all(&fault_response(fault));
-            return;
+            match fault_response(fault) {
+                Some(answer) => {
+                    faulted.fetch_add(1, Ordering::SeqCst);
+                    let _ = client.write_all(&answer);
+                    return;
+                }
+                None => {
+                    if let Fault::Delay(ms) = fault {
+                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                    }
+                }
+            }
         }
         let Ok(mut up) = TcpStream::connect(upstream) else {
             return;

@@ -1,0 +1,241 @@
+//! The daemon's admin HTTP listener: liveness, readiness, metrics, and a trigger for a run.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::{Config, ConfigError};
+use crate::daemon::Shared;
+
+/// Environment variable that may hold the admin token instead of `admin.token_file`.
+pub const TOKEN_ENV: &str = "FORCEMFA_ADMIN_TOKEN";
+
+/// A bearer token. Never printed: its Debug form is masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares in time independent of where the first difference is.
+    fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        let mut diff = u8::from(a.len() != b.len());
+        for (i, x) in a.iter().enumerate() {
+            diff |= x ^ b.get(i).copied().unwrap_or(0);
+        }
+        diff == 0
+    }
+}
+
+/// The admin token from `admin.token_file`, else from FORCEMFA_ADMIN_TOKEN, else none.
+pub fn load_token(config: &Config) -> Result<Option<Token>, ConfigError> {
+    if let Some(path) = &config.admin_token_file {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+            key: "admin.token_file".to_string(),
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "admin.token_file".to_string(),
+                message: format!("{} is empty", path.display()),
+            });
+        }
+        return Ok(Some(Token(token.to_string())));
+    }
+    Ok(std::env::var(TOKEN_ENV)
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(Token))
+}
+
+/// Who may ask for a run, given the listener's address and the token in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// No or a wrong token: 401.
+    Unauthorized,
+    /// A non-loopback listener without a configured token: 403.
+    Forbidden,
+}
+
+/// On loopback anyone on the host may trigger (as with a local socket); elsewhere only a caller
+/// presenting the configured token.
+pub fn trigger_access(listen: SocketAddr, token: Option<&Token>, headers: &HeaderMap) -> Access {
+    if listen.ip().is_loopback() {
+        return Access::Allowed;
+    }
+    let Some(token) = token else {
+        return Access::Forbidden;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(p) if token.matches(p) => Access::Allowed,
+        _ => Access::Unauthorized,
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/reconcile", post(reconcile))
+        .with_state(shared)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no run has completed without an account error yet, or the last one failed\n",
+        )
+            .into_response()
+    }
+}
+
+/// OpenMetrics for scrapers that ask for it, the classic Prometheus text format otherwise.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            shared.metrics.encode(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            shared.metrics.encode_prometheus(),
+        )
+            .into_response()
+    }
+}
+
+async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    match trigger_access(shared.listen, shared.token().as_ref(), &headers) {
+        Access::Allowed => {
+            let outcome = shared.request_run("http");
+            (
+                StatusCode::ACCEPTED,
+                [(header::CONTENT_TYPE, "application/json")],
+                format!("{{\"outcome\":\"{outcome}\"}}\n"),
+            )
+                .into_response()
+        }
+        Access::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a valid bearer token is required\n",
+        )
+            .into_response(),
+        Access::Forbidden => (
+            StatusCode::FORBIDDEN,
+            "triggering is disabled on a non-loopback listener without admin.token_file or FORCEMFA_ADMIN_TOKEN\n",
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn loopback_is_open() {
+        let listen: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        assert_eq!(
+            trigger_access(listen, None, &headers(None)),
+            Access::Allowed
+        );
+        let listen: SocketAddr = "[::1]:9464".parse().unwrap();
+        assert_eq!(
+            trigger_access(listen, None, &headers(None)),
+            Access::Allowed
+        );
+    }
+
+    #[test]
+    fn elsewhere_a_token_is_needed() {
+        let listen: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        assert_eq!(
+            trigger_access(listen, None, &headers(Some("Bearer x"))),
+            Access::Forbidden
+        );
+        let token = Token("s3cret".into());
+        let t = Some(&token);
+        assert_eq!(
+            trigger_access(listen, t, &headers(None)),
+            Access::Unauthorized
+        );
+        assert_eq!(
+            trigger_access(listen, t, &headers(Some("Bearer nope"))),
+            Access::Unauthorized
+        );
+        assert_eq!(
+            trigger_access(listen, t, &headers(Some("Bearer s3cre"))),
+            Access::Unauthorized
+        );
+        assert_eq!(
+            trigger_access(listen, t, &headers(Some("Bearer s3cret!"))),
+            Access::Unauthorized
+        );
+        assert_eq!(
+            trigger_access(listen, t, &headers(Some("Basic s3cret"))),
+            Access::Unauthorized
+        );
+        assert_eq!(
+            trigger_access(listen, t, &headers(Some("Bearer s3cret"))),
+            Access::Allowed
+        );
+    }
+
+    #[test]
+    fn tokens_do_not_print() {
+        assert_eq!(format!("{:?}", Token("s3cret".into())), "Token(***)");
+    }
+}

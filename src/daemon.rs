@@ -1,0 +1,367 @@
+//! `forcemfa run`: the long-running service.
+//!
+//! One runner task performs reconciliations one at a time. Everything else (the cron schedule,
+//! SIGUSR1, `POST /reconcile`, the start itself) only *requests* a run; requests that arrive while
+//! a run is in progress are coalesced into at most one follow-up run. The main loop owns the
+//! signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop the service, and the systemd
+//! watchdog is pinged from it so that a stuck main loop is noticed.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use uuid::Uuid;
+
+use crate::admin::{self, Token};
+use crate::aws::{load_sdk_config, AccountClients};
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::reconcile::{self, RunOptions};
+use crate::report::exit;
+use crate::telemetry::Telemetry;
+
+/// After SIGTERM, how long a run in progress may take to finish its in-flight changes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// What a run uses; replaced as a whole on reload, so that a run sees one consistent version.
+struct Current {
+    config: Arc<Config>,
+    clients: AccountClients,
+    token: Option<Token>,
+}
+
+/// State shared by the runner, the main loop and the admin listener.
+pub struct Shared {
+    current: RwLock<Arc<Current>>,
+    pub metrics: Metrics,
+    /// The address the admin listener is bound to (fixed for the life of the process).
+    pub listen: SocketAddr,
+    ready: AtomicBool,
+    pending: AtomicBool,
+    running: AtomicBool,
+    wake: Notify,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Current> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn replace(&self, next: Current) {
+        let next = Arc::new(next);
+        match self.current.write() {
+            Ok(mut c) => *c = next,
+            Err(poisoned) => *poisoned.into_inner() = next,
+        }
+    }
+
+    pub fn token(&self) -> Option<Token> {
+        self.current().token.clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Asks for a run. Returns what became of the request: `started` (the runner was idle),
+    /// `queued` (it runs after the current run) or `coalesced` (a follow-up run was already queued).
+    pub fn request_run(&self, source: &str) -> &'static str {
+        let already_pending = self.pending.swap(true, Ordering::SeqCst);
+        let outcome = if already_pending {
+            "coalesced"
+        } else if self.running.load(Ordering::SeqCst) {
+            "queued"
+        } else {
+            "started"
+        };
+        self.wake.notify_one();
+        self.metrics.record_request(outcome);
+        info!(source, outcome, "run requested");
+        outcome
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn notify_systemd(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
+/// Performs requested runs one at a time until `stop`.
+async fn runner(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.wake.notified() => {}
+            _ = shared.stop.cancelled() => return,
+        }
+        while !shared.stop.is_cancelled() && shared.pending.swap(false, Ordering::SeqCst) {
+            shared.running.store(true, Ordering::SeqCst);
+            let current = shared.current();
+            let started = Instant::now();
+            let report = reconcile::run(
+                &current.config,
+                &current.clients,
+                RunOptions::from_config(&current.config),
+                &shared.stop,
+            )
+            .await;
+            shared
+                .metrics
+                .record_run(&report, started.elapsed().as_secs_f64(), unix_now());
+            shared.ready.store(report.accounts_ok(), Ordering::SeqCst);
+            shared.running.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The cron job: asks for a run at every tick.
+async fn schedule_job(
+    scheduler: &JobScheduler,
+    config: &Config,
+    shared: &Arc<Shared>,
+) -> Result<Uuid, String> {
+    let shared = shared.clone();
+    let job = Job::new_async_tz(config.schedule.expression(), chrono::Utc, move |_, _| {
+        let shared = shared.clone();
+        Box::pin(async move {
+            shared.request_run("schedule");
+        })
+    })
+    .map_err(|e| format!("invalid config key `schedule`: {e}"))?;
+    scheduler
+        .add(job)
+        .await
+        .map_err(|e| format!("cannot schedule runs: {e}"))
+}
+
+/// Loads the configuration file and what it points to (the admin token).
+fn load(path: Option<&std::path::Path>) -> Result<(Config, Option<Token>), ConfigError> {
+    let config = Config::load(path)?;
+    let token = admin::load_token(&config)?;
+    Ok((config, token))
+}
+
+/// The service's own state besides what `Shared` holds for the listener and runner.
+struct Service {
+    shared: Arc<Shared>,
+    config_path: Option<PathBuf>,
+    scheduler: JobScheduler,
+    job: Uuid,
+}
+
+impl Service {
+    /// SIGHUP: a valid new file replaces the old one as a whole; an invalid one changes nothing.
+    async fn reload(&mut self, telemetry: &Telemetry) {
+        notify_systemd(&[
+            NotifyState::Reloading,
+            NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading")),
+        ]);
+        match load(self.config_path.as_deref()) {
+            Err(e) => {
+                self.shared.metrics.record_reload(false);
+                error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
+            }
+            Ok((config, token)) => {
+                let old = self.shared.current();
+                if config.admin_listen != old.config.admin_listen {
+                    warn!(
+                        listen = %self.shared.listen,
+                        "admin.listen changed; the new address takes effect on restart"
+                    );
+                }
+                let clients = if config.aws == old.config.aws {
+                    old.clients.clone()
+                } else {
+                    AccountClients::new(&load_sdk_config(&config.aws).await)
+                };
+                if config.schedule != old.config.schedule {
+                    match schedule_job(&self.scheduler, &config, &self.shared).await {
+                        Ok(job) => {
+                            if let Err(e) = self.scheduler.remove(&self.job).await {
+                                warn!(error = %e, "cannot remove the previous schedule");
+                            }
+                            self.job = job;
+                        }
+                        Err(e) => {
+                            self.shared.metrics.record_reload(false);
+                            error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
+                            notify_systemd(&[NotifyState::Ready]);
+                            return;
+                        }
+                    }
+                }
+                telemetry.set_level(&config.log_level);
+                info!(
+                    group = %config.group,
+                    schedule = config.schedule.expression(),
+                    dry_run = config.dry_run,
+                    "configuration reloaded"
+                );
+                self.shared.replace(Current {
+                    config: Arc::new(config),
+                    clients,
+                    token,
+                });
+                self.shared.metrics.record_reload(true);
+            }
+        }
+        notify_systemd(&[NotifyState::Ready]);
+    }
+}
+
+/// Runs the service until SIGTERM/SIGINT. Returns the process exit code.
+pub async fn run(config_path: Option<PathBuf>, config: Config, telemetry: &Telemetry) -> u8 {
+    let token = match admin::load_token(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            error!(error = %e, "invalid configuration; not started");
+            return exit::USAGE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(config.admin_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %config.admin_listen, error = %e, "cannot listen on admin.listen");
+            return exit::INCOMPLETE;
+        }
+    };
+    let listen = listener.local_addr().unwrap_or(config.admin_listen);
+    let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        error!("cannot install signal handlers");
+        return exit::INCOMPLETE;
+    };
+
+    let clients = AccountClients::new(&load_sdk_config(&config.aws).await);
+    let run_on_start = config.run_on_start;
+    let shared = Arc::new(Shared {
+        current: RwLock::new(Arc::new(Current {
+            config: Arc::new(config.clone()),
+            clients,
+            token,
+        })),
+        metrics: Metrics::new(),
+        listen,
+        ready: AtomicBool::new(false),
+        pending: AtomicBool::new(false),
+        running: AtomicBool::new(false),
+        wake: Notify::new(),
+        stop: CancellationToken::new(),
+    });
+
+    let server = {
+        let stop = shared.stop.clone();
+        let app = admin::router(shared.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let runner_task = tokio::spawn(runner(shared.clone()));
+
+    let scheduler = match JobScheduler::new().await {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot create the scheduler");
+            shared.stop.cancel();
+            return exit::INCOMPLETE;
+        }
+    };
+    let job = match schedule_job(&scheduler, &config, &shared).await {
+        Ok(job) => job,
+        Err(e) => {
+            error!(error = %e, "cannot schedule runs");
+            shared.stop.cancel();
+            return exit::USAGE;
+        }
+    };
+    if let Err(e) = scheduler.start().await {
+        error!(error = %e, "cannot start the scheduler");
+        shared.stop.cancel();
+        return exit::INCOMPLETE;
+    }
+    let mut service = Service {
+        shared: shared.clone(),
+        config_path,
+        scheduler,
+        job,
+    };
+
+    info!(
+        listen = %listen,
+        schedule = config.schedule.expression(),
+        group = %config.group,
+        dry_run = config.dry_run,
+        version = env!("CARGO_PKG_VERSION"),
+        "forcemfa started"
+    );
+    notify_systemd(&[NotifyState::Ready]);
+    if run_on_start {
+        shared.request_run("start");
+    }
+
+    // Ping at half the watchdog interval, from the main loop itself.
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut watchdog_tick =
+        tokio::time::interval(watchdog.map(|d| d / 2).unwrap_or(Duration::from_secs(3600)));
+    let mut server = server;
+    let code = loop {
+        tokio::select! {
+            _ = term.recv() => { info!(signal = "SIGTERM", "shutdown requested"); break exit::OK; }
+            _ = int.recv() => { info!(signal = "SIGINT", "shutdown requested"); break exit::OK; }
+            _ = hup.recv() => service.reload(telemetry).await,
+            _ = usr1.recv() => { shared.request_run("SIGUSR1"); }
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                if !runner_task.is_finished() {
+                    notify_systemd(&[NotifyState::Watchdog]);
+                }
+            }
+            result = &mut server => {
+                error!(result = ?result, "the admin listener stopped");
+                break exit::INCOMPLETE;
+            }
+        }
+    };
+
+    notify_systemd(&[NotifyState::Stopping]);
+    shared.stop.cancel();
+    if let Err(e) = service.scheduler.shutdown().await {
+        warn!(error = %e, "scheduler shutdown");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, runner_task)
+        .await
+        .is_err()
+    {
+        warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "a run was still finishing its changes; stopping anyway"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    info!("forcemfa stopped");
+    code
+}

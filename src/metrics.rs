@@ -1,0 +1,350 @@
+//! Prometheus metrics, all named `forcemfa_*`, fed from each run's report.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::report::{AccountReport, RunReport, RunResult};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountLabel {
+    account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UserStateLabels {
+    account: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChangeLabels {
+    account: String,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    account: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric forcemfa exports. Cheap to clone; clones share their values.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    runs: Family<ResultLabel, Counter>,
+    last_run_duration: FloatGauge,
+    last_run_time: FloatGauge,
+    last_success_time: FloatGauge,
+    users: Family<UserStateLabels, Gauge>,
+    changes: Family<ChangeLabels, Counter>,
+    planned_changes: Family<AccountLabel, Gauge>,
+    account_errors: Family<AccountLabel, Counter>,
+    api_calls: Family<ApiLabels, Counter>,
+    api_errors: Family<ApiLabels, Counter>,
+    config_reloads: Family<ResultLabel, Counter>,
+    run_requests: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("forcemfa");
+        let mut m = Metrics {
+            registry: Mutex::new(Registry::default()),
+            runs: Family::default(),
+            last_run_duration: FloatGauge::default(),
+            last_run_time: FloatGauge::default(),
+            last_success_time: FloatGauge::default(),
+            users: Family::default(),
+            changes: Family::default(),
+            planned_changes: Family::default(),
+            account_errors: Family::default(),
+            api_calls: Family::default(),
+            api_errors: Family::default(),
+            config_reloads: Family::default(),
+            run_requests: Family::default(),
+        };
+        let build_info: Family<VersionLabel, Gauge> = Family::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "forcemfa's version (always 1)", build_info);
+        registry.register(
+            "runs",
+            "Reconciliation runs by result: success, incomplete (a user or account not handled), guard_tripped",
+            m.runs.clone(),
+        );
+        registry.register(
+            "last_run_duration_seconds",
+            "Duration of the last run",
+            m.last_run_duration.clone(),
+        );
+        registry.register(
+            "last_run_timestamp_seconds",
+            "Unix time at which the last run finished",
+            m.last_run_time.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time at which the last run with result success finished",
+            m.last_success_time.clone(),
+        );
+        registry.register(
+            "users",
+            "Users by MFA state in the last run: compliant (MFA), non_compliant (no MFA), exempt, skipped (state unknown)",
+            m.users.clone(),
+        );
+        registry.register(
+            "changes",
+            "Group membership changes made, by action (add, remove); dry runs change nothing",
+            m.changes.clone(),
+        );
+        registry.register(
+            "planned_changes",
+            "Changes the last run planned (made, or not made in a dry run or by the guard)",
+            m.planned_changes.clone(),
+        );
+        registry.register(
+            "account_errors",
+            "Runs in which an account could not be reconciled",
+            m.account_errors.clone(),
+        );
+        registry.register(
+            "api_calls",
+            "Requests sent to AWS by operation, retries included",
+            m.api_calls.clone(),
+        );
+        registry.register(
+            "api_errors",
+            "Requests to AWS that failed (throttled, refused, timed out), by operation",
+            m.api_errors.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (success, error)",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "run_requests",
+            "Requests for a run by outcome: started, queued (after the current run), coalesced (one already queued)",
+            m.run_requests.clone(),
+        );
+        m.registry = Mutex::new(registry);
+        m
+    }
+
+    /// Records one finished run.
+    pub fn record_run(&self, report: &RunReport, duration_secs: f64, finished_unix: f64) {
+        let result = report.result();
+        self.runs
+            .get_or_create(&ResultLabel {
+                result: result.as_str(),
+            })
+            .inc();
+        self.last_run_duration.set(duration_secs);
+        self.last_run_time.set(finished_unix);
+        if result == RunResult::Success {
+            self.last_success_time.set(finished_unix);
+        }
+        for account in &report.accounts {
+            self.record_account(account);
+        }
+    }
+
+    fn record_account(&self, a: &AccountReport) {
+        let account = a
+            .account_id
+            .clone()
+            .unwrap_or_else(|| "unknown".to_string());
+        if a.error.is_some() && !a.guard_tripped {
+            self.account_errors
+                .get_or_create(&AccountLabel {
+                    account: account.clone(),
+                })
+                .inc();
+        }
+        for (op, n) in &a.api_calls {
+            let labels = ApiLabels {
+                account: account.clone(),
+                operation: op.clone(),
+            };
+            self.api_calls.get_or_create(&labels).inc_by(*n);
+        }
+        for (op, n) in &a.api_errors {
+            let labels = ApiLabels {
+                account: account.clone(),
+                operation: op.clone(),
+            };
+            self.api_errors.get_or_create(&labels).inc_by(*n);
+        }
+        self.planned_changes
+            .get_or_create(&AccountLabel {
+                account: account.clone(),
+            })
+            .set(a.planned_changes as i64);
+        if a.applied {
+            for (action, n) in [("add", a.added.len()), ("remove", a.removed.len())] {
+                self.changes
+                    .get_or_create(&ChangeLabels {
+                        account: account.clone(),
+                        action,
+                    })
+                    .inc_by(n as u64);
+            }
+        }
+        // A failed read leaves the last known counts rather than zeros that would look compliant.
+        if a.error.is_none() || a.guard_tripped {
+            for (state, n) in [
+                ("compliant", a.users_with_mfa),
+                ("non_compliant", a.users_without_mfa),
+                ("exempt", a.exempt.len() as u64),
+                ("skipped", a.skipped.len() as u64),
+            ] {
+                self.users
+                    .get_or_create(&UserStateLabels {
+                        account: account.clone(),
+                        state,
+                    })
+                    .set(n as i64);
+            }
+        }
+    }
+
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "error" };
+        self.config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// `outcome`: started, queued or coalesced.
+    pub fn record_request(&self, outcome: &'static str) {
+        self.run_requests
+            .get_or_create(&ResultLabel { result: outcome })
+            .inc();
+    }
+
+    /// The Prometheus text format (0.0.4), for scrapers that do not ask for OpenMetrics and
+    /// for `promtool check metrics`: counters' HELP and TYPE name the `_total` series, no `# EOF`.
+    pub fn encode_prometheus(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = match self.registry.lock() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if encode(&mut out, &registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Skipped;
+
+    #[test]
+    fn a_run_shows_up_under_forcemfa_names() {
+        let m = Metrics::new();
+        let report = RunReport {
+            run_id: "r".into(),
+            dry_run: false,
+            started_at: String::new(),
+            finished_at: String::new(),
+            accounts: vec![AccountReport {
+                account_id: Some("123456789012".into()),
+                applied: true,
+                added: vec!["a".into(), "b".into()],
+                users_with_mfa: 5,
+                skipped: vec![Skipped {
+                    user: "x".into(),
+                    reason: "y".into(),
+                }],
+                api_calls: [("ListMFADevices".to_string(), 3)].into(),
+                ..AccountReport::default()
+            }],
+        };
+        m.record_run(&report, 1.5, 1_700_000_000.0);
+        let text = m.encode();
+        for line in [
+            "forcemfa_runs_total{result=\"incomplete\"} 1",
+            "forcemfa_changes_total{account=\"123456789012\",action=\"add\"} 2",
+            "forcemfa_users{account=\"123456789012\",state=\"compliant\"} 5",
+            "forcemfa_users{account=\"123456789012\",state=\"skipped\"} 1",
+            "forcemfa_api_calls_total{account=\"123456789012\",operation=\"ListMFADevices\"} 3",
+            "forcemfa_last_run_duration_seconds 1.5",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+
+        let classic = m.encode_prometheus();
+        assert!(
+            classic.contains("# TYPE forcemfa_runs_total counter\n"),
+            "{classic}"
+        );
+        assert!(classic.contains("# HELP forcemfa_runs_total "), "{classic}");
+        assert!(
+            classic.contains("# TYPE forcemfa_users gauge\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"));
+    }
+}
