@@ -17,8 +17,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    /// `origin` names the file, and the environment variables when they took part.
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
     #[error("invalid config key `{key}`: {message}")]
     Invalid { key: String, message: String },
 }
@@ -154,32 +155,50 @@ pub const DEFAULT_SCHEDULE: &str = "0 0 * * * *";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
 
 impl Config {
-    /// Reads `path` when given; without a path every key takes its default.
+    /// Reads `path` when given (without one every key takes its default), then applies the
+    /// `FORCEMFA__*` environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        match path {
-            None => Config::from_raw(RawConfig::default()),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-                Config::parse(&text).map_err(|e| match e {
-                    ConfigError::Parse { message, .. } => ConfigError::Parse {
-                        path: path.to_path_buf(),
-                        message,
-                    },
-                    other => other,
-                })
-            }
-        }
+        let text = match path {
+            None => String::new(),
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        };
+        let origin = match path {
+            Some(path) => format!("config file {}", path.display()),
+            None => "configuration".to_string(),
+        };
+        Config::parse_layered(&text, &origin, std::env::vars())
     }
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
+        Config::parse_layered(text, "config text", std::iter::empty())
+    }
+
+    /// Parses `text`, overrides keys from `FORCEMFA__KEY` / `FORCEMFA__SECTION__KEY` variables
+    /// in `vars`, and validates the result.
+    pub fn parse_layered(
+        text: &str,
+        origin: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_error = |origin: &str, e: toml::de::Error| ConfigError::Parse {
+            origin: origin.to_string(),
             message: e.to_string().trim_end().replace('\n', " "),
-        })?;
+        };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, e))?;
+        let overridden = overlay_env(&mut table, vars)?;
+        let raw: RawConfig = if overridden.is_empty() {
+            // From the text itself, so that errors point at the line.
+            toml::from_str(text).map_err(|e| parse_error(origin, e))?
+        } else {
+            let origin = format!("{origin} with {}", overridden.join(", "));
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e| parse_error(&origin, e))?
+        };
         Config::from_raw(raw)
     }
 
@@ -228,6 +247,61 @@ impl Config {
             aws,
         })
     }
+}
+
+/// Prefix of the environment variables that override configuration keys: `FORCEMFA__GROUP`,
+/// `FORCEMFA__ADMIN__LISTEN`, `FORCEMFA__EXEMPT__USERS='["breakglass"]'`.
+pub const ENV_PREFIX: &str = "FORCEMFA__";
+
+/// Writes every `FORCEMFA__*` variable into `table`; returns the variables' names. A value that
+/// reads as a TOML value (`true`, `25`, `["a"]`) is taken as one, anything else as a string.
+fn overlay_env(
+    table: &mut toml::Table,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    let mut vars: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    vars.sort();
+    for (name, value) in vars {
+        let path: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::invalid(
+                &name,
+                "is not of the form FORCEMFA__KEY or FORCEMFA__SECTION__KEY",
+            ));
+        }
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let Some((key, sections)) = path.split_last() else {
+            return Err(ConfigError::invalid(&name, "names no key"));
+        };
+        let mut slot = &mut *table;
+        for section in sections {
+            let entry = slot
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            slot = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &name,
+                        format!("`{section}` is not a section"),
+                    ))
+                }
+            };
+        }
+        slot.insert(key.clone(), parsed);
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// IAM group names: 1 to 128 characters of `[A-Za-z0-9+=,.@_-]`.
@@ -407,6 +481,55 @@ mod tests {
             "/config/demo.toml"
         ))))
         .unwrap();
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = Config::parse_layered(
+            "group = \"FromFile\"\ndry_run = false\n[exempt]\nusers = [\"x\"]\n",
+            "test",
+            env(&[
+                ("FORCEMFA__GROUP", "FromEnv"),
+                ("FORCEMFA__DRY_RUN", "true"),
+                ("FORCEMFA__MAX_CHANGES", "7"),
+                ("FORCEMFA__ADMIN__LISTEN", "0.0.0.0:9000"),
+                ("FORCEMFA__EXEMPT__PATH_PREFIXES", "[\"/automation/\"]"),
+                ("FORCEMFA_CONFIG", "ignored: not an override"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.group, "FromEnv");
+        assert!(c.dry_run);
+        assert_eq!(c.max_changes, Some(7));
+        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.exempt.users, vec!["x"]);
+        assert_eq!(c.exempt.path_prefixes, vec!["/automation/"]);
+    }
+
+    #[test]
+    fn bad_environment_overrides_are_named() {
+        let err = Config::parse_layered("", "test", env(&[("FORCEMFA__GRUOP", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gruop") && err.contains("FORCEMFA__GRUOP"),
+            "{err}"
+        );
+        let err = Config::parse_layered("", "test", env(&[("FORCEMFA__MAX_CHANGES", "-1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_changes"), "{err}");
+        let err = Config::parse_layered("", "test", env(&[("FORCEMFA__GROUP__X", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("FORCEMFA__GROUP__X"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod daemon;
+mod deploy;
 mod fail_safe;
 mod reconcile;
 mod support;
