@@ -72,6 +72,12 @@ impl Telemetry {
             .with(json)
             .with(pretty)
             .try_init();
+        if format == LogFormat::Json {
+            // Even a panic's message is a JSON line, for journald and log shippers.
+            std::panic::set_hook(Box::new(|info| {
+                tracing::error!(panic = %info, "panic");
+            }));
+        }
         Telemetry { filter: handle }
     }
 

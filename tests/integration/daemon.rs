@@ -369,3 +369,43 @@ async fn healthcheck_command_reports_the_listener() {
     assert_eq!(d.stop().0, 0);
     assert_eq!(a.forcemfa(&["healthcheck", "--admin", &admin]).code, 1);
 }
+
+#[tokio::test]
+async fn systemd_is_told_ready_watchdog_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let a = Account::with_group().await;
+    let socket_path = a.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut d = Daemon::start_with(
+        &a,
+        &a.moto.endpoint,
+        NEVER,
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !seen.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+        let n = socket.recv(&mut buf).expect("a notification");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(seen[0].contains("READY=1"), "{seen:?}");
+
+    d.signal("HUP");
+    assert!(eventually(5, || async { !d.events("configuration reloaded").is_empty() }).await);
+    let (code, _) = d.stop();
+    assert_eq!(code, 0);
+    while let Ok(n) = socket.recv(&mut buf) {
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if seen.last().unwrap().contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m.contains("RELOADING=1")), "{seen:?}");
+    assert!(seen.last().unwrap().contains("STOPPING=1"), "{seen:?}");
+}
