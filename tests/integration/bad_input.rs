@@ -62,3 +62,28 @@ async fn bad_flags_are_usage_errors() {
         assert!(run.stderr.starts_with("error:"), "{args:?}: {}", run.stderr);
     }
 }
+
+#[tokio::test]
+async fn environment_overrides_apply_and_bad_ones_are_named() {
+    let a = Account::empty();
+    a.create_group("Enforced").await;
+    a.user("carol").await;
+
+    let run = a.forcemfa_with(
+        &["reconcile", "--output", "json"],
+        &[
+            ("FORCEMFA__GROUP", "Enforced"),
+            ("FORCEMFA__DRY_RUN", "true"),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["accounts"][0]["group"], "Enforced");
+    assert_eq!(a.members("Enforced").await, set(&[]));
+
+    let run = a.forcemfa_with(&["reconcile"], &[("FORCEMFA__GRUOP", "Enforced")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("FORCEMFA__GRUOP"), "{}", run.stderr);
+    assert_eq!(a.members("Enforced").await, set(&[]));
+}

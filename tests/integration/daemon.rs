@@ -397,7 +397,12 @@ async fn systemd_is_told_ready_watchdog_and_stopping() {
     assert!(seen[0].contains("READY=1"), "{seen:?}");
 
     d.signal("HUP");
-    assert!(eventually(5, || async { !d.events("configuration reloaded").is_empty() }).await);
+    assert!(
+        eventually(5, || async {
+            !d.events("configuration reloaded").is_empty()
+        })
+        .await
+    );
     let (code, _) = d.stop();
     assert_eq!(code, 0);
     while let Ok(n) = socket.recv(&mut buf) {
