@@ -75,3 +75,32 @@ async fn change(
             .map_err(|e| format!("iam:RemoveUserFromGroup failed: {}", describe(&e))),
     }
 }
+
+/// Deletes unassigned virtual MFA devices. IAM refuses to delete one that a user has enabled in
+/// the meantime, so a race with a user finishing their set-up cannot take their device away.
+pub async fn delete_devices(
+    clients: &AccountClients,
+    serials: Vec<String>,
+    concurrency: usize,
+    stop: &CancellationToken,
+) -> Vec<(String, Result<(), String>)> {
+    stream::iter(serials)
+        .map(|serial| async move {
+            let result = if stop.is_cancelled() {
+                Err(NOT_STARTED.to_string())
+            } else {
+                clients
+                    .iam
+                    .delete_virtual_mfa_device()
+                    .serial_number(&serial)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("iam:DeleteVirtualMFADevice failed: {}", describe(&e)))
+            };
+            (serial, result)
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}

@@ -10,9 +10,13 @@ use tracing::{error, info};
 
 use crate::admin;
 use crate::aws::{load_sdk_config, AccountClients};
+use crate::bootstrap;
+use crate::cleanup::Sightings;
 use crate::client;
 use crate::config::Config;
 use crate::daemon;
+use crate::inventory;
+use crate::policy;
 use crate::reconcile::{self, RunOptions};
 use crate::report::exit;
 use crate::signals;
@@ -44,6 +48,62 @@ enum Command {
     Trigger(ClientArgs),
     /// Exit 0 when the service's admin listener answers /healthz, 1 otherwise.
     Healthcheck(ClientArgs),
+    /// Create the enforcement group when missing and put forcemfa's policy on it (or repair a
+    /// drifted one). Idempotent.
+    Bootstrap(BootstrapArgs),
+    /// Print an IAM policy (JSON) that forcemfa depends on.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+struct BootstrapArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+
+    /// Report what would be done, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Report format on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// The enforcement group's policy: without MFA, only setting up one's own MFA device and
+    /// changing one's own password are allowed.
+    ForceMfaGroup {
+        #[command(flatten)]
+        account: AccountArg,
+        /// The group (default: `group` from the configuration).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// forcemfa's own least-privilege policy, for the configured group and features.
+    Daemon {
+        #[command(flatten)]
+        account: AccountArg,
+    },
+}
+
+#[derive(Debug, Args)]
+struct AccountArg {
+    /// The 12-digit AWS account id (default: the account of the current credentials).
+    #[arg(long, value_parser = parse_account_id)]
+    account_id: Option<String>,
+
+    #[command(flatten)]
+    config: ConfigArg,
+}
+
+fn parse_account_id(text: &str) -> Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("`{text}` is not a 12-digit AWS account id"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +167,8 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run_command(args, &telemetry).await,
             Command::Trigger(args) => trigger_command(args, &telemetry).await,
             Command::Healthcheck(args) => healthcheck_command(args, &telemetry).await,
+            Command::Policy(which) => policy_command(which, &telemetry).await,
+            Command::Bootstrap(args) => bootstrap_command(args, &telemetry).await,
         }
     });
     // The runtime may hold tasks blocked on I/O (the scheduler's); do not wait for them.
@@ -143,7 +205,9 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
-    let report = reconcile::run(&config, &clients, options, &stop).await;
+    let mut sightings = Sightings::restore(&config.cleanup);
+    let report = reconcile::run(&config, &clients, options, &stop, &mut sightings).await;
+    sightings.keep(&config.cleanup);
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),
@@ -209,6 +273,74 @@ async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
         }
         Err(e) => {
             error!(admin = %addr, error = %e, "unhealthy");
+            exit::INCOMPLETE
+        }
+    }
+}
+
+async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
+    let account = match &which {
+        PolicyCommand::ForceMfaGroup { account, .. } | PolicyCommand::Daemon { account } => account,
+    };
+    let Some(config) = load_config(account.config.config.as_deref(), telemetry) else {
+        return exit::USAGE;
+    };
+    let account_id = match &account.account_id {
+        Some(id) => id.clone(),
+        None => {
+            let clients = AccountClients::new(&load_sdk_config(&config.aws).await);
+            match inventory::caller_identity(&clients).await {
+                Ok(identity) => identity.account_id,
+                Err(e) => {
+                    error!(error = %e, "cannot determine the account id; pass --account-id");
+                    return exit::INCOMPLETE;
+                }
+            }
+        }
+    };
+    let document = match which {
+        PolicyCommand::ForceMfaGroup { group, .. } => {
+            policy::force_mfa_group(&account_id, group.as_deref().unwrap_or(&config.group))
+        }
+        PolicyCommand::Daemon { .. } => policy::daemon(
+            &account_id,
+            &config.group,
+            policy::DaemonFeatures {
+                cleanup: config.cleanup.unassigned_mfa_devices,
+            },
+        ),
+    };
+    match serde_json::to_string_pretty(&document) {
+        Ok(text) => {
+            println!("{text}");
+            exit::OK
+        }
+        Err(e) => {
+            error!(error = %e, "cannot print the policy");
+            exit::INCOMPLETE
+        }
+    }
+}
+
+async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
+    let Some(config) = load_config(args.config.config.as_deref(), telemetry) else {
+        return exit::USAGE;
+    };
+    let clients = AccountClients::new(&load_sdk_config(&config.aws).await);
+    let dry_run = args.dry_run || config.dry_run;
+    match bootstrap::bootstrap(&clients, &config.group, dry_run).await {
+        Ok(report) => {
+            match args.output {
+                Output::Json => match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => error!(error = %e, "cannot print the report"),
+                },
+                Output::Text => print!("{}", report.to_text()),
+            }
+            exit::OK
+        }
+        Err(e) => {
+            error!(error = %e, group = %config.group, "bootstrap failed");
             exit::INCOMPLETE
         }
     }

@@ -50,6 +50,16 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     aws: RawAws,
+    #[serde(default)]
+    cleanup: RawCleanup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCleanup {
+    unassigned_mfa_devices: Option<bool>,
+    unassigned_min_age: Option<String>,
+    state_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +141,53 @@ impl Default for AwsSettings {
     }
 }
 
+/// Deleting abandoned virtual MFA devices (opt-in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupSettings {
+    pub unassigned_mfa_devices: bool,
+    /// A device is deleted only once it has been seen unassigned for at least this long, so that
+    /// a user setting one up this minute is never disturbed.
+    pub unassigned_min_age: std::time::Duration,
+    /// Where first sightings are kept between one-shot runs (the service keeps them in memory).
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for CleanupSettings {
+    fn default() -> Self {
+        CleanupSettings {
+            unassigned_mfa_devices: false,
+            unassigned_min_age: std::time::Duration::from_secs(3600),
+            state_file: None,
+        }
+    }
+}
+
+/// `90s`, `30m`, `1h`, `2d`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 30m, 1h or 2d"))?;
+    let unit_secs = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a duration such as 90s, 30m, 1h or 2d"
+            ))
+        }
+    };
+    n.checked_mul(unit_secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
 /// The validated configuration with every default filled in.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -148,6 +205,7 @@ pub struct Config {
     /// File holding the bearer token that `POST /reconcile` needs on a non-loopback listener.
     pub admin_token_file: Option<PathBuf>,
     pub aws: AwsSettings,
+    pub cleanup: CleanupSettings,
 }
 
 pub const DEFAULT_GROUP: &str = "ForceMFA";
@@ -233,6 +291,20 @@ impl Config {
 
         let aws = validate_aws(raw.aws)?;
 
+        let defaults = CleanupSettings::default();
+        let cleanup = CleanupSettings {
+            unassigned_mfa_devices: raw
+                .cleanup
+                .unassigned_mfa_devices
+                .unwrap_or(defaults.unassigned_mfa_devices),
+            unassigned_min_age: match raw.cleanup.unassigned_min_age {
+                None => defaults.unassigned_min_age,
+                Some(text) => parse_duration(&text)
+                    .map_err(|m| ConfigError::invalid("cleanup.unassigned_min_age", m))?,
+            },
+            state_file: raw.cleanup.state_file,
+        };
+
         Ok(Config {
             group,
             dry_run: raw.dry_run.unwrap_or(false),
@@ -245,6 +317,7 @@ impl Config {
             admin_listen,
             admin_token_file: raw.admin.token_file,
             aws,
+            cleanup,
         })
     }
 }
@@ -619,6 +692,21 @@ mod tests {
         );
         assert!(Config::parse("log_level = \"DEBUG\"").is_ok());
         assert!(Config::parse("log_level = \"info,aws_config=debug\"").is_ok());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
+        assert_eq!(parse_duration("1h").unwrap().as_secs(), 3600);
+        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172_800);
+        for bad in ["", "h", "1", "1 hour", "-1h", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            key_of(Config::parse("[cleanup]\nunassigned_min_age = \"soon\"").unwrap_err()),
+            "cleanup.unassigned_min_age"
+        );
     }
 
     #[test]

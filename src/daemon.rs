@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::admin::{self, Token};
 use crate::aws::{load_sdk_config, AccountClients};
+use crate::cleanup::Sightings;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, RunOptions};
@@ -108,6 +109,7 @@ fn notify_systemd(state: &[NotifyState]) {
 
 /// Performs requested runs one at a time until `stop`.
 async fn runner(shared: Arc<Shared>) {
+    let mut sightings = Sightings::restore(&shared.current().config.cleanup);
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
@@ -122,8 +124,10 @@ async fn runner(shared: Arc<Shared>) {
                 &current.clients,
                 RunOptions::from_config(&current.config),
                 &shared.stop,
+                &mut sightings,
             )
             .await;
+            sightings.keep(&current.config.cleanup);
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());

@@ -5,11 +5,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use aws_sdk_iam::types::{AssignmentStatusType, EntityType};
+use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
 use futures::stream::{self, StreamExt};
 
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
+use crate::policy;
 
 /// A failure that stops the whole account: nothing is changed in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,11 +55,27 @@ pub struct Identity {
     pub user: Option<UserName>,
 }
 
+/// Whether the enforcement group's policies deny access without MFA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupPolicyCheck {
+    Enforces,
+    /// No inline or attached policy of the group denies access without MFA: the group protects
+    /// nothing.
+    DoesNotEnforce,
+    /// A policy could not be read; the reason says which.
+    Unknown(String),
+}
+
 /// Everything known about one account after reading it.
 #[derive(Debug, Clone)]
 pub struct AccountFacts {
     pub identity: Identity,
     pub users: Vec<UserFacts>,
+    pub group_policy: GroupPolicyCheck,
+    /// Serial numbers of virtual MFA devices that belong to nobody (abandoned set-ups).
+    pub unassigned_devices: Vec<String>,
+    /// Whether the root user has MFA, or why it could not be read.
+    pub root_mfa: Result<bool, String>,
 }
 
 /// The user name in an IAM user ARN (`arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`); `None` for any
@@ -100,49 +117,33 @@ pub async fn caller_identity(clients: &AccountClients) -> Result<Identity, Accou
     })
 }
 
-/// Fails with [`AccountError::GroupMissing`] unless the group exists.
-pub async fn ensure_group(
-    clients: &AccountClients,
-    group: &str,
-    account_id: &str,
-) -> Result<(), AccountError> {
-    match clients
-        .iam
-        .get_group()
-        .group_name(group)
-        .max_items(1)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if is_no_such_entity(&e) => Err(AccountError::GroupMissing {
-            group: group.to_string(),
-            account_id: account_id.to_string(),
-        }),
-        Err(e) => Err(AccountError::Read {
-            operation: "GetGroup",
-            message: describe(&e),
-        }),
-    }
+/// What GetAccountAuthorizationDetails says of the enforcement group.
+struct GroupDetail {
+    /// Inline policy documents (URL-encoded JSON, as IAM returns them).
+    inline_documents: Vec<(String, String)>,
+    /// ARNs of attached managed policies.
+    attached: Vec<String>,
 }
 
-/// Every user with path, tags and whether it is in `group`: GetAccountAuthorizationDetails,
-/// every page.
-async fn list_users(
+/// Every user with path, tags and whether it is in `group`, and the group's policies:
+/// GetAccountAuthorizationDetails (users and groups), every page.
+async fn list_users_and_group(
     clients: &AccountClients,
     group: &str,
     page_size: i32,
-) -> Result<Vec<UserFacts>, AccountError> {
+) -> Result<(Vec<UserFacts>, Option<GroupDetail>), AccountError> {
     const OP: &str = "GetAccountAuthorizationDetails";
     let mut pages = clients
         .iam
         .get_account_authorization_details()
         .filter(EntityType::User)
+        .filter(EntityType::Group)
         .max_items(page_size)
         .into_paginator()
         .send();
     let mut users = Vec::new();
     let mut seen = HashSet::new();
+    let mut group_detail = None;
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AccountError::Read {
             operation: OP,
@@ -174,36 +175,142 @@ async fn list_users(
                 console: ConsoleAccess::NotChecked,
             });
         }
+        if let Some(g) = page
+            .group_detail_list()
+            .iter()
+            .find(|g| g.group_name() == Some(group))
+        {
+            group_detail = Some(GroupDetail {
+                inline_documents: g
+                    .group_policy_list()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.policy_name().unwrap_or_default().to_string(),
+                            p.policy_document().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect(),
+                attached: g
+                    .attached_managed_policies()
+                    .iter()
+                    .filter_map(|p| p.policy_arn().map(str::to_string))
+                    .collect(),
+            });
+        }
     }
-    Ok(users)
+    Ok((users, group_detail))
 }
 
-/// Names of every IAM user holding an assigned virtual MFA device, every page.
-async fn virtual_mfa_holders(
+/// Every virtual MFA device, every page: the names of the IAM users holding one, and the serial
+/// numbers of those that belong to nobody.
+async fn virtual_devices(
     clients: &AccountClients,
     page_size: i32,
-) -> Result<HashSet<String>, AccountError> {
+) -> Result<(HashSet<String>, Vec<String>), AccountError> {
     let mut pages = clients
         .iam
         .list_virtual_mfa_devices()
-        .assignment_status(AssignmentStatusType::Assigned)
+        .assignment_status(AssignmentStatusType::Any)
         .max_items(page_size)
         .into_paginator()
         .send();
     let mut holders = HashSet::new();
+    let mut unassigned = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| AccountError::Read {
             operation: "ListVirtualMFADevices",
             message: describe(&e),
         })?;
         for device in page.virtual_mfa_devices() {
-            // The root user's device is listed too; it is no IAM user's.
-            if let Some(user) = device.user().filter(|u| user_from_arn(u.arn()).is_some()) {
-                holders.insert(user.user_name().to_string());
+            match device.user() {
+                // The root user's device is listed too; it is no IAM user's.
+                Some(user) => {
+                    if user_from_arn(user.arn()).is_some() {
+                        holders.insert(user.user_name().to_string());
+                    }
+                }
+                None => unassigned.push(device.serial_number().to_string()),
             }
         }
     }
-    Ok(holders)
+    unassigned.sort();
+    Ok((holders, unassigned))
+}
+
+/// The document of a managed policy's default version.
+async fn managed_policy_document(
+    clients: &AccountClients,
+    arn: &str,
+) -> Result<serde_json::Value, String> {
+    let policy = clients
+        .iam
+        .get_policy()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(|e| format!("iam:GetPolicy {arn} failed: {}", describe(&e)))?;
+    let version = policy
+        .policy()
+        .and_then(|p| p.default_version_id())
+        .ok_or_else(|| format!("iam:GetPolicy {arn} returned no default version"))?;
+    let document = clients
+        .iam
+        .get_policy_version()
+        .policy_arn(arn)
+        .version_id(version)
+        .send()
+        .await
+        .map_err(|e| format!("iam:GetPolicyVersion {arn} failed: {}", describe(&e)))?;
+    let text = document
+        .policy_version()
+        .and_then(|v| v.document())
+        .ok_or_else(|| format!("iam:GetPolicyVersion {arn} returned no document"))?;
+    policy::decode_document(text).map_err(|e| format!("{arn}: {e}"))
+}
+
+/// Whether any of the group's policies denies access without MFA. AWS managed policies are not
+/// read: none of them does.
+async fn check_group_policy(clients: &AccountClients, group: &GroupDetail) -> GroupPolicyCheck {
+    let mut problems = Vec::new();
+    for (name, text) in &group.inline_documents {
+        match policy::decode_document(text) {
+            Ok(doc) if policy::denies_without_mfa(&doc) => return GroupPolicyCheck::Enforces,
+            Ok(_) => {}
+            Err(e) => problems.push(format!("inline policy {name}: {e}")),
+        }
+    }
+    for arn in group
+        .attached
+        .iter()
+        .filter(|a| !a.starts_with("arn:aws:iam::aws:"))
+    {
+        match managed_policy_document(clients, arn).await {
+            Ok(doc) if policy::denies_without_mfa(&doc) => return GroupPolicyCheck::Enforces,
+            Ok(_) => {}
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        GroupPolicyCheck::DoesNotEnforce
+    } else {
+        GroupPolicyCheck::Unknown(problems.join("; "))
+    }
+}
+
+/// Whether the account's root user has MFA (GetAccountSummary).
+async fn root_mfa(clients: &AccountClients) -> Result<bool, String> {
+    let summary = clients
+        .iam
+        .get_account_summary()
+        .send()
+        .await
+        .map_err(|e| format!("iam:GetAccountSummary failed: {}", describe(&e)))?;
+    summary
+        .summary_map()
+        .and_then(|m| m.get(&SummaryKeyType::AccountMfaEnabled))
+        .map(|v| *v == 1)
+        .ok_or_else(|| "iam:GetAccountSummary returned no AccountMFAEnabled".to_string())
 }
 
 /// Whether one user has any MFA device: ListMFADevices shows every kind (virtual, hardware TOTP,
@@ -252,12 +359,20 @@ pub async fn read_account(
     page_size: i32,
     concurrency: usize,
 ) -> Result<AccountFacts, AccountError> {
-    ensure_group(clients, group, &identity.account_id).await?;
-    let (users, holders) = tokio::try_join!(
-        list_users(clients, group, page_size),
-        virtual_mfa_holders(clients, page_size)
-    )?;
-    let mut users = users;
+    let (users_and_group, devices, root_mfa) = tokio::join!(
+        list_users_and_group(clients, group, page_size),
+        virtual_devices(clients, page_size),
+        root_mfa(clients),
+    );
+    let (mut users, group_detail) = users_and_group?;
+    let Some(group_detail) = group_detail else {
+        return Err(AccountError::GroupMissing {
+            group: group.to_string(),
+            account_id: identity.account_id.clone(),
+        });
+    };
+    let (holders, unassigned_devices) = devices?;
+    let group_policy = check_group_policy(clients, &group_detail).await;
     for user in users.iter_mut() {
         if holders.contains(&user.name.0) {
             user.mfa = MfaState::Present;
@@ -294,7 +409,13 @@ pub async fn read_account(
         users[i].console = console;
     }
 
-    Ok(AccountFacts { identity, users })
+    Ok(AccountFacts {
+        identity,
+        users,
+        group_policy,
+        unassigned_devices,
+        root_mfa,
+    })
 }
 
 #[cfg(test)]

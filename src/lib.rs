@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod apply;
 pub mod aws;
+pub mod bootstrap;
+pub mod cleanup;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod daemon;
 pub mod inventory;
 pub mod metrics;
 pub mod plan;
+pub mod policy;
 pub mod reconcile;
 pub mod report;
 pub mod schedule;

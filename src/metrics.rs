@@ -62,6 +62,10 @@ pub struct Metrics {
     api_errors: Family<ApiLabels, Counter>,
     config_reloads: Family<ResultLabel, Counter>,
     run_requests: Family<ResultLabel, Counter>,
+    group_policy_enforces_mfa: Family<AccountLabel, Gauge>,
+    root_mfa_enabled: Family<AccountLabel, Gauge>,
+    unassigned_devices: Family<AccountLabel, Gauge>,
+    deleted_devices: Family<AccountLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -87,6 +91,10 @@ impl Metrics {
             api_errors: Family::default(),
             config_reloads: Family::default(),
             run_requests: Family::default(),
+            group_policy_enforces_mfa: Family::default(),
+            root_mfa_enabled: Family::default(),
+            unassigned_devices: Family::default(),
+            deleted_devices: Family::default(),
         };
         let build_info: Family<VersionLabel, Gauge> = Family::default();
         build_info
@@ -155,6 +163,26 @@ impl Metrics {
             "Requests for a run by outcome: started, queued (after the current run), coalesced (one already queued)",
             m.run_requests.clone(),
         );
+        registry.register(
+            "group_policy_enforces_mfa",
+            "1 when a policy of the enforcement group denies access without MFA, 0 when none does (the group protects nothing)",
+            m.group_policy_enforces_mfa.clone(),
+        );
+        registry.register(
+            "root_mfa_enabled",
+            "1 when the account's root user has MFA, 0 when it has not",
+            m.root_mfa_enabled.clone(),
+        );
+        registry.register(
+            "unassigned_mfa_devices",
+            "Virtual MFA devices that belong to nobody (abandoned set-ups) in the last run",
+            m.unassigned_devices.clone(),
+        );
+        registry.register(
+            "deleted_mfa_devices",
+            "Abandoned virtual MFA devices deleted",
+            m.deleted_devices.clone(),
+        );
         m.registry = Mutex::new(registry);
         m
     }
@@ -217,6 +245,29 @@ impl Metrics {
                     })
                     .inc_by(n as u64);
             }
+        }
+        let label = AccountLabel {
+            account: account.clone(),
+        };
+        if let Some(enforces) = a.group_policy_enforces_mfa {
+            self.group_policy_enforces_mfa
+                .get_or_create(&label)
+                .set(i64::from(enforces));
+        }
+        if let Some(enabled) = a.root_mfa_enabled {
+            self.root_mfa_enabled
+                .get_or_create(&label)
+                .set(i64::from(enabled));
+        }
+        if a.error.is_none() || a.guard_tripped {
+            self.unassigned_devices
+                .get_or_create(&label)
+                .set(a.unassigned_mfa_devices.len() as i64);
+        }
+        if a.applied {
+            self.deleted_devices
+                .get_or_create(&label)
+                .inc_by(a.deleted_mfa_devices.len() as u64);
         }
         // A failed read leaves the last known counts rather than zeros that would look compliant.
         if a.error.is_none() || a.guard_tripped {

@@ -9,8 +9,9 @@ use tracing::{info, warn, Instrument};
 
 use crate::apply::{self, Outcome};
 use crate::aws::AccountClients;
+use crate::cleanup::Sightings;
 use crate::config::Config;
-use crate::inventory::{self, AccountError};
+use crate::inventory::{self, AccountError, GroupPolicyCheck};
 use crate::plan::{Action, MfaState, Plan, Rules};
 use crate::report::{AccountReport, FailedChange, RunReport, Skipped};
 
@@ -43,12 +44,13 @@ pub async fn run(
     clients: &AccountClients,
     options: RunOptions,
     stop: &CancellationToken,
+    sightings: &mut Sightings,
 ) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
     // Every event of the run carries its id; the span is attached to the future, not entered,
     // so that it never leaks onto other tasks sharing the thread.
     let span = tracing::info_span!("run", run_id = %run_id, dry_run = options.dry_run);
-    run_in_span(config, clients, options, stop, run_id)
+    run_in_span(config, clients, options, stop, sightings, run_id)
         .instrument(span)
         .await
 }
@@ -58,13 +60,14 @@ async fn run_in_span(
     clients: &AccountClients,
     options: RunOptions,
     stop: &CancellationToken,
+    sightings: &mut Sightings,
     run_id: String,
 ) -> RunReport {
     let started_at = now_rfc3339();
     let started = Instant::now();
     info!(group = %config.group, "run started");
 
-    let account = reconcile_account(config, clients, options, stop).await;
+    let account = reconcile_account(config, clients, options, stop, sightings).await;
     let accounts = vec![account];
 
     let report = RunReport {
@@ -97,6 +100,7 @@ async fn reconcile_account(
     clients: &AccountClients,
     options: RunOptions,
     stop: &CancellationToken,
+    sightings: &mut Sightings,
 ) -> AccountReport {
     let started = Instant::now();
     clients.calls.take();
@@ -105,7 +109,7 @@ async fn reconcile_account(
         max_changes: options.max_changes,
         ..AccountReport::default()
     };
-    if let Err(e) = reconcile_into(config, clients, options, stop, &mut report).await {
+    if let Err(e) = reconcile_into(config, clients, options, stop, sightings, &mut report).await {
         warn!(
             account_id = report.account_id.as_deref().unwrap_or(""),
             error_kind = e.kind(),
@@ -126,6 +130,7 @@ async fn reconcile_into(
     clients: &AccountClients,
     options: RunOptions,
     stop: &CancellationToken,
+    sightings: &mut Sightings,
     report: &mut AccountReport,
 ) -> Result<(), AccountError> {
     let identity = stop
@@ -153,6 +158,9 @@ async fn reconcile_into(
         ))
         .await
         .ok_or(AccountError::Stopped)??;
+
+    record_account_checks(report, &facts, &config.group, &account_id);
+    sightings.observe(&facts.unassigned_devices, unix_now());
 
     let plan = Plan::build(&facts.users, &rules);
     report.users_scanned = facts.users.len() as u64;
@@ -188,20 +196,128 @@ async fn reconcile_into(
 
     if options.dry_run {
         record_planned(report, &changes, &account_id, true, "planned");
-        return Ok(());
+    } else {
+        let outcomes = apply::apply(
+            clients,
+            &config.group,
+            changes,
+            config.aws.max_concurrency,
+            stop,
+        )
+        .await;
+        record_outcomes(report, outcomes, &account_id);
+        report.applied = true;
     }
-
-    let outcomes = apply::apply(
-        clients,
-        &config.group,
-        changes,
-        config.aws.max_concurrency,
-        stop,
-    )
-    .await;
-    record_outcomes(report, outcomes, &account_id);
-    report.applied = true;
+    if config.cleanup.unassigned_mfa_devices {
+        clean_up_devices(
+            config,
+            clients,
+            options,
+            stop,
+            sightings,
+            report,
+            &account_id,
+        )
+        .await;
+    }
     Ok(())
+}
+
+/// Records what the account's checks found: the group's policy, the root user's MFA, abandoned
+/// devices. None of them stops the run; each is a warning an operator should act on.
+fn record_account_checks(
+    report: &mut AccountReport,
+    facts: &inventory::AccountFacts,
+    group: &str,
+    account_id: &str,
+) {
+    report.group_policy_enforces_mfa = match &facts.group_policy {
+        GroupPolicyCheck::Enforces => Some(true),
+        GroupPolicyCheck::DoesNotEnforce => {
+            let w = format!(
+                "group {group} has no policy that denies access without MFA: putting users into it protects nothing (see `forcemfa bootstrap`)"
+            );
+            warn!(account_id, group, "{w}");
+            report.warnings.push(w);
+            Some(false)
+        }
+        GroupPolicyCheck::Unknown(reason) => {
+            let w =
+                format!("cannot tell whether group {group} denies access without MFA: {reason}");
+            warn!(account_id, group, "{w}");
+            report.warnings.push(w);
+            None
+        }
+    };
+    report.root_mfa_enabled = match &facts.root_mfa {
+        Ok(enabled) => {
+            if !enabled {
+                let w = "the account's root user has no MFA device".to_string();
+                warn!(account_id, "{w}");
+                report.warnings.push(w);
+            }
+            Some(*enabled)
+        }
+        Err(reason) => {
+            let w = format!("cannot tell whether the root user has MFA: {reason}");
+            warn!(account_id, "{w}");
+            report.warnings.push(w);
+            None
+        }
+    };
+    report.unassigned_mfa_devices = facts.unassigned_devices.clone();
+    if !facts.unassigned_devices.is_empty() {
+        info!(
+            account_id,
+            count = facts.unassigned_devices.len(),
+            "unassigned virtual MFA devices"
+        );
+    }
+}
+
+/// Deletes the abandoned devices seen unassigned for long enough (or, in a dry run, lists them).
+async fn clean_up_devices(
+    config: &Config,
+    clients: &AccountClients,
+    options: RunOptions,
+    stop: &CancellationToken,
+    sightings: &mut Sightings,
+    report: &mut AccountReport,
+    account_id: &str,
+) {
+    let due = sightings.due(unix_now(), config.cleanup.unassigned_min_age);
+    if options.dry_run {
+        for serial in &due {
+            info!(account_id, serial = %serial, dry_run = true, outcome = "planned", "MFA device deletion");
+        }
+        report.deleted_mfa_devices = due;
+        return;
+    }
+    for (serial, result) in
+        apply::delete_devices(clients, due, config.aws.max_concurrency, stop).await
+    {
+        match result {
+            Ok(()) => {
+                info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
+                sightings.forget(&serial);
+                report.deleted_mfa_devices.push(serial);
+            }
+            Err(reason) => {
+                warn!(account_id, serial = %serial, dry_run = false, outcome = "failed", reason = %reason, "MFA device deletion");
+                report
+                    .warnings
+                    .push(format!("cannot delete MFA device {serial}: {reason}"));
+            }
+        }
+    }
+    report.deleted_mfa_devices.sort();
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 fn count_mfa(users: &[crate::plan::UserFacts], state: &MfaState) -> u64 {

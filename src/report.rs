@@ -69,6 +69,18 @@ pub struct AccountReport {
     pub own_user: Option<String>,
     pub users_with_mfa: u64,
     pub users_without_mfa: u64,
+    /// Whether a policy of the group denies access without MFA; `null` when it could not be
+    /// read. When false, enforcement into the group protects nothing.
+    pub group_policy_enforces_mfa: Option<bool>,
+    /// Whether the account's root user has MFA; `null` when it could not be read.
+    pub root_mfa_enabled: Option<bool>,
+    /// Virtual MFA devices that belong to nobody (abandoned set-ups), by serial number.
+    pub unassigned_mfa_devices: Vec<String>,
+    /// Abandoned devices deleted (`[cleanup] unassigned_mfa_devices`); when `applied` is false,
+    /// those that would be.
+    pub deleted_mfa_devices: Vec<String>,
+    /// Things an operator should look at that did not stop the run.
+    pub warnings: Vec<String>,
     /// Requests sent to AWS by operation, retries included.
     pub api_calls: BTreeMap<String, u64>,
     /// Attempts that failed (throttled, refused, timed out), by operation.
@@ -172,6 +184,20 @@ impl RunReport {
             }
             for f in &a.failed {
                 let _ = writeln!(out, "  failed to {} {}: {}", f.action, f.user, f.reason);
+            }
+            list(
+                &mut out,
+                "unassigned MFA devices",
+                &a.unassigned_mfa_devices,
+            );
+            let deleted = if a.applied {
+                "deleted MFA devices"
+            } else {
+                "would delete MFA devices"
+            };
+            list(&mut out, deleted, &a.deleted_mfa_devices);
+            for w in &a.warnings {
+                let _ = writeln!(out, "  warning: {w}");
             }
             if let Some(error) = &a.error {
                 let _ = writeln!(out, "  error: {error}");

@@ -4,5 +4,6 @@ mod bad_input;
 mod daemon;
 mod deploy;
 mod fail_safe;
+mod policies;
 mod reconcile;
 mod support;

@@ -1,0 +1,143 @@
+//! Abandoned virtual MFA devices: a device created but never enabled stays behind unassigned and
+//! blocks the user's next attempt under the same name. IAM does not say when a device was
+//! created, so forcemfa remembers when it first saw each one unassigned and deletes it only once
+//! that is at least `unassigned_min_age` ago; a user setting one up right now is never disturbed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::config::CleanupSettings;
+
+/// When each unassigned device (by serial number) was first seen unassigned, in Unix seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sightings {
+    first_seen: BTreeMap<String, u64>,
+}
+
+impl Sightings {
+    /// Records the devices unassigned now; forgets those no longer unassigned (enabled by their
+    /// user, or deleted), so that a device unassigned again later starts its wait anew.
+    pub fn observe(&mut self, unassigned: &[String], now: u64) {
+        self.first_seen
+            .retain(|serial, _| unassigned.iter().any(|u| u == serial));
+        for serial in unassigned {
+            self.first_seen.entry(serial.clone()).or_insert(now);
+        }
+    }
+
+    /// Devices seen unassigned for at least `min_age`.
+    pub fn due(&self, now: u64, min_age: Duration) -> Vec<String> {
+        self.first_seen
+            .iter()
+            .filter(|(_, first)| now.saturating_sub(**first) >= min_age.as_secs())
+            .map(|(serial, _)| serial.clone())
+            .collect()
+    }
+
+    pub fn forget(&mut self, serial: &str) {
+        self.first_seen.remove(serial);
+    }
+
+    /// The record kept in `cleanup.state_file`, or an empty one without it.
+    pub fn restore(settings: &CleanupSettings) -> Sightings {
+        let Some(path) = &settings.state_file else {
+            return Sightings::default();
+        };
+        let (sightings, problem) = Sightings::load(path);
+        if let Some(problem) = problem {
+            warn!(problem = %problem, "starting with no record of unassigned MFA devices");
+        }
+        sightings
+    }
+
+    /// Writes the record to `cleanup.state_file`, when it is set.
+    pub fn keep(&self, settings: &CleanupSettings) {
+        if let Some(path) = &settings.state_file {
+            if let Err(e) = self.save(path) {
+                warn!(error = %e, "cannot keep the record of unassigned MFA devices");
+            }
+        }
+    }
+
+    /// Reads the state file. A missing file is an empty record; so is an unreadable one (with
+    /// the reason), which only delays deletions, never hastens them.
+    pub fn load(path: &Path) -> (Sightings, Option<String>) {
+        match std::fs::read_to_string(path) {
+            Ok(text) => match serde_json::from_str(&text) {
+                Ok(s) => (s, None),
+                Err(e) => (
+                    Sightings::default(),
+                    Some(format!(
+                        "{} is not a forcemfa state file: {e}",
+                        path.display()
+                    )),
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Sightings::default(), None),
+            Err(e) => (
+                Sightings::default(),
+                Some(format!("cannot read {}: {e}", path.display())),
+            ),
+        }
+    }
+
+    /// Writes the state file whole (through a temporary file, so that a crash leaves the old one).
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serials(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_device_is_due_only_after_the_minimum_age() {
+        let hour = Duration::from_secs(3600);
+        let mut s = Sightings::default();
+        s.observe(&serials(&["a"]), 1000);
+        assert!(s.due(1000, hour).is_empty());
+        assert!(s.due(1000 + 3599, hour).is_empty());
+        s.observe(&serials(&["a", "b"]), 1000 + 3000);
+        assert_eq!(s.due(1000 + 3600, hour), ["a"]);
+        assert_eq!(s.due(4000 + 3600, hour), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_device_enabled_in_between_starts_over() {
+        let hour = Duration::from_secs(3600);
+        let mut s = Sightings::default();
+        s.observe(&serials(&["a"]), 0);
+        s.observe(&serials(&[]), 1800); // enabled by its user
+        s.observe(&serials(&["a"]), 3600); // deactivated again
+        assert!(s.due(3600, hour).is_empty());
+        assert_eq!(s.due(7200, hour), ["a"]);
+    }
+
+    #[test]
+    fn state_survives_a_file_and_tolerates_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(Sightings::load(&path), (Sightings::default(), None));
+        let mut s = Sightings::default();
+        s.observe(&serials(&["arn:aws:iam::1:mfa/x"]), 42);
+        s.save(&path).unwrap();
+        assert_eq!(Sightings::load(&path).0, s);
+        std::fs::write(&path, "garbage").unwrap();
+        let (loaded, problem) = Sightings::load(&path);
+        assert_eq!(loaded, Sightings::default());
+        assert!(problem.unwrap().contains("state.json"));
+    }
+}

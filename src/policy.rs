@@ -1,0 +1,312 @@
+//! The IAM policies forcemfa depends on, rendered as JSON documents: the enforcement group's
+//! policy, and forcemfa's own least-privilege policy. Pure: account id and names in, JSON out.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+/// The name of the inline policy `forcemfa bootstrap` puts on the group.
+pub const GROUP_POLICY_NAME: &str = "forcemfa-require-mfa";
+
+/// What a user in the group, signed in without MFA, may still do. Everything else is denied.
+pub const ALLOWED_WITHOUT_MFA: [&str; 10] = [
+    "iam:ChangePassword",
+    "iam:CreateVirtualMFADevice",
+    "iam:EnableMFADevice",
+    "iam:GetAccountPasswordPolicy",
+    "iam:GetUser",
+    "iam:ListMFADevices",
+    "iam:ListUsers",
+    "iam:ListVirtualMFADevices",
+    "iam:ResyncMFADevice",
+    "sts:GetSessionToken",
+];
+
+/// The caller's own user, at the root path and at any other path.
+fn own_user(account_id: &str) -> Value {
+    json!([
+        format!("arn:aws:iam::{account_id}:user/${{aws:username}}"),
+        format!("arn:aws:iam::{account_id}:user/*/${{aws:username}}"),
+    ])
+}
+
+/// The enforcement group's policy: without MFA, a user can set up their own MFA device and change
+/// their own password, and nothing else.
+pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Id": format!("forcemfa-{group}"),
+        "Statement": [
+            {
+                "Sid": "AllowListingForTheConsole",
+                "Effect": "Allow",
+                "Action": ["iam:ListUsers", "iam:ListVirtualMFADevices", "iam:GetAccountPasswordPolicy"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "AllowViewingOwnUserAndMfaDevices",
+                "Effect": "Allow",
+                "Action": ["iam:GetUser", "iam:ListMFADevices"],
+                "Resource": own_user(account_id)
+            },
+            {
+                "Sid": "AllowCreatingVirtualMfaDevicesOfAnyName",
+                "Effect": "Allow",
+                "Action": "iam:CreateVirtualMFADevice",
+                "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
+            },
+            {
+                "Sid": "AllowEnablingOwnMfaDevices",
+                "Effect": "Allow",
+                "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"],
+                "Resource": own_user(account_id)
+            },
+            {
+                "Sid": "AllowChangingOwnPassword",
+                "Effect": "Allow",
+                "Action": "iam:ChangePassword",
+                "Resource": own_user(account_id)
+            },
+            {
+                "Sid": "AllowDeactivatingOwnMfaOnlyWithMfa",
+                "Effect": "Allow",
+                "Action": "iam:DeactivateMFADevice",
+                "Resource": own_user(account_id),
+                "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } }
+            },
+            {
+                "Sid": "DenyEverythingElseWithoutMfa",
+                "Effect": "Deny",
+                "NotAction": ALLOWED_WITHOUT_MFA,
+                "Resource": "*",
+                "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
+            }
+        ]
+    })
+}
+
+/// Which optional features the daemon policy grants for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DaemonFeatures {
+    /// `[cleanup] unassigned_mfa_devices`: delete abandoned virtual MFA devices.
+    pub cleanup: bool,
+}
+
+/// forcemfa's own policy: exactly the read calls it makes, and membership changes on the
+/// enforcement group only. sts:GetCallerIdentity needs no permission.
+pub fn daemon(account_id: &str, group: &str, features: DaemonFeatures) -> Value {
+    let group_arns = json!([
+        format!("arn:aws:iam::{account_id}:group/{group}"),
+        format!("arn:aws:iam::{account_id}:group/*/{group}"),
+    ]);
+    let mut statements = vec![
+        json!({
+            "Sid": "ReadUsersGroupsAndMfaDevicesInBulk",
+            "Effect": "Allow",
+            "Action": [
+                "iam:GetAccountAuthorizationDetails",
+                "iam:GetAccountSummary",
+                "iam:ListVirtualMFADevices"
+            ],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "ReadMfaDevicesAndConsoleAccessPerUser",
+            "Effect": "Allow",
+            "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
+            "Resource": format!("arn:aws:iam::{account_id}:user/*")
+        }),
+        json!({
+            "Sid": "ReadPoliciesAttachedToTheGroup",
+            "Effect": "Allow",
+            "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
+            "Resource": format!("arn:aws:iam::{account_id}:policy/*")
+        }),
+        json!({
+            "Sid": "ManageTheEnforcementGroupOnly",
+            "Effect": "Allow",
+            "Action": ["iam:AddUserToGroup", "iam:RemoveUserFromGroup"],
+            "Resource": group_arns
+        }),
+    ];
+    if features.cleanup {
+        statements.push(json!({
+            "Sid": "DeleteAbandonedVirtualMfaDevices",
+            "Effect": "Allow",
+            "Action": "iam:DeleteVirtualMFADevice",
+            "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// Every action a policy allows by name (`Allow` statements' `Action`).
+pub fn allowed_actions(document: &Value) -> BTreeSet<String> {
+    statements(document)
+        .filter(|s| s["Effect"] == "Allow")
+        .flat_map(|s| strings(&s["Action"]))
+        .collect()
+}
+
+fn statements(document: &Value) -> impl Iterator<Item = &Value> {
+    match &document["Statement"] {
+        Value::Array(list) => list.iter().collect::<Vec<_>>(),
+        single @ Value::Object(_) => vec![single],
+        _ => Vec::new(),
+    }
+    .into_iter()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// True when the document denies (nearly) everything to a caller without MFA: a `Deny` on all
+/// actions (`*`, or a `NotAction` list) conditioned on `aws:MultiFactorAuthPresent` being false.
+/// A group without such a statement protects nothing, whatever forcemfa puts into it.
+pub fn denies_without_mfa(document: &Value) -> bool {
+    statements(document).any(|s| {
+        let denies_broadly = s["Effect"] == "Deny"
+            && (s.get("NotAction").is_some() || strings(&s["Action"]).iter().any(|a| a == "*"));
+        let condition_on_mfa = s["Condition"].as_object().is_some_and(|ops| {
+            ops.iter().any(|(op, keys)| {
+                let op = op.to_ascii_lowercase();
+                (op == "bool" || op == "boolifexists")
+                    && keys.as_object().is_some_and(|keys| {
+                        keys.iter().any(|(k, v)| {
+                            k.eq_ignore_ascii_case("aws:MultiFactorAuthPresent")
+                                && strings(v).iter().any(|x| x.eq_ignore_ascii_case("false"))
+                        })
+                    })
+            })
+        });
+        denies_broadly && condition_on_mfa
+    })
+}
+
+/// Parses a policy document as IAM returns it: URL-encoded JSON (plain JSON is accepted too).
+pub fn decode_document(text: &str) -> Result<Value, String> {
+    let decoded = if text.trim_start().starts_with('{') {
+        text.to_string()
+    } else {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map_err(|e| format!("policy document is not UTF-8: {e}"))?
+            .into_owned()
+    };
+    serde_json::from_str(&decoded).map_err(|e| format!("policy document is not JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement<'a>(doc: &'a Value, sid: &str) -> &'a Value {
+        statements(doc)
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no statement {sid}"))
+    }
+
+    #[test]
+    fn group_policy_lets_users_set_up_mfa_of_any_name() {
+        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let create = statement(&doc, "AllowCreatingVirtualMfaDevicesOfAnyName");
+        assert_eq!(create["Resource"], "arn:aws:iam::123456789012:mfa/*");
+        let enable = statement(&doc, "AllowEnablingOwnMfaDevices");
+        assert_eq!(
+            enable["Resource"][0],
+            "arn:aws:iam::123456789012:user/${aws:username}"
+        );
+        assert!(strings(&enable["Action"]).contains(&"iam:EnableMFADevice".to_string()));
+    }
+
+    #[test]
+    fn deactivation_needs_mfa_and_is_only_on_oneself() {
+        let doc = force_mfa_group("123456789012", "ForceMFA");
+        for s in statements(&doc).filter(|s| s["Effect"] == "Allow") {
+            if strings(&s["Action"])
+                .iter()
+                .any(|a| a == "iam:DeactivateMFADevice")
+            {
+                assert_eq!(s["Condition"]["Bool"]["aws:MultiFactorAuthPresent"], "true");
+                for r in strings(&s["Resource"]) {
+                    assert!(r.ends_with("${aws:username}"), "{r}");
+                }
+            }
+        }
+        let deny = statement(&doc, "DenyEverythingElseWithoutMfa");
+        assert!(!strings(&deny["NotAction"]).contains(&"iam:DeactivateMFADevice".to_string()));
+    }
+
+    #[test]
+    fn everything_else_is_denied_without_mfa() {
+        let doc = force_mfa_group("123456789012", "ForceMFA");
+        assert!(denies_without_mfa(&doc));
+        let deny = statement(&doc, "DenyEverythingElseWithoutMfa");
+        assert_eq!(
+            deny["Condition"]["BoolIfExists"]["aws:MultiFactorAuthPresent"],
+            "false"
+        );
+        // Whatever is allowed without MFA is exempt from the deny, and nothing more.
+        let mut allowed = allowed_actions(&doc);
+        allowed.remove("iam:DeactivateMFADevice");
+        let exempt: BTreeSet<String> = strings(&deny["NotAction"]).into_iter().collect();
+        let mut expected = allowed.clone();
+        expected.insert("sts:GetSessionToken".to_string());
+        assert_eq!(exempt, expected);
+        assert!(allowed.contains("iam:ChangePassword"));
+        assert!(allowed.contains("iam:GetAccountPasswordPolicy"));
+    }
+
+    #[test]
+    fn daemon_policy_has_no_wildcard_actions_and_writes_only_the_group() {
+        let doc = daemon("123456789012", "ForceMFA", DaemonFeatures { cleanup: true });
+        for action in allowed_actions(&doc) {
+            assert!(!action.contains('*'), "{action}");
+        }
+        for s in statements(&doc) {
+            let actions = strings(&s["Action"]);
+            if actions.iter().any(|a| a == "iam:AddUserToGroup") {
+                assert_eq!(
+                    strings(&s["Resource"]),
+                    [
+                        "arn:aws:iam::123456789012:group/ForceMFA",
+                        "arn:aws:iam::123456789012:group/*/ForceMFA"
+                    ]
+                );
+            }
+        }
+        let without = daemon("123456789012", "ForceMFA", DaemonFeatures::default());
+        assert!(!allowed_actions(&without).contains("iam:DeleteVirtualMFADevice"));
+        assert!(allowed_actions(&doc).contains("iam:DeleteVirtualMFADevice"));
+    }
+
+    #[test]
+    fn mfa_deny_detection() {
+        assert!(!denies_without_mfa(&daemon(
+            "1",
+            "G",
+            DaemonFeatures::default()
+        )));
+        let plain_deny = json!({"Statement": {"Effect": "Deny", "Action": "*", "Resource": "*"}});
+        assert!(!denies_without_mfa(&plain_deny));
+        let classic = json!({"Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*",
+            "Condition": {"Bool": {"aws:MultiFactorAuthPresent": ["false"]}}}]});
+        assert!(denies_without_mfa(&classic));
+    }
+
+    #[test]
+    fn documents_decode_as_iam_returns_them() {
+        let encoded = "%7B%22Version%22%3A%222012-10-17%22%7D";
+        assert_eq!(decode_document(encoded).unwrap()["Version"], "2012-10-17");
+        assert_eq!(decode_document("{\"a\":1}").unwrap()["a"], 1);
+        assert!(decode_document("%7Bnot json").is_err());
+    }
+}

@@ -1,0 +1,383 @@
+//! The policies forcemfa depends on, `forcemfa bootstrap`, and the account checks around them:
+//! the group's policy, abandoned virtual MFA devices, the root user's MFA.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{names, Account, ACCOUNT_ID};
+
+const GROUP: &str = "ForceMFA";
+
+fn policy(a: &Account, args: &[&str]) -> Value {
+    let mut all = vec!["policy"];
+    all.extend_from_slice(args);
+    let run = a.forcemfa(&all);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    serde_json::from_str(&run.stdout).expect("policy JSON")
+}
+
+async fn group_policy_document(a: &Account) -> Option<Value> {
+    let out = a
+        .iam
+        .get_group_policy()
+        .group_name(GROUP)
+        .policy_name("forcemfa-require-mfa")
+        .send()
+        .await
+        .ok()?;
+    forcemfa::policy::decode_document(out.policy_document()).ok()
+}
+
+/// Parliament's findings of medium severity or worse.
+fn parliament(document: &Value) -> Vec<Value> {
+    let out = Command::new("parliament")
+        .args(["--string", &document.to_string(), "--json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("parliament runs (scripts/ensure-tools installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<Value>(l).expect("parliament JSON"))
+        .filter(|f| matches!(f["severity"].as_str(), Some("MEDIUM" | "HIGH" | "CRITICAL")))
+        .collect()
+}
+
+#[tokio::test]
+async fn policies_pass_parliament() {
+    let a = Account::empty();
+    let cleanup = a.config("[cleanup]\nunassigned_mfa_devices = true\n");
+    let cleanup = cleanup.to_str().unwrap();
+    for args in [
+        vec!["force-mfa-group", "--account-id", ACCOUNT_ID],
+        vec!["daemon", "--account-id", ACCOUNT_ID],
+        vec!["daemon", "--account-id", ACCOUNT_ID, "--config", cleanup],
+    ] {
+        let doc = policy(&a, &args);
+        assert_eq!(parliament(&doc), Vec::<Value>::new(), "{args:?}");
+    }
+    // The check is real: a broken policy is flagged.
+    let broken = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:AddUserToGroup", "Resource": "arn:aws:s3:::bucket"}]});
+    assert!(!parliament(&broken).is_empty());
+}
+
+#[tokio::test]
+async fn without_an_account_id_the_callers_account_is_used() {
+    let a = Account::empty();
+    let doc = policy(&a, &["force-mfa-group"]);
+    assert!(doc
+        .to_string()
+        .contains(&format!("arn:aws:iam::{ACCOUNT_ID}:mfa/*")));
+    let run = a.forcemfa(&["policy", "daemon", "--account-id", "12345"]);
+    assert_eq!(run.code, 2);
+}
+
+#[tokio::test]
+async fn bootstrap_creates_is_idempotent_and_dry_run_changes_nothing() {
+    let a = Account::empty();
+    let dry = a.forcemfa(&["bootstrap", "--dry-run", "--output", "json"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    let report: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(report["group_created"], true);
+    assert_eq!(report["policy"], "created");
+    assert!(a.iam.get_group().group_name(GROUP).send().await.is_err());
+
+    let run = a.forcemfa(&["bootstrap", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected = policy(&a, &["force-mfa-group", "--account-id", ACCOUNT_ID]);
+    assert_eq!(group_policy_document(&a).await, Some(expected));
+
+    let again = a.forcemfa(&["bootstrap", "--output", "json"]);
+    let report: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(report["group_created"], false);
+    assert_eq!(report["policy"], "unchanged");
+    assert_eq!(report["drift"], false);
+
+    // With the policy in place, reconcile no longer warns about the group.
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    let acct = run.account();
+    assert_eq!(acct["group_policy_enforces_mfa"], true);
+    assert!(!acct["warnings"].to_string().contains("protects nothing"));
+}
+
+#[tokio::test]
+async fn bootstrap_reports_and_repairs_drift() {
+    let a = Account::with_group().await;
+    let weakened = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#;
+    a.iam
+        .put_group_policy()
+        .group_name(GROUP)
+        .policy_name("forcemfa-require-mfa")
+        .policy_document(weakened)
+        .send()
+        .await
+        .unwrap();
+    let before = group_policy_document(&a).await;
+
+    let dry = a.forcemfa(&["bootstrap", "--dry-run", "--output", "json"]);
+    let report: Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(report["drift"], true);
+    assert_eq!(report["policy"], "updated");
+    assert_eq!(
+        group_policy_document(&a).await,
+        before,
+        "dry run changed the policy"
+    );
+    assert!(dry.stderr.contains("group policy drift"));
+
+    let run = a.forcemfa(&["bootstrap"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("drifted"), "{}", run.stdout);
+    let expected = policy(&a, &["force-mfa-group", "--account-id", ACCOUNT_ID]);
+    assert_eq!(group_policy_document(&a).await, Some(expected));
+}
+
+#[tokio::test]
+async fn a_group_without_an_mfa_deny_is_warned_about_and_an_attached_one_counts() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(acct["group_policy_enforces_mfa"], false);
+    assert!(
+        acct["warnings"].to_string().contains("protects nothing"),
+        "{acct}"
+    );
+    assert!(run.stderr.contains("protects nothing"));
+    // Enforcement goes on regardless.
+    assert_eq!(names(&acct["added"]), ["carol"]);
+
+    // A customer managed policy attached to the group counts as well as an inline one.
+    let document = policy(&a, &["force-mfa-group", "--account-id", ACCOUNT_ID]);
+    let created = a
+        .iam
+        .create_policy()
+        .policy_name("require-mfa")
+        .policy_document(document.to_string())
+        .send()
+        .await
+        .unwrap();
+    let arn = created.policy().unwrap().arn().unwrap().to_string();
+    a.iam
+        .attach_group_policy()
+        .group_name(GROUP)
+        .policy_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.account()["group_policy_enforces_mfa"], true);
+}
+
+#[tokio::test]
+async fn root_mfa_is_reported_as_a_warning_only() {
+    let a = Account::with_group().await;
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(acct["root_mfa_enabled"], false);
+    assert!(acct["warnings"]
+        .to_string()
+        .contains("root user has no MFA"));
+}
+
+async fn abandoned_device(a: &Account, name: &str) -> String {
+    a.iam
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name(name)
+        .send()
+        .await
+        .unwrap()
+        .virtual_mfa_device()
+        .unwrap()
+        .serial_number()
+        .to_string()
+}
+
+async fn device_exists(a: &Account, serial: &str) -> bool {
+    let out = a.iam.list_virtual_mfa_devices().send().await.unwrap();
+    out.virtual_mfa_devices()
+        .iter()
+        .any(|d| d.serial_number() == serial)
+}
+
+#[tokio::test]
+async fn unassigned_devices_are_reported_and_left_alone_by_default() {
+    let a = Account::with_group().await;
+    a.user("alice").await.virtual_mfa().await;
+    let serial = abandoned_device(&a, "carol-phone").await;
+
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["unassigned_mfa_devices"]), vec![serial.clone()]);
+    assert!(names(&acct["deleted_mfa_devices"]).is_empty());
+    assert!(device_exists(&a, &serial).await);
+}
+
+#[tokio::test]
+async fn cleanup_deletes_only_devices_seen_unassigned_long_enough() {
+    let a = Account::with_group().await;
+    let old = abandoned_device(&a, "old-attempt").await;
+    let state = a.dir.path().join("state.json");
+    let config = a.config(&format!(
+        "[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"2s\"\nstate_file = \"{}\"\n",
+        state.display()
+    ));
+    let config = config.to_str().unwrap();
+
+    // First sighting: too young to delete.
+    let run = a.forcemfa(&["reconcile", "--config", config, "--output", "json"]);
+    assert!(names(&run.account()["deleted_mfa_devices"]).is_empty());
+    assert!(Path::new(&state).exists());
+
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let young = abandoned_device(&a, "setting-up-now").await;
+
+    let dry = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config,
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(
+        names(&dry.account()["deleted_mfa_devices"]),
+        vec![old.clone()]
+    );
+    assert!(device_exists(&a, &old).await, "a dry run deleted a device");
+
+    let run = a.forcemfa(&["reconcile", "--config", config, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["deleted_mfa_devices"]), vec![old.clone()]);
+    assert!(!device_exists(&a, &old).await);
+    assert!(
+        device_exists(&a, &young).await,
+        "a device being set up was deleted"
+    );
+}
+
+/// Every IAM operation forcemfa calls in a run that uses every feature is granted by
+/// `forcemfa policy daemon`; sts:GetCallerIdentity needs no permission.
+#[tokio::test]
+async fn the_daemon_policy_grants_every_call_the_code_makes() {
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("bob").await.hardware_mfa().await;
+    a.user("carol").await.console_password().await;
+    a.user("dave").await;
+    abandoned_device(&a, "abandoned").await;
+    let created = a
+        .iam
+        .create_policy()
+        .policy_name("other")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:GetUser","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    a.iam
+        .attach_group_policy()
+        .group_name(GROUP)
+        .policy_arn(created.policy().unwrap().arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let config = a.config(
+        "console_users_only = true\n[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"0s\"\n",
+    );
+    let config = config.to_str().unwrap();
+
+    let run = a.forcemfa(&["reconcile", "--config", config, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["deleted_mfa_devices"]).len(), 1, "{acct}");
+    let called: BTreeSet<String> = acct["api_calls"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|op| *op != "GetCallerIdentity")
+        .map(|op| format!("iam:{op}"))
+        .collect();
+    let granted = forcemfa::policy::allowed_actions(&policy(
+        &a,
+        &["daemon", "--account-id", ACCOUNT_ID, "--config", config],
+    ));
+    let missing: Vec<_> = called.difference(&granted).collect();
+    assert!(missing.is_empty(), "called but not granted: {missing:?}");
+    // And nothing is granted that the code never calls.
+    let unused: Vec<_> = granted.difference(&called).collect();
+    assert!(unused.is_empty(), "granted but never called: {unused:?}");
+}
+
+#[test]
+fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aws/forcemfa.json");
+    let out = Command::new("cfn-lint")
+        .arg(&path)
+        .output()
+        .expect("cfn-lint runs (scripts/ensure-tools installs it)");
+    assert!(
+        out.status.success(),
+        "cfn-lint:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Resolve the template's Fn::Sub strings for one account and the default group name.
+    fn resolve(v: &Value) -> Value {
+        match v {
+            Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Sub") => Value::String(
+                map["Fn::Sub"]
+                    .as_str()
+                    .unwrap()
+                    .replace("${AWS::AccountId}", ACCOUNT_ID)
+                    .replace("${GroupName}", GROUP)
+                    .replace("${!", "${"),
+            ),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), resolve(v))).collect())
+            }
+            Value::Array(list) => Value::Array(list.iter().map(resolve).collect()),
+            other => other.clone(),
+        }
+    }
+    let template: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let resources = &template["Resources"];
+    let group_policy =
+        resolve(&resources["ForceMfaGroup"]["Properties"]["Policies"][0]["PolicyDocument"]);
+    assert_eq!(
+        group_policy,
+        forcemfa::policy::force_mfa_group(ACCOUNT_ID, GROUP)
+    );
+    let role_policy =
+        resolve(&resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"]);
+    let plain = forcemfa::policy::daemon(ACCOUNT_ID, GROUP, Default::default());
+    assert_eq!(role_policy, plain);
+    let with_cleanup = forcemfa::policy::daemon(
+        ACCOUNT_ID,
+        GROUP,
+        forcemfa::policy::DaemonFeatures { cleanup: true },
+    );
+    let extra =
+        resolve(&resources["CleanupPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]);
+    assert_eq!(
+        with_cleanup["Statement"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        &extra
+    );
+}
