@@ -9,6 +9,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_iam::config::retry::RetryPartition;
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -125,15 +126,21 @@ pub struct AccountClients {
 }
 
 impl AccountClients {
-    pub fn new(sdk: &SdkConfig) -> AccountClients {
+    /// Clients on `sdk`'s credentials with a retry partition of their own, named after
+    /// `partition` (the account): throttling in one account spends only that account's retry
+    /// budget and slows only its rate limiter.
+    pub fn new(sdk: &SdkConfig, partition: &str) -> AccountClients {
         let calls = CallCounter::default();
+        let retry_partition = RetryPartition::new(format!("forcemfa-{partition}"));
         let iam = aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(sdk)
+                .retry_partition(retry_partition.clone())
                 .interceptor(calls.clone())
                 .build(),
         );
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(sdk)
+                .retry_partition(retry_partition)
                 .interceptor(calls.clone())
                 .build(),
         );

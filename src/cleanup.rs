@@ -12,6 +12,11 @@ use tracing::warn;
 
 use crate::config::CleanupSettings;
 
+/// The account in a virtual MFA device's serial number (`arn:aws:iam::ACCOUNT:mfa/NAME`).
+fn serial_account(serial: &str) -> Option<&str> {
+    serial.split(':').nth(4)
+}
+
 /// When each unassigned device (by serial number) was first seen unassigned, in Unix seconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sightings {
@@ -19,21 +24,26 @@ pub struct Sightings {
 }
 
 impl Sightings {
-    /// Records the devices unassigned now; forgets those no longer unassigned (enabled by their
-    /// user, or deleted), so that a device unassigned again later starts its wait anew.
-    pub fn observe(&mut self, unassigned: &[String], now: u64) {
-        self.first_seen
-            .retain(|serial, _| unassigned.iter().any(|u| u == serial));
+    /// Records the devices of `account` unassigned now; forgets the account's devices no longer
+    /// unassigned (enabled by their user, or deleted), so that a device unassigned again later
+    /// starts its wait anew. Other accounts' records are left as they are.
+    pub fn observe(&mut self, account: &str, unassigned: &[String], now: u64) {
+        self.first_seen.retain(|serial, _| {
+            serial_account(serial) != Some(account) || unassigned.iter().any(|u| u == serial)
+        });
         for serial in unassigned {
             self.first_seen.entry(serial.clone()).or_insert(now);
         }
     }
 
-    /// Devices seen unassigned for at least `min_age`.
-    pub fn due(&self, now: u64, min_age: Duration) -> Vec<String> {
+    /// The devices of `account` seen unassigned for at least `min_age`.
+    pub fn due(&self, account: &str, now: u64, min_age: Duration) -> Vec<String> {
         self.first_seen
             .iter()
-            .filter(|(_, first)| now.saturating_sub(**first) >= min_age.as_secs())
+            .filter(|(serial, first)| {
+                serial_account(serial) == Some(account)
+                    && now.saturating_sub(**first) >= min_age.as_secs()
+            })
             .map(|(serial, _)| serial.clone())
             .collect()
     }
@@ -99,31 +109,48 @@ impl Sightings {
 mod tests {
     use super::*;
 
+    const ACCOUNT: &str = "111111111111";
+
     fn serials(names: &[&str]) -> Vec<String> {
-        names.iter().map(|s| s.to_string()).collect()
+        names
+            .iter()
+            .map(|s| format!("arn:aws:iam::{ACCOUNT}:mfa/{s}"))
+            .collect()
     }
 
     #[test]
     fn a_device_is_due_only_after_the_minimum_age() {
         let hour = Duration::from_secs(3600);
         let mut s = Sightings::default();
-        s.observe(&serials(&["a"]), 1000);
-        assert!(s.due(1000, hour).is_empty());
-        assert!(s.due(1000 + 3599, hour).is_empty());
-        s.observe(&serials(&["a", "b"]), 1000 + 3000);
-        assert_eq!(s.due(1000 + 3600, hour), ["a"]);
-        assert_eq!(s.due(4000 + 3600, hour), ["a", "b"]);
+        s.observe(ACCOUNT, &serials(&["a"]), 1000);
+        assert!(s.due(ACCOUNT, 1000, hour).is_empty());
+        assert!(s.due(ACCOUNT, 1000 + 3599, hour).is_empty());
+        s.observe(ACCOUNT, &serials(&["a", "b"]), 1000 + 3000);
+        assert_eq!(s.due(ACCOUNT, 1000 + 3600, hour), serials(&["a"]));
+        assert_eq!(s.due(ACCOUNT, 4000 + 3600, hour), serials(&["a", "b"]));
     }
 
     #[test]
     fn a_device_enabled_in_between_starts_over() {
         let hour = Duration::from_secs(3600);
         let mut s = Sightings::default();
-        s.observe(&serials(&["a"]), 0);
-        s.observe(&serials(&[]), 1800); // enabled by its user
-        s.observe(&serials(&["a"]), 3600); // deactivated again
-        assert!(s.due(3600, hour).is_empty());
-        assert_eq!(s.due(7200, hour), ["a"]);
+        s.observe(ACCOUNT, &serials(&["a"]), 0);
+        s.observe(ACCOUNT, &serials(&[]), 1800); // enabled by its user
+        s.observe(ACCOUNT, &serials(&["a"]), 3600); // deactivated again
+        assert!(s.due(ACCOUNT, 3600, hour).is_empty());
+        assert_eq!(s.due(ACCOUNT, 7200, hour), serials(&["a"]));
+    }
+
+    #[test]
+    fn accounts_keep_separate_records() {
+        let hour = Duration::from_secs(3600);
+        let other = "arn:aws:iam::222222222222:mfa/x".to_string();
+        let mut s = Sightings::default();
+        s.observe("222222222222", std::slice::from_ref(&other), 0);
+        s.observe(ACCOUNT, &serials(&["a"]), 0);
+        s.observe(ACCOUNT, &serials(&[]), 10);
+        assert_eq!(s.due("222222222222", 7200, hour), vec![other]);
+        assert!(s.due(ACCOUNT, 7200, hour).is_empty());
     }
 
     #[test]
@@ -132,7 +159,7 @@ mod tests {
         let path = dir.path().join("state.json");
         assert_eq!(Sightings::load(&path), (Sightings::default(), None));
         let mut s = Sightings::default();
-        s.observe(&serials(&["arn:aws:iam::1:mfa/x"]), 42);
+        s.observe(ACCOUNT, &serials(&["x"]), 42);
         s.save(&path).unwrap();
         assert_eq!(Sightings::load(&path).0, s);
         std::fs::write(&path, "garbage").unwrap();

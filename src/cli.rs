@@ -8,6 +8,9 @@ use hyper::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use std::sync::Mutex;
+
+use crate::accounts::ClientPool;
 use crate::admin;
 use crate::aws::{load_sdk_config, AccountClients};
 use crate::bootstrap;
@@ -200,14 +203,16 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
         options.max_changes = args.max_changes;
     }
 
-    let sdk = load_sdk_config(&config.aws).await;
-    let clients = AccountClients::new(&sdk);
+    let pool = ClientPool::new(&config).await;
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
-    let mut sightings = Sightings::restore(&config.cleanup);
-    let report = reconcile::run(&config, &clients, options, &stop, &mut sightings).await;
-    sightings.keep(&config.cleanup);
+    let sightings = Mutex::new(Sightings::restore(&config.cleanup));
+    let report = reconcile::run(&config, &pool, options, &stop, &sightings).await;
+    sightings
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keep(&config.cleanup);
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),
@@ -288,7 +293,7 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
     let account_id = match &account.account_id {
         Some(id) => id.clone(),
         None => {
-            let clients = AccountClients::new(&load_sdk_config(&config.aws).await);
+            let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
             match inventory::caller_identity(&clients).await {
                 Ok(identity) => identity.account_id,
                 Err(e) => {
@@ -326,7 +331,7 @@ async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
     let Some(config) = load_config(args.config.config.as_deref(), telemetry) else {
         return exit::USAGE;
     };
-    let clients = AccountClients::new(&load_sdk_config(&config.aws).await);
+    let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
     let dry_run = args.dry_run || config.dry_run;
     match bootstrap::bootstrap(&clients, &config.group, dry_run).await {
         Ok(report) => {

@@ -52,6 +52,26 @@ struct RawConfig {
     aws: RawAws,
     #[serde(default)]
     cleanup: RawCleanup,
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+    organization: Option<RawOrganization>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    role_arn: String,
+    external_id: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganization {
+    role_name: String,
+    #[serde(default)]
+    exclude_accounts: Vec<String>,
+    external_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +110,7 @@ struct RawAws {
     page_size: Option<i64>,
     retry_mode: Option<String>,
     max_backoff_secs: Option<i64>,
+    max_accounts_in_parallel: Option<i64>,
 }
 
 /// Who is never added to nor removed from the group.
@@ -125,6 +146,8 @@ pub struct AwsSettings {
     pub retry_mode: RetryMode,
     /// Upper bound on one wait between attempts (and on the adaptive rate limiter's delay).
     pub max_backoff_secs: u64,
+    /// Accounts reconciled at once.
+    pub max_accounts_in_parallel: usize,
 }
 
 impl Default for AwsSettings {
@@ -137,8 +160,27 @@ impl Default for AwsSettings {
             page_size: 1000,
             retry_mode: RetryMode::Adaptive,
             max_backoff_secs: 20,
+            max_accounts_in_parallel: 4,
         }
     }
+}
+
+/// An account reconciled through a role forcemfa assumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountTarget {
+    pub account_id: String,
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    /// A label for reports and logs.
+    pub name: Option<String>,
+}
+
+/// Every active account of an AWS Organization, through a role of the same name in each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationSettings {
+    pub role_name: String,
+    pub exclude_accounts: Vec<String>,
+    pub external_id: Option<String>,
 }
 
 /// Deleting abandoned virtual MFA devices (opt-in).
@@ -206,6 +248,10 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     pub aws: AwsSettings,
     pub cleanup: CleanupSettings,
+    /// Accounts reconciled through assumed roles; empty (and no organization) means the account
+    /// of forcemfa's own credentials.
+    pub accounts: Vec<AccountTarget>,
+    pub organization: Option<OrganizationSettings>,
 }
 
 pub const DEFAULT_GROUP: &str = "ForceMFA";
@@ -318,6 +364,8 @@ impl Config {
             admin_token_file: raw.admin.token_file,
             aws,
             cleanup,
+            accounts: validate_accounts(raw.accounts)?,
+            organization: raw.organization.map(validate_organization).transpose()?,
         })
     }
 }
@@ -375,6 +423,109 @@ fn overlay_env(
         names.push(name);
     }
     Ok(names)
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The account id in a role ARN (`arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`).
+pub fn role_arn_account(arn: &str) -> Option<&str> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "iam", "", account, resource]
+            if !partition.is_empty()
+                && is_account_id(account)
+                && resource.strip_prefix("role/").is_some_and(|n| {
+                    !n.is_empty() && !n.ends_with('/') && !n.contains(char::is_whitespace)
+                }) =>
+        {
+            Some(account)
+        }
+        _ => None,
+    }
+}
+
+fn validate_external_id(key: &str, id: &Option<String>) -> Result<(), ConfigError> {
+    if let Some(id) = id {
+        let ok_chars = id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c));
+        if id.len() < 2 || id.len() > 1224 || !ok_chars {
+            return Err(ConfigError::invalid(
+                key,
+                "must be 2 to 1224 characters of letters, digits and +=,.@:/-_",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_accounts(raw: Vec<RawAccount>) -> Result<Vec<AccountTarget>, ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let key = |field: &str| format!("accounts[{i}].{field}");
+            let account_id = role_arn_account(&a.role_arn)
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        &key("role_arn"),
+                        format!(
+                            "`{}` is not a role ARN such as arn:aws:iam::123456789012:role/forcemfa",
+                            a.role_arn
+                        ),
+                    )
+                })?
+                .to_string();
+            if !seen.insert(account_id.clone()) {
+                return Err(ConfigError::invalid(
+                    &key("role_arn"),
+                    format!("account {account_id} is listed twice"),
+                ));
+            }
+            validate_external_id(&key("external_id"), &a.external_id)?;
+            if a.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                return Err(ConfigError::invalid(&key("name"), "must not be empty"));
+            }
+            Ok(AccountTarget {
+                account_id,
+                role_arn: a.role_arn,
+                external_id: a.external_id,
+                name: a.name,
+            })
+        })
+        .collect()
+}
+
+fn validate_organization(raw: RawOrganization) -> Result<OrganizationSettings, ConfigError> {
+    let name_ok = !raw.role_name.is_empty()
+        && raw.role_name.len() <= 64
+        && raw
+            .role_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !name_ok {
+        return Err(ConfigError::invalid(
+            "organization.role_name",
+            format!(
+                "`{}` is not an IAM role name (1 to 64 letters, digits and +=,.@_-)",
+                raw.role_name
+            ),
+        ));
+    }
+    if let Some(bad) = raw.exclude_accounts.iter().find(|a| !is_account_id(a)) {
+        return Err(ConfigError::invalid(
+            "organization.exclude_accounts",
+            format!("`{bad}` is not a 12-digit account id"),
+        ));
+    }
+    validate_external_id("organization.external_id", &raw.external_id)?;
+    Ok(OrganizationSettings {
+        role_name: raw.role_name,
+        exclude_accounts: raw.exclude_accounts,
+        external_id: raw.external_id,
+    })
 }
 
 /// IAM group names: 1 to 128 characters of `[A-Za-z0-9+=,.@_-]`.
@@ -484,6 +635,10 @@ fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
         None => d.max_backoff_secs,
         Some(n) => in_range("aws.max_backoff_secs", n, 1, 300)? as u64,
     };
+    let max_accounts_in_parallel = match raw.max_accounts_in_parallel {
+        None => d.max_accounts_in_parallel,
+        Some(n) => in_range("aws.max_accounts_in_parallel", n, 1, 64)? as usize,
+    };
     Ok(AwsSettings {
         max_concurrency,
         max_attempts,
@@ -492,6 +647,7 @@ fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
         page_size,
         retry_mode,
         max_backoff_secs,
+        max_accounts_in_parallel,
     })
 }
 
@@ -692,6 +848,49 @@ mod tests {
         );
         assert!(Config::parse("log_level = \"DEBUG\"").is_ok());
         assert!(Config::parse("log_level = \"info,aws_config=debug\"").is_ok());
+    }
+
+    #[test]
+    fn accounts_and_organization() {
+        let c = Config::parse(
+            r#"
+            [[accounts]]
+            role_arn = "arn:aws:iam::222222222222:role/forcemfa"
+            name = "prod"
+            [[accounts]]
+            role_arn = "arn:aws-cn:iam::333333333333:role/ops/forcemfa"
+            external_id = "forcemfa-ext-1"
+            [organization]
+            role_name = "forcemfa"
+            exclude_accounts = ["444444444444"]
+            [aws]
+            max_accounts_in_parallel = 2
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.accounts[0].account_id, "222222222222");
+        assert_eq!(c.accounts[1].account_id, "333333333333");
+        assert_eq!(c.organization.unwrap().role_name, "forcemfa");
+        assert_eq!(c.aws.max_accounts_in_parallel, 2);
+
+        for (text, key) in [
+            ("[[accounts]]\nrole_arn = \"arn:aws:iam::22:role/x\"", "accounts[0].role_arn"),
+            ("[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:user/x\"", "accounts[0].role_arn"),
+            ("[[accounts]]\nrole_arn = \"forcemfa\"", "accounts[0].role_arn"),
+            (
+                "[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/a\"\n[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/b\"",
+                "accounts[1].role_arn",
+            ),
+            ("[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/a\"\nexternal_id = \"x\"", "accounts[0].external_id"),
+            ("[organization]\nrole_name = \"bad name\"", "organization.role_name"),
+            ("[organization]\nrole_name = \"r\"\nexclude_accounts = [\"12\"]", "organization.exclude_accounts"),
+        ] {
+            assert_eq!(key_of(Config::parse(text).unwrap_err()), key, "{text}");
+        }
+        let err = Config::parse("[[accounts]]\nrole = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("role"), "{err}");
     }
 
     #[test]

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::accounts::ClientPool;
 use crate::admin::{self, Token};
-use crate::aws::{load_sdk_config, AccountClients};
 use crate::cleanup::Sightings;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -35,7 +35,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// What a run uses; replaced as a whole on reload, so that a run sees one consistent version.
 struct Current {
     config: Arc<Config>,
-    clients: AccountClients,
+    clients: Arc<ClientPool>,
     token: Option<Token>,
 }
 
@@ -109,7 +109,7 @@ fn notify_systemd(state: &[NotifyState]) {
 
 /// Performs requested runs one at a time until `stop`.
 async fn runner(shared: Arc<Shared>) {
-    let mut sightings = Sightings::restore(&shared.current().config.cleanup);
+    let sightings = std::sync::Mutex::new(Sightings::restore(&shared.current().config.cleanup));
     loop {
         tokio::select! {
             _ = shared.wake.notified() => {}
@@ -124,10 +124,13 @@ async fn runner(shared: Arc<Shared>) {
                 &current.clients,
                 RunOptions::from_config(&current.config),
                 &shared.stop,
-                &mut sightings,
+                &sightings,
             )
             .await;
-            sightings.keep(&current.config.cleanup);
+            sightings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keep(&current.config.cleanup);
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());
@@ -192,10 +195,13 @@ impl Service {
                         "admin.listen changed; the new address takes effect on restart"
                     );
                 }
-                let clients = if config.aws == old.config.aws {
+                let same_accounts = config.aws == old.config.aws
+                    && config.accounts == old.config.accounts
+                    && config.organization == old.config.organization;
+                let clients = if same_accounts {
                     old.clients.clone()
                 } else {
-                    AccountClients::new(&load_sdk_config(&config.aws).await)
+                    Arc::new(ClientPool::new(&config).await)
                 };
                 if config.schedule != old.config.schedule {
                     match schedule_job(&self.scheduler, &config, &self.shared).await {
@@ -259,7 +265,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, telemetry: &Telem
         return exit::INCOMPLETE;
     };
 
-    let clients = AccountClients::new(&load_sdk_config(&config.aws).await);
+    let clients = Arc::new(ClientPool::new(&config).await);
     let run_on_start = config.run_on_start;
     let shared = Arc::new(Shared {
         current: RwLock::new(Arc::new(Current {

@@ -4,6 +4,7 @@
 //! Data flows one way: [`config`] -> [`inventory`] (read IAM) -> [`plan`] (pure) -> [`apply`]
 //! (write IAM) -> [`report`], driven by [`reconcile`].
 
+pub mod accounts;
 pub mod admin;
 pub mod apply;
 pub mod aws;

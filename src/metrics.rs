@@ -359,6 +359,8 @@ mod tests {
             dry_run: false,
             started_at: String::new(),
             finished_at: String::new(),
+            error: None,
+            discovery_api_calls: Default::default(),
             accounts: vec![AccountReport {
                 account_id: Some("123456789012".into()),
                 applied: true,

@@ -1,12 +1,15 @@
 //! One reconciliation: read, plan, guard, apply (unless dry-run), report.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
+use futures::stream::{self, StreamExt};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
+use crate::accounts::{ClientPool, Target};
 use crate::apply::{self, Outcome};
 use crate::aws::AccountClients;
 use crate::cleanup::Sightings;
@@ -37,38 +40,61 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
 }
 
-/// Reconciles the account of `clients` and reports. Once `stop` is cancelled, no new read or
-/// change starts; changes already sent are let finish.
+/// Reconciles every account the configuration covers, a few at a time, and reports. Once `stop`
+/// is cancelled, no new read or change starts; changes already sent are let finish.
 pub async fn run(
     config: &Config,
-    clients: &AccountClients,
+    pool: &ClientPool,
     options: RunOptions,
     stop: &CancellationToken,
-    sightings: &mut Sightings,
+    sightings: &Mutex<Sightings>,
 ) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
     // Every event of the run carries its id; the span is attached to the future, not entered,
     // so that it never leaks onto other tasks sharing the thread.
     let span = tracing::info_span!("run", run_id = %run_id, dry_run = options.dry_run);
-    run_in_span(config, clients, options, stop, sightings, run_id)
+    run_in_span(config, pool, options, stop, sightings, run_id)
         .instrument(span)
         .await
 }
 
 async fn run_in_span(
     config: &Config,
-    clients: &AccountClients,
+    pool: &ClientPool,
     options: RunOptions,
     stop: &CancellationToken,
-    sightings: &mut Sightings,
+    sightings: &Mutex<Sightings>,
     run_id: String,
 ) -> RunReport {
     let started_at = now_rfc3339();
     let started = Instant::now();
     info!(group = %config.group, "run started");
 
-    let account = reconcile_account(config, clients, options, stop, sightings).await;
-    let accounts = vec![account];
+    pool.discovery_calls.take();
+    let (accounts, error) = match pool.targets(config).await {
+        Ok(targets) => {
+            let mut accounts: Vec<AccountReport> = stream::iter(targets)
+                .map(|target| async move {
+                    let clients = pool.clients(&target).await;
+                    let span = tracing::info_span!(
+                        "account",
+                        account_id = target.account_id().unwrap_or("own"),
+                    );
+                    reconcile_account(config, &clients, &target, options, stop, sightings)
+                        .instrument(span)
+                        .await
+                })
+                .buffer_unordered(config.aws.max_accounts_in_parallel)
+                .collect()
+                .await;
+            accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
+            (accounts, None)
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot list the organization's accounts; no account reconciled");
+            (Vec::new(), Some(e))
+        }
+    };
 
     let report = RunReport {
         run_id,
@@ -76,6 +102,8 @@ async fn run_in_span(
         started_at,
         finished_at: now_rfc3339(),
         accounts,
+        error,
+        discovery_api_calls: pool.discovery_calls.take().calls,
     };
     let sum = |f: fn(&AccountReport) -> usize| report.accounts.iter().map(f).sum::<usize>();
     info!(
@@ -98,13 +126,16 @@ async fn run_in_span(
 async fn reconcile_account(
     config: &Config,
     clients: &AccountClients,
+    target: &Target,
     options: RunOptions,
     stop: &CancellationToken,
-    sightings: &mut Sightings,
+    sightings: &Mutex<Sightings>,
 ) -> AccountReport {
     let started = Instant::now();
     clients.calls.take();
     let mut report = AccountReport {
+        account_id: target.account_id().map(str::to_string),
+        name: target.name().map(str::to_string),
         group: config.group.clone(),
         max_changes: options.max_changes,
         ..AccountReport::default()
@@ -130,7 +161,7 @@ async fn reconcile_into(
     clients: &AccountClients,
     options: RunOptions,
     stop: &CancellationToken,
-    sightings: &mut Sightings,
+    sightings: &Mutex<Sightings>,
     report: &mut AccountReport,
 ) -> Result<(), AccountError> {
     let identity = stop
@@ -160,7 +191,7 @@ async fn reconcile_into(
         .ok_or(AccountError::Stopped)??;
 
     record_account_checks(report, &facts, &config.group, &account_id);
-    sightings.observe(&facts.unassigned_devices, unix_now());
+    lock(sightings).observe(&account_id, &facts.unassigned_devices, unix_now());
 
     let plan = Plan::build(&facts.users, &rules);
     report.users_scanned = facts.users.len() as u64;
@@ -281,11 +312,11 @@ async fn clean_up_devices(
     clients: &AccountClients,
     options: RunOptions,
     stop: &CancellationToken,
-    sightings: &mut Sightings,
+    sightings: &Mutex<Sightings>,
     report: &mut AccountReport,
     account_id: &str,
 ) {
-    let due = sightings.due(unix_now(), config.cleanup.unassigned_min_age);
+    let due = lock(sightings).due(account_id, unix_now(), config.cleanup.unassigned_min_age);
     if options.dry_run {
         for serial in &due {
             info!(account_id, serial = %serial, dry_run = true, outcome = "planned", "MFA device deletion");
@@ -299,7 +330,7 @@ async fn clean_up_devices(
         match result {
             Ok(()) => {
                 info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
-                sightings.forget(&serial);
+                lock(sightings).forget(&serial);
                 report.deleted_mfa_devices.push(serial);
             }
             Err(reason) => {
@@ -311,6 +342,10 @@ async fn clean_up_devices(
         }
     }
     report.deleted_mfa_devices.sort();
+}
+
+fn lock(sightings: &Mutex<Sightings>) -> std::sync::MutexGuard<'_, Sightings> {
+    sightings.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unix_now() -> u64 {

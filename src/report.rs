@@ -24,6 +24,10 @@ pub struct RunReport {
     pub started_at: String,
     pub finished_at: String,
     pub accounts: Vec<AccountReport>,
+    /// Why no account was reconciled at all (the organization's accounts could not be listed).
+    pub error: Option<String>,
+    /// Requests to AWS Organizations, for account discovery.
+    pub discovery_api_calls: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,6 +47,8 @@ pub struct FailedChange {
 pub struct AccountReport {
     /// `null` only when the credentials' account could not be determined.
     pub account_id: Option<String>,
+    /// The account's `name` from the configuration.
+    pub name: Option<String>,
     pub group: String,
     pub users_scanned: u64,
     /// Users put into the group; in a dry run or when the guard tripped, those that would be.
@@ -119,7 +125,7 @@ impl RunReport {
     pub fn result(&self) -> RunResult {
         if self.accounts.iter().any(|a| a.guard_tripped) {
             RunResult::GuardTripped
-        } else if self.accounts.iter().any(AccountReport::incomplete) {
+        } else if self.error.is_some() || self.accounts.iter().any(AccountReport::incomplete) {
             RunResult::Incomplete
         } else {
             RunResult::Success
@@ -128,9 +134,11 @@ impl RunReport {
 
     /// True when every account was read and planned (users may still have been skipped).
     pub fn accounts_ok(&self) -> bool {
-        self.accounts
-            .iter()
-            .all(|a| a.error.is_none() || a.guard_tripped)
+        self.error.is_none()
+            && self
+                .accounts
+                .iter()
+                .all(|a| a.error.is_none() || a.guard_tripped)
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -156,8 +164,15 @@ impl RunReport {
             ""
         };
         let _ = writeln!(out, "forcemfa reconcile{mode}  run {}", self.run_id);
+        if let Some(error) = &self.error {
+            let _ = writeln!(out, "error: {error}");
+        }
         for a in &self.accounts {
-            let account = a.account_id.as_deref().unwrap_or("(unknown account)");
+            let account = match (&a.account_id, &a.name) {
+                (Some(id), Some(name)) => format!("{id} ({name})"),
+                (Some(id), None) => id.clone(),
+                (None, _) => "(unknown account)".to_string(),
+            };
             let _ = writeln!(
                 out,
                 "account {account}  group {}  users {}  with MFA {}  without MFA {}",
@@ -227,6 +242,8 @@ mod tests {
             started_at: "t0".into(),
             finished_at: "t1".into(),
             accounts,
+            error: None,
+            discovery_api_calls: BTreeMap::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against a real IAM API (moto_server) over HTTP.
 
+mod accounts;
 mod bad_input;
 mod daemon;
 mod deploy;

@@ -141,7 +141,49 @@ pub fn iam_client(endpoint: &str) -> aws_sdk_iam::Client {
     aws_sdk_iam::Client::from_conf(config)
 }
 
+/// An IAM client for another account of the same moto_server, through sts:AssumeRole (moto
+/// keeps one IAM per account id).
+pub async fn iam_client_in(endpoint: &str, account_id: &str) -> aws_sdk_iam::Client {
+    let sts = aws_sdk_sts::Client::from_conf(
+        aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+            .build(),
+    );
+    let out = sts
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account_id}:role/seeder"))
+        .role_session_name("seeder")
+        .send()
+        .await
+        .expect("assume role");
+    let c = out.credentials().expect("credentials");
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "tests",
+        ))
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
 impl Account {
+    /// The same emulator seen as another account (`account_id`), sharing the test's directory.
+    pub async fn other(&self, account_id: &str) -> Other<'_> {
+        Other {
+            iam: iam_client_in(&self.moto.endpoint, account_id).await,
+            _base: self,
+        }
+    }
+
     /// An empty account.
     pub fn empty() -> Account {
         let moto = Moto::start();
@@ -285,6 +327,46 @@ pub fn forcemfa(
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Another account of the same emulator.
+pub struct Other<'a> {
+    pub iam: aws_sdk_iam::Client,
+    _base: &'a Account,
+}
+
+impl Other<'_> {
+    pub async fn group(&self, name: &str) {
+        self.iam
+            .create_group()
+            .group_name(name)
+            .send()
+            .await
+            .expect("create group");
+    }
+
+    pub async fn user(&self, name: &str) {
+        self.iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .expect("create user");
+    }
+
+    pub async fn members(&self, group: &str) -> BTreeSet<String> {
+        let out = self
+            .iam
+            .get_group()
+            .group_name(group)
+            .send()
+            .await
+            .expect("get group");
+        out.users()
+            .iter()
+            .map(|u| u.user_name().to_string())
+            .collect()
     }
 }
 

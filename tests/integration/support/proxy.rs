@@ -16,6 +16,8 @@ pub enum Fault {
     ServerError,
     /// HTTP 400 with IAM's `Throttling` error.
     Throttle,
+    /// HTTP 403 with `AccessDenied` (a role that may not be assumed, a missing permission).
+    AccessDenied,
     /// Forwarded, after a pause of this many milliseconds.
     Delay(u64),
 }
@@ -145,6 +147,7 @@ fn fault_response(fault: Fault) -> Option<Vec<u8>> {
     let (status, kind, code) = match fault {
         Fault::ServerError => ("500 Internal Server Error", "Receiver", "ServiceFailure"),
         Fault::Throttle => ("400 Bad Request", "Sender", "Throttling"),
+        Fault::AccessDenied => ("403 Forbidden", "Sender", "AccessDenied"),
         Fault::Delay(_) => return None,
     };
     let body = format!(

@@ -1,0 +1,236 @@
+//! Which accounts a run covers (its own, listed roles, or every account of an organization) and
+//! the clients for each: one per account, reused across runs, each with its own retry budget so
+//! that one throttled or broken account does not starve the others.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::SdkConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
+
+use crate::aws::{describe, load_sdk_config, AccountClients, CallCounter};
+use crate::config::{AccountTarget, Config};
+
+/// Session name of the roles forcemfa assumes, as CloudTrail shows it.
+const SESSION_NAME: &str = "forcemfa";
+
+/// One account to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The account of forcemfa's own credentials.
+    Own,
+    Role(AccountTarget),
+}
+
+impl Target {
+    /// The account id, when known before any call.
+    pub fn account_id(&self) -> Option<&str> {
+        match self {
+            Target::Own => None,
+            Target::Role(t) => Some(&t.account_id),
+        }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Target::Own => None,
+            Target::Role(t) => t.name.as_deref(),
+        }
+    }
+
+    fn key(&self) -> String {
+        match self {
+            Target::Own => "own".to_string(),
+            Target::Role(t) => t.role_arn.clone(),
+        }
+    }
+}
+
+/// The targets of a configuration without an organization (no discovery needed).
+pub fn listed_targets(config: &Config) -> Vec<Target> {
+    if config.accounts.is_empty() && config.organization.is_none() {
+        vec![Target::Own]
+    } else {
+        config.accounts.iter().cloned().map(Target::Role).collect()
+    }
+}
+
+/// Adds the discovered organization accounts to the listed ones: active, not excluded, not
+/// already listed (a listed entry wins, with its own role and external id).
+pub fn with_organization(
+    listed: Vec<Target>,
+    discovered: &[String],
+    config: &Config,
+    partition: &str,
+) -> Vec<Target> {
+    let Some(org) = &config.organization else {
+        return listed;
+    };
+    let mut seen: BTreeSet<String> = listed
+        .iter()
+        .filter_map(|t| t.account_id().map(str::to_string))
+        .collect();
+    let mut targets = listed;
+    for id in discovered {
+        if org.exclude_accounts.contains(id) || !seen.insert(id.clone()) {
+            continue;
+        }
+        targets.push(Target::Role(AccountTarget {
+            account_id: id.clone(),
+            role_arn: format!("arn:{partition}:iam::{id}:role/{}", org.role_name),
+            external_id: org.external_id.clone(),
+            name: None,
+        }));
+    }
+    targets
+}
+
+/// The clients of every account, created on first use and kept.
+pub struct ClientPool {
+    base: SdkConfig,
+    own: AccountClients,
+    roles: Mutex<HashMap<String, AccountClients>>,
+    organizations: aws_sdk_organizations::Client,
+    /// Calls to AWS Organizations (account discovery).
+    pub discovery_calls: CallCounter,
+}
+
+impl ClientPool {
+    pub async fn new(config: &Config) -> ClientPool {
+        let base = load_sdk_config(&config.aws).await;
+        let discovery_calls = CallCounter::default();
+        let organizations = aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::config::Builder::from(&base)
+                .interceptor(discovery_calls.clone())
+                .build(),
+        );
+        ClientPool {
+            own: AccountClients::new(&base, "own"),
+            base,
+            roles: Mutex::new(HashMap::new()),
+            organizations,
+            discovery_calls,
+        }
+    }
+
+    /// The clients for `target`: for a role, credentials from sts:AssumeRole (cached and
+    /// refreshed by the SDK before they expire).
+    pub async fn clients(&self, target: &Target) -> AccountClients {
+        let Target::Role(role) = target else {
+            return self.own.clone();
+        };
+        let key = target.key();
+        if let Some(c) = self.lock().get(&key) {
+            return c.clone();
+        }
+        let mut provider = AssumeRoleProvider::builder(&role.role_arn)
+            .session_name(SESSION_NAME)
+            .configure(&self.base);
+        if let Some(id) = &role.external_id {
+            provider = provider.external_id(id);
+        }
+        let provider = provider.build().await;
+        let sdk = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(provider))
+            .build();
+        let clients = AccountClients::new(&sdk, &role.account_id);
+        self.lock().entry(key).or_insert(clients).clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AccountClients>> {
+        match self.roles.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The accounts a run covers. Discovers the organization's active accounts when configured.
+    pub async fn targets(&self, config: &Config) -> Result<Vec<Target>, String> {
+        let listed = listed_targets(config);
+        if config.organization.is_none() {
+            return Ok(listed);
+        }
+        let mut discovered = Vec::new();
+        let mut pages = self.organizations.list_accounts().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page =
+                page.map_err(|e| format!("organizations:ListAccounts failed: {}", describe(&e)))?;
+            for account in page.accounts() {
+                let active = account.status().is_some_and(|s| s.as_str() == "ACTIVE");
+                if let (true, Some(id)) = (active, account.id()) {
+                    discovered.push(id.to_string());
+                }
+            }
+        }
+        discovered.sort();
+        let partition = self.partition();
+        Ok(with_organization(listed, &discovered, config, &partition))
+    }
+
+    /// The partition of the configured region (aws, aws-cn, aws-us-gov).
+    fn partition(&self) -> String {
+        let region = self
+            .base
+            .region()
+            .map(|r| r.as_ref().to_string())
+            .unwrap_or_default();
+        if region.starts_with("cn-") {
+            "aws-cn".to_string()
+        } else if region.starts_with("us-gov-") {
+            "aws-us-gov".to_string()
+        } else {
+            "aws".to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text).unwrap()
+    }
+
+    #[test]
+    fn without_accounts_the_own_account_is_the_target() {
+        assert_eq!(listed_targets(&config("")), vec![Target::Own]);
+    }
+
+    #[test]
+    fn organization_accounts_join_the_listed_ones() {
+        let c = config(
+            r#"
+            [[accounts]]
+            role_arn = "arn:aws:iam::222222222222:role/special"
+            external_id = "ext-special"
+            [organization]
+            role_name = "forcemfa"
+            exclude_accounts = ["444444444444"]
+            external_id = "ext-org"
+            "#,
+        );
+        let discovered: Vec<String> = ["111111111111", "222222222222", "444444444444"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let targets = with_organization(listed_targets(&c), &discovered, &c, "aws");
+        let arns: Vec<String> = targets
+            .iter()
+            .map(|t| match t {
+                Target::Role(r) => format!("{} {:?}", r.role_arn, r.external_id),
+                Target::Own => "own".into(),
+            })
+            .collect();
+        assert_eq!(
+            arns,
+            [
+                "arn:aws:iam::222222222222:role/special Some(\"ext-special\")",
+                "arn:aws:iam::111111111111:role/forcemfa Some(\"ext-org\")",
+            ]
+        );
+    }
+}

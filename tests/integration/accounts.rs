@@ -1,0 +1,205 @@
+//! Many accounts: listed roles, an organization, one account failing alone; and the call budget.
+
+use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::{names, set, Account, ACCOUNT_ID};
+
+const GROUP: &str = "ForceMFA";
+
+fn by_account(report: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    report["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["account_id"].as_str().unwrap_or("?").to_string(),
+                a.clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn listed_accounts_are_reconciled_in_one_run() {
+    let a = Account::empty();
+    for id in ["222222222222", "333333333333"] {
+        let other = a.other(id).await;
+        other.group(GROUP).await;
+        other.user(&format!("user-{id}")).await;
+    }
+    let config = a.config(
+        r#"
+        [[accounts]]
+        role_arn = "arn:aws:iam::222222222222:role/forcemfa"
+        name = "prod"
+        [[accounts]]
+        role_arn = "arn:aws:iam::333333333333:role/forcemfa"
+        external_id = "forcemfa-test"
+        "#,
+    );
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let accounts = by_account(&run.report());
+    assert_eq!(accounts.len(), 2);
+    assert_eq!(accounts[0].0, "222222222222");
+    assert_eq!(accounts[0].1["name"], "prod");
+    assert_eq!(names(&accounts[0].1["added"]), ["user-222222222222"]);
+    assert_eq!(names(&accounts[1].1["added"]), ["user-333333333333"]);
+    for id in ["222222222222", "333333333333"] {
+        let other = a.other(id).await;
+        assert_eq!(other.members(GROUP).await, set(&[&format!("user-{id}")]));
+    }
+}
+
+#[tokio::test]
+async fn an_account_whose_role_cannot_be_assumed_fails_alone() {
+    let a = Account::empty();
+    for id in ["222222222222", "333333333333"] {
+        let other = a.other(id).await;
+        other.group(GROUP).await;
+        other.user("carol").await;
+    }
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=AssumeRole", "444444444444"],
+        Fault::AccessDenied,
+    )]);
+    let config = a.config(
+        r#"
+        [[accounts]]
+        role_arn = "arn:aws:iam::222222222222:role/forcemfa"
+        [[accounts]]
+        role_arn = "arn:aws:iam::444444444444:role/forcemfa"
+        [[accounts]]
+        role_arn = "arn:aws:iam::333333333333:role/forcemfa"
+        "#,
+    );
+    let run = a.forcemfa_via(
+        &proxy.endpoint,
+        &[
+            "reconcile",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let accounts = by_account(&run.report());
+    assert_eq!(accounts.len(), 3);
+    for (id, acct) in &accounts {
+        if id == "444444444444" {
+            let error = acct["error"].as_str().expect("an error");
+            assert!(error.contains("AccessDenied"), "{error}");
+        } else {
+            assert!(acct["error"].is_null(), "{acct}");
+            assert_eq!(names(&acct["added"]), ["carol"]);
+        }
+    }
+    for id in ["222222222222", "333333333333"] {
+        assert_eq!(a.other(id).await.members(GROUP).await, set(&["carol"]));
+    }
+}
+
+#[tokio::test]
+async fn every_active_account_of_the_organization_is_discovered() {
+    let a = Account::with_group().await;
+    a.user("mgmt-user").await;
+    let orgs = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::Config::builder()
+            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+            .endpoint_url(&a.moto.endpoint)
+            .credentials_provider(aws_sdk_organizations::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build(),
+    );
+    orgs.create_organization().send().await.unwrap();
+    let mut members = Vec::new();
+    for name in ["member-a", "member-b"] {
+        let out = orgs
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .unwrap();
+        let id = out
+            .create_account_status()
+            .unwrap()
+            .account_id()
+            .unwrap()
+            .to_string();
+        let other = a.other(&id).await;
+        other.group(GROUP).await;
+        other.user(&format!("{name}-user")).await;
+        members.push(id);
+    }
+    let config = a.config(&format!(
+        "[organization]\nrole_name = \"OrganizationAccountAccessRole\"\nexclude_accounts = [\"{}\"]\n",
+        members[1]
+    ));
+
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report = run.report();
+    let accounts = by_account(&report);
+    let ids: Vec<&str> = accounts.iter().map(|(id, _)| id.as_str()).collect();
+    let mut expected = vec![ACCOUNT_ID, members[0].as_str()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(report["discovery_api_calls"]["ListAccounts"], 1);
+    assert_eq!(
+        a.other(&members[0]).await.members(GROUP).await,
+        set(&["member-a-user"])
+    );
+    assert!(
+        a.other(&members[1]).await.members(GROUP).await.is_empty(),
+        "excluded account touched"
+    );
+}
+
+/// The call budget of a small steady-state account, by operation: a regression in efficiency
+/// fails here.
+#[tokio::test]
+async fn steady_state_costs_the_lower_bound_of_calls() {
+    let a = Account::with_group().await;
+    for i in 0..7 {
+        a.user(&format!("phone{i}")).await.virtual_mfa().await;
+    }
+    a.user("token").await.hardware_mfa().await;
+    a.user("none1").await.member_of(GROUP).await;
+    a.user("none2").await.member_of(GROUP).await;
+
+    let run = a.forcemfa(&["reconcile", "--dry-run", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(acct["planned_changes"], 0);
+    let calls: std::collections::BTreeMap<String, u64> =
+        serde_json::from_value(acct["api_calls"].clone()).unwrap();
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("GetCallerIdentity", 1),
+        ("GetAccountAuthorizationDetails", 1),
+        ("ListVirtualMFADevices", 1),
+        ("GetAccountSummary", 1),
+        // Only the users not known from the virtual device list: the token and the two without.
+        ("ListMFADevices", 3),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(calls, expected);
+}
