@@ -48,11 +48,12 @@ fn args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// The kind of user `i` of `n`: 0 no MFA, 1 hardware, 2 virtual.
+/// The kind of user `i`: 0 no MFA (one in five), 1 hardware (4 of every 50 users, a tenth of
+/// those with MFA), 2 virtual.
 fn kind(i: usize) -> u8 {
     if i.is_multiple_of(5) {
         0
-    } else if i % 10 == 1 {
+    } else if matches!(i % 50, 1 | 6 | 11 | 16) {
         1
     } else {
         2

@@ -9,7 +9,7 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_iam::config::retry::RetryPartition;
+use aws_sdk_iam::config::retry::{RetryPartition, TokenBucket};
 use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -22,6 +22,9 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::config::{AwsSettings, RetryMode};
+
+/// Retry tokens per account: a retry costs 5, a retried timeout 10, a success returns 1.
+const RETRY_QUOTA: usize = 10_000;
 
 /// IAM is a global service; without a configured region, sign for us-east-1.
 const FALLBACK_REGION: &str = "us-east-1";
@@ -131,7 +134,12 @@ impl AccountClients {
     /// budget and slows only its rate limiter.
     pub fn new(sdk: &SdkConfig, partition: &str) -> AccountClients {
         let calls = CallCounter::default();
-        let retry_partition = RetryPartition::new(format!("forcemfa-{partition}"));
+        // A larger retry quota than the SDK's 500 tokens (100 retries): IAM throttling is
+        // expected, backoff and the adaptive limiter already protect IAM, and running out of
+        // quota would skip users a few more patient retries would have read.
+        let retry_partition = RetryPartition::custom(format!("forcemfa-{partition}"))
+            .token_bucket(TokenBucket::new(RETRY_QUOTA))
+            .build();
         let iam = aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(sdk)
                 .retry_partition(retry_partition.clone())

@@ -20,7 +20,8 @@ use crate::config::Config;
 use crate::daemon;
 use crate::inventory;
 use crate::policy;
-use crate::reconcile::{self, RunOptions};
+use crate::audit::AuditLog;
+use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
 use crate::signals;
 use crate::telemetry::{LogFormat, Telemetry};
@@ -207,8 +208,22 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
+    let audit = match config.audit_log.as_deref().map(AuditLog::open).transpose() {
+        Ok(audit) => audit,
+        Err(e) => {
+            error!(error = %e, "invalid config key `audit_log`; nothing was changed");
+            return exit::USAGE;
+        }
+    };
     let sightings = Mutex::new(Sightings::restore(&config.cleanup));
-    let report = reconcile::run(&config, &pool, options, &stop, &sightings).await;
+    let ctx = RunContext {
+        config: &config,
+        options,
+        stop: &stop,
+        sightings: &sightings,
+        audit: audit.as_ref(),
+    };
+    let report = reconcile::run(&ctx, &pool).await;
     sightings
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -310,9 +325,7 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
         PolicyCommand::Daemon { .. } => policy::daemon(
             &account_id,
             &config.group,
-            policy::DaemonFeatures {
-                cleanup: config.cleanup.unassigned_mfa_devices,
-            },
+            &policy::DaemonFeatures::from_config(&config),
         ),
     };
     match serde_json::to_string_pretty(&document) {

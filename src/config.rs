@@ -44,6 +44,7 @@ struct RawConfig {
     schedule: Option<String>,
     run_on_start: Option<bool>,
     log_level: Option<String>,
+    audit_log: Option<PathBuf>,
     #[serde(default)]
     exempt: RawExempt,
     #[serde(default)]
@@ -242,6 +243,8 @@ pub struct Config {
     pub run_on_start: bool,
     /// forcemfa's log level, or a full filter directive list.
     pub log_level: String,
+    /// Every change made is appended here as a JSON line.
+    pub audit_log: Option<PathBuf>,
     pub exempt: ExemptRules,
     pub admin_listen: SocketAddr,
     /// File holding the bearer token that `POST /reconcile` needs on a non-loopback listener.
@@ -359,6 +362,7 @@ impl Config {
             schedule,
             run_on_start: raw.run_on_start.unwrap_or(true),
             log_level,
+            audit_log: raw.audit_log,
             exempt,
             admin_listen,
             admin_token_file: raw.admin.token_file,

@@ -25,7 +25,8 @@ use crate::admin::{self, Token};
 use crate::cleanup::Sightings;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::reconcile::{self, RunOptions};
+use crate::audit::AuditLog;
+use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
 use crate::telemetry::Telemetry;
 
@@ -37,6 +38,7 @@ struct Current {
     config: Arc<Config>,
     clients: Arc<ClientPool>,
     token: Option<Token>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// State shared by the runner, the main loop and the admin listener.
@@ -119,14 +121,14 @@ async fn runner(shared: Arc<Shared>) {
             shared.running.store(true, Ordering::SeqCst);
             let current = shared.current();
             let started = Instant::now();
-            let report = reconcile::run(
-                &current.config,
-                &current.clients,
-                RunOptions::from_config(&current.config),
-                &shared.stop,
-                &sightings,
-            )
-            .await;
+            let ctx = RunContext {
+                config: &current.config,
+                options: RunOptions::from_config(&current.config),
+                stop: &shared.stop,
+                sightings: &sightings,
+                audit: current.audit.as_deref(),
+            };
+            let report = reconcile::run(&ctx, &current.clients).await;
             sightings
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -160,11 +162,31 @@ async fn schedule_job(
         .map_err(|e| format!("cannot schedule runs: {e}"))
 }
 
-/// Loads the configuration file and what it points to (the admin token).
-fn load(path: Option<&std::path::Path>) -> Result<(Config, Option<Token>), ConfigError> {
+/// What the configuration file points to: the admin token and the audit log.
+struct Loaded {
+    token: Option<Token>,
+    audit: Option<Arc<AuditLog>>,
+}
+
+fn load_referenced(config: &Config) -> Result<Loaded, ConfigError> {
+    let token = admin::load_token(config)?;
+    let audit = match &config.audit_log {
+        None => None,
+        Some(path) => Some(Arc::new(AuditLog::open(path).map_err(|message| {
+            ConfigError::Invalid {
+                key: "audit_log".to_string(),
+                message,
+            }
+        })?)),
+    };
+    Ok(Loaded { token, audit })
+}
+
+/// Loads the configuration file and what it points to.
+fn load(path: Option<&std::path::Path>) -> Result<(Config, Loaded), ConfigError> {
     let config = Config::load(path)?;
-    let token = admin::load_token(&config)?;
-    Ok((config, token))
+    let loaded = load_referenced(&config)?;
+    Ok((config, loaded))
 }
 
 /// The service's own state besides what `Shared` holds for the listener and runner.
@@ -187,7 +209,7 @@ impl Service {
                 self.shared.metrics.record_reload(false);
                 error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
             }
-            Ok((config, token)) => {
+            Ok((config, loaded)) => {
                 let old = self.shared.current();
                 if config.admin_listen != old.config.admin_listen {
                     warn!(
@@ -229,7 +251,8 @@ impl Service {
                 self.shared.replace(Current {
                     config: Arc::new(config),
                     clients,
-                    token,
+                    token: loaded.token,
+                    audit: loaded.audit,
                 });
                 self.shared.metrics.record_reload(true);
             }
@@ -240,8 +263,8 @@ impl Service {
 
 /// Runs the service until SIGTERM/SIGINT. Returns the process exit code.
 pub async fn run(config_path: Option<PathBuf>, config: Config, telemetry: &Telemetry) -> u8 {
-    let token = match admin::load_token(&config) {
-        Ok(t) => t,
+    let loaded = match load_referenced(&config) {
+        Ok(l) => l,
         Err(e) => {
             error!(error = %e, "invalid configuration; not started");
             return exit::USAGE;
@@ -271,7 +294,8 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, telemetry: &Telem
         current: RwLock::new(Arc::new(Current {
             config: Arc::new(config.clone()),
             clients,
-            token,
+            token: loaded.token,
+            audit: loaded.audit,
         })),
         metrics: Metrics::new(),
         listen,

@@ -86,15 +86,35 @@ pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
 }
 
 /// Which optional features the daemon policy grants for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DaemonFeatures {
     /// `[cleanup] unassigned_mfa_devices`: delete abandoned virtual MFA devices.
     pub cleanup: bool,
+    /// Roles forcemfa assumes in other accounts (`[[accounts]]`, or
+    /// `arn:aws:iam::*:role/NAME` for an organization).
+    pub assume_roles: Vec<String>,
+    /// `[organization]`: list the organization's accounts.
+    pub list_organization: bool,
+}
+
+impl DaemonFeatures {
+    pub fn from_config(config: &crate::config::Config) -> DaemonFeatures {
+        let mut assume_roles: Vec<String> =
+            config.accounts.iter().map(|a| a.role_arn.clone()).collect();
+        if let Some(org) = &config.organization {
+            assume_roles.push(format!("arn:aws:iam::*:role/{}", org.role_name));
+        }
+        DaemonFeatures {
+            cleanup: config.cleanup.unassigned_mfa_devices,
+            assume_roles,
+            list_organization: config.organization.is_some(),
+        }
+    }
 }
 
 /// forcemfa's own policy: exactly the read calls it makes, and membership changes on the
 /// enforcement group only. sts:GetCallerIdentity needs no permission.
-pub fn daemon(account_id: &str, group: &str, features: DaemonFeatures) -> Value {
+pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value {
     let group_arns = json!([
         format!("arn:aws:iam::{account_id}:group/{group}"),
         format!("arn:aws:iam::{account_id}:group/*/{group}"),
@@ -135,6 +155,22 @@ pub fn daemon(account_id: &str, group: &str, features: DaemonFeatures) -> Value 
             "Effect": "Allow",
             "Action": "iam:DeleteVirtualMFADevice",
             "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
+        }));
+    }
+    if !features.assume_roles.is_empty() {
+        statements.push(json!({
+            "Sid": "AssumeTheRolesOfTheReconciledAccounts",
+            "Effect": "Allow",
+            "Action": "sts:AssumeRole",
+            "Resource": features.assume_roles
+        }));
+    }
+    if features.list_organization {
+        statements.push(json!({
+            "Sid": "ListTheOrganizationsAccounts",
+            "Effect": "Allow",
+            "Action": "organizations:ListAccounts",
+            "Resource": "*"
         }));
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -267,7 +303,12 @@ mod tests {
 
     #[test]
     fn daemon_policy_has_no_wildcard_actions_and_writes_only_the_group() {
-        let doc = daemon("123456789012", "ForceMFA", DaemonFeatures { cleanup: true });
+        let features = DaemonFeatures {
+            cleanup: true,
+            assume_roles: vec!["arn:aws:iam::*:role/forcemfa".into()],
+            list_organization: true,
+        };
+        let doc = daemon("123456789012", "ForceMFA", &features);
         for action in allowed_actions(&doc) {
             assert!(!action.contains('*'), "{action}");
         }
@@ -283,9 +324,15 @@ mod tests {
                 );
             }
         }
-        let without = daemon("123456789012", "ForceMFA", DaemonFeatures::default());
-        assert!(!allowed_actions(&without).contains("iam:DeleteVirtualMFADevice"));
-        assert!(allowed_actions(&doc).contains("iam:DeleteVirtualMFADevice"));
+        let without = daemon("123456789012", "ForceMFA", &DaemonFeatures::default());
+        for action in [
+            "iam:DeleteVirtualMFADevice",
+            "sts:AssumeRole",
+            "organizations:ListAccounts",
+        ] {
+            assert!(!allowed_actions(&without).contains(action));
+            assert!(allowed_actions(&doc).contains(action));
+        }
     }
 
     #[test]
@@ -293,7 +340,7 @@ mod tests {
         assert!(!denies_without_mfa(&daemon(
             "1",
             "G",
-            DaemonFeatures::default()
+            &DaemonFeatures::default()
         )));
         let plain_deny = json!({"Statement": {"Effect": "Deny", "Action": "*", "Resource": "*"}});
         assert!(!denies_without_mfa(&plain_deny));

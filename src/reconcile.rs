@@ -7,10 +7,11 @@ use futures::stream::{self, StreamExt};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn, Instrument};
+use tracing::{error, info, warn, Instrument};
 
 use crate::accounts::{ClientPool, Target};
 use crate::apply::{self, Outcome};
+use crate::audit::{self, AuditLog};
 use crate::aws::AccountClients;
 use crate::cleanup::Sightings;
 use crate::config::Config;
@@ -40,39 +41,36 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
 }
 
-/// Reconciles every account the configuration covers, a few at a time, and reports. Once `stop`
-/// is cancelled, no new read or change starts; changes already sent are let finish.
-pub async fn run(
-    config: &Config,
-    pool: &ClientPool,
-    options: RunOptions,
-    stop: &CancellationToken,
-    sightings: &Mutex<Sightings>,
-) -> RunReport {
+/// Everything a run needs besides the clients.
+pub struct RunContext<'a> {
+    pub config: &'a Config,
+    pub options: RunOptions,
+    /// Once cancelled, no new read or change starts; changes already sent are let finish.
+    pub stop: &'a CancellationToken,
+    /// First sightings of abandoned MFA devices, kept across runs.
+    pub sightings: &'a Mutex<Sightings>,
+    /// Where every change made is recorded (`audit_log`).
+    pub audit: Option<&'a AuditLog>,
+}
+
+/// Reconciles every account the configuration covers, a few at a time, and reports.
+pub async fn run(ctx: &RunContext<'_>, pool: &ClientPool) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
     // Every event of the run carries its id; the span is attached to the future, not entered,
     // so that it never leaks onto other tasks sharing the thread.
-    let span = tracing::info_span!("run", run_id = %run_id, dry_run = options.dry_run);
-    run_in_span(config, pool, options, stop, sightings, run_id)
-        .instrument(span)
-        .await
+    let span = tracing::info_span!("run", run_id = %run_id, dry_run = ctx.options.dry_run);
+    run_in_span(ctx, pool, run_id).instrument(span).await
 }
 
-async fn run_in_span(
-    config: &Config,
-    pool: &ClientPool,
-    options: RunOptions,
-    stop: &CancellationToken,
-    sightings: &Mutex<Sightings>,
-    run_id: String,
-) -> RunReport {
+async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) -> RunReport {
     let started_at = now_rfc3339();
     let started = Instant::now();
-    info!(group = %config.group, "run started");
+    info!(group = %ctx.config.group, "run started");
 
     pool.discovery_calls.take();
-    let (accounts, error) = match pool.targets(config).await {
+    let (accounts, error) = match pool.targets(ctx.config).await {
         Ok(targets) => {
+            let run_id = run_id.as_str();
             let mut accounts: Vec<AccountReport> = stream::iter(targets)
                 .map(|target| async move {
                     let clients = pool.clients(&target).await;
@@ -80,11 +78,11 @@ async fn run_in_span(
                         "account",
                         account_id = target.account_id().unwrap_or("own"),
                     );
-                    reconcile_account(config, &clients, &target, options, stop, sightings)
+                    reconcile_account(ctx, run_id, &clients, &target)
                         .instrument(span)
                         .await
                 })
-                .buffer_unordered(config.aws.max_accounts_in_parallel)
+                .buffer_unordered(ctx.config.aws.max_accounts_in_parallel)
                 .collect()
                 .await;
             accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
@@ -98,7 +96,7 @@ async fn run_in_span(
 
     let report = RunReport {
         run_id,
-        dry_run: options.dry_run,
+        dry_run: ctx.options.dry_run,
         started_at,
         finished_at: now_rfc3339(),
         accounts,
@@ -124,23 +122,21 @@ async fn run_in_span(
 }
 
 async fn reconcile_account(
-    config: &Config,
+    ctx: &RunContext<'_>,
+    run_id: &str,
     clients: &AccountClients,
     target: &Target,
-    options: RunOptions,
-    stop: &CancellationToken,
-    sightings: &Mutex<Sightings>,
 ) -> AccountReport {
     let started = Instant::now();
     clients.calls.take();
     let mut report = AccountReport {
         account_id: target.account_id().map(str::to_string),
         name: target.name().map(str::to_string),
-        group: config.group.clone(),
-        max_changes: options.max_changes,
+        group: ctx.config.group.clone(),
+        max_changes: ctx.options.max_changes,
         ..AccountReport::default()
     };
-    if let Err(e) = reconcile_into(config, clients, options, stop, sightings, &mut report).await {
+    if let Err(e) = reconcile_into(ctx, run_id, clients, &mut report).await {
         warn!(
             account_id = report.account_id.as_deref().unwrap_or(""),
             error_kind = e.kind(),
@@ -157,13 +153,12 @@ async fn reconcile_account(
 }
 
 async fn reconcile_into(
-    config: &Config,
+    ctx: &RunContext<'_>,
+    run_id: &str,
     clients: &AccountClients,
-    options: RunOptions,
-    stop: &CancellationToken,
-    sightings: &Mutex<Sightings>,
     report: &mut AccountReport,
 ) -> Result<(), AccountError> {
+    let (config, options, stop) = (ctx.config, ctx.options, ctx.stop);
     let identity = stop
         .run_until_cancelled(inventory::caller_identity(clients))
         .await
@@ -191,7 +186,7 @@ async fn reconcile_into(
         .ok_or(AccountError::Stopped)??;
 
     record_account_checks(report, &facts, &config.group, &account_id);
-    lock(sightings).observe(&account_id, &facts.unassigned_devices, unix_now());
+    lock(ctx.sightings).observe(&account_id, &facts.unassigned_devices, unix_now());
 
     let plan = Plan::build(&facts.users, &rules);
     report.users_scanned = facts.users.len() as u64;
@@ -225,6 +220,12 @@ async fn reconcile_into(
         return Ok(());
     }
 
+    let recorder = Recorder {
+        audit: ctx.audit,
+        run_id,
+        account_id: &account_id,
+        group: &config.group,
+    };
     if options.dry_run {
         record_planned(report, &changes, &account_id, true, "planned");
     } else {
@@ -236,22 +237,43 @@ async fn reconcile_into(
             stop,
         )
         .await;
-        record_outcomes(report, outcomes, &account_id);
+        record_outcomes(report, outcomes, &recorder);
         report.applied = true;
     }
     if config.cleanup.unassigned_mfa_devices {
-        clean_up_devices(
-            config,
-            clients,
-            options,
-            stop,
-            sightings,
-            report,
-            &account_id,
-        )
-        .await;
+        clean_up_devices(ctx, clients, report, &recorder).await;
     }
     Ok(())
+}
+
+/// Writes each change made to the audit log, if there is one; a failed write is an error in
+/// the account's report.
+struct Recorder<'a> {
+    audit: Option<&'a AuditLog>,
+    run_id: &'a str,
+    account_id: &'a str,
+    group: &'a str,
+}
+
+impl Recorder<'_> {
+    fn record(&self, report: &mut AccountReport, user: &str, action: &str, reason: &str) {
+        let Some(audit) = self.audit else {
+            return;
+        };
+        let entry = audit::Entry {
+            time: now_rfc3339(),
+            run_id: self.run_id,
+            account_id: self.account_id,
+            group: self.group,
+            user,
+            action,
+            reason,
+        };
+        if let Err(e) = audit.record(&entry) {
+            error!(account_id = self.account_id, user, action, error = %e, "audit record lost");
+            report.audit_errors.push(format!("{action} {user}: {e}"));
+        }
+    }
 }
 
 /// Records what the account's checks found: the group's policy, the root user's MFA, abandoned
@@ -308,29 +330,29 @@ fn record_account_checks(
 
 /// Deletes the abandoned devices seen unassigned for long enough (or, in a dry run, lists them).
 async fn clean_up_devices(
-    config: &Config,
+    ctx: &RunContext<'_>,
     clients: &AccountClients,
-    options: RunOptions,
-    stop: &CancellationToken,
-    sightings: &Mutex<Sightings>,
     report: &mut AccountReport,
-    account_id: &str,
+    recorder: &Recorder<'_>,
 ) {
-    let due = lock(sightings).due(account_id, unix_now(), config.cleanup.unassigned_min_age);
-    if options.dry_run {
+    let account_id = recorder.account_id;
+    let min_age = ctx.config.cleanup.unassigned_min_age;
+    let due = lock(ctx.sightings).due(account_id, unix_now(), min_age);
+    if ctx.options.dry_run {
         for serial in &due {
             info!(account_id, serial = %serial, dry_run = true, outcome = "planned", "MFA device deletion");
         }
         report.deleted_mfa_devices = due;
         return;
     }
-    for (serial, result) in
-        apply::delete_devices(clients, due, config.aws.max_concurrency, stop).await
-    {
+    let outcomes =
+        apply::delete_devices(clients, due, ctx.config.aws.max_concurrency, ctx.stop).await;
+    for (serial, result) in outcomes {
         match result {
             Ok(()) => {
                 info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
-                lock(sightings).forget(&serial);
+                lock(ctx.sightings).forget(&serial);
+                recorder.record(report, &serial, "delete_mfa_device", "unassigned for at least cleanup.unassigned_min_age");
                 report.deleted_mfa_devices.push(serial);
             }
             Err(reason) => {
@@ -380,12 +402,18 @@ fn record_planned(
     }
 }
 
-fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>, account_id: &str) {
+fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>, recorder: &Recorder<'_>) {
+    let account_id = recorder.account_id;
     for o in outcomes {
         let action = o.action.as_str();
         match o.result {
             Ok(()) => {
                 info!(account_id, user = %o.user, action, dry_run = false, outcome = "done", "membership change");
+                let reason = match o.action {
+                    Action::Add => "no MFA device",
+                    Action::Remove => "has an MFA device",
+                };
+                recorder.record(report, &o.user.0, action, reason);
                 match o.action {
                     Action::Add => report.added.push(o.user.0),
                     Action::Remove => report.removed.push(o.user.0),

@@ -87,6 +87,8 @@ pub struct AccountReport {
     pub deleted_mfa_devices: Vec<String>,
     /// Things an operator should look at that did not stop the run.
     pub warnings: Vec<String>,
+    /// Changes made that could not be written to `audit_log`.
+    pub audit_errors: Vec<String>,
     /// Requests sent to AWS by operation, retries included.
     pub api_calls: BTreeMap<String, u64>,
     /// Attempts that failed (throttled, refused, timed out), by operation.
@@ -97,7 +99,10 @@ pub struct AccountReport {
 impl AccountReport {
     /// The account needs attention: an error, a user skipped, or a change refused.
     fn incomplete(&self) -> bool {
-        self.error.is_some() || !self.skipped.is_empty() || !self.failed.is_empty()
+        self.error.is_some()
+            || !self.skipped.is_empty()
+            || !self.failed.is_empty()
+            || !self.audit_errors.is_empty()
     }
 }
 
@@ -211,6 +216,9 @@ impl RunReport {
                 "would delete MFA devices"
             };
             list(&mut out, deleted, &a.deleted_mfa_devices);
+            for e in &a.audit_errors {
+                let _ = writeln!(out, "  audit log error: {e}");
+            }
             for w in &a.warnings {
                 let _ = writeln!(out, "  warning: {w}");
             }

@@ -49,7 +49,9 @@ fn parliament(document: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn policies_pass_parliament() {
     let a = Account::empty();
-    let cleanup = a.config("[cleanup]\nunassigned_mfa_devices = true\n");
+    let cleanup = a.config(
+        "[cleanup]\nunassigned_mfa_devices = true\n[organization]\nrole_name = \"forcemfa\"\n[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\n",
+    );
     let cleanup = cleanup.to_str().unwrap();
     for args in [
         vec!["force-mfa-group", "--account-id", ACCOUNT_ID],
@@ -363,12 +365,15 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
     );
     let role_policy =
         resolve(&resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"]);
-    let plain = forcemfa::policy::daemon(ACCOUNT_ID, GROUP, Default::default());
+    let plain = forcemfa::policy::daemon(ACCOUNT_ID, GROUP, &Default::default());
     assert_eq!(role_policy, plain);
     let with_cleanup = forcemfa::policy::daemon(
         ACCOUNT_ID,
         GROUP,
-        forcemfa::policy::DaemonFeatures { cleanup: true },
+        &forcemfa::policy::DaemonFeatures {
+            cleanup: true,
+            ..Default::default()
+        },
     );
     let extra =
         resolve(&resources["CleanupPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]);

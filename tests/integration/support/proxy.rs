@@ -20,15 +20,21 @@ pub enum Fault {
     AccessDenied,
     /// Forwarded, after a pause of this many milliseconds.
     Delay(u64),
+    /// The connection is closed without an answer; the request never reaches the server.
+    Drop,
+    /// The request reaches the server, but the connection is closed before its answer.
+    DropAfterForward,
 }
 
-/// Requests whose form body contains every one of `needles` get `fault`, the first `times` of
-/// them only when `times` is set.
+/// Requests whose form body contains every one of `needles` get `fault`: the first `times` of
+/// them only when `times` is set, and `percent` in every hundred when that is set.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub needles: Vec<String>,
     pub fault: Fault,
     pub times: Option<u64>,
+    pub percent: Option<u64>,
+    seen: u64,
 }
 
 impl Rule {
@@ -37,6 +43,16 @@ impl Rule {
             needles: needles.iter().map(|s| s.to_string()).collect(),
             fault,
             times: None,
+            percent: None,
+            seen: 0,
+        }
+    }
+
+    /// Faults `p` of every hundred matching requests, spread evenly (deterministic).
+    pub fn percent(self, p: u64) -> Rule {
+        Rule {
+            percent: Some(p),
+            ..self
         }
     }
 
@@ -148,7 +164,7 @@ fn fault_response(fault: Fault) -> Option<Vec<u8>> {
         Fault::ServerError => ("500 Internal Server Error", "Receiver", "ServiceFailure"),
         Fault::Throttle => ("400 Bad Request", "Sender", "Throttling"),
         Fault::AccessDenied => ("403 Forbidden", "Sender", "AccessDenied"),
-        Fault::Delay(_) => return None,
+        Fault::Delay(_) | Fault::Drop | Fault::DropAfterForward => return None,
     };
     let body = format!(
         "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
@@ -179,6 +195,13 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
                 if let Some(n) = rule.times.as_mut() {
                     *n -= 1;
                 }
+                rule.seen += 1;
+                if let Some(p) = rule.percent {
+                    // Request k is faulted when the running share of faults falls behind p%.
+                    if (rule.seen * p) / 100 == ((rule.seen - 1) * p) / 100 {
+                        return None;
+                    }
+                }
                 Some(rule.fault)
             })
             .unwrap_or(None);
@@ -189,11 +212,14 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
                     let _ = client.write_all(&answer);
                     return;
                 }
-                None => {
-                    if let Fault::Delay(ms) = fault {
-                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                None => match fault {
+                    Fault::Delay(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+                    Fault::Drop => {
+                        faulted.fetch_add(1, Ordering::SeqCst);
+                        return;
                     }
-                }
+                    _ => {}
+                },
             }
         }
         let Ok(mut up) = TcpStream::connect(upstream) else {
@@ -206,6 +232,10 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
         let Some(response) = read_message(&mut BufReader::new(up_read)) else {
             return;
         };
+        if matches!(fault, Some(Fault::DropAfterForward)) {
+            faulted.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
         if client.write_all(&response.head).is_err() || client.write_all(&response.body).is_err() {
             return;
         }
