@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use crate::accounts::ClientPool;
 use crate::admin;
+use crate::audit::AuditLog;
 use crate::aws::{load_sdk_config, AccountClients};
 use crate::bootstrap;
 use crate::cleanup::Sightings;
@@ -20,7 +21,6 @@ use crate::config::Config;
 use crate::daemon;
 use crate::inventory;
 use crate::policy;
-use crate::audit::AuditLog;
 use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
 use crate::signals;

@@ -22,10 +22,10 @@ use uuid::Uuid;
 
 use crate::accounts::ClientPool;
 use crate::admin::{self, Token};
+use crate::audit::AuditLog;
 use crate::cleanup::Sightings;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
-use crate::audit::AuditLog;
 use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
 use crate::telemetry::Telemetry;

@@ -7,8 +7,8 @@
 pub mod accounts;
 pub mod admin;
 pub mod apply;
-pub mod aws;
 pub mod audit;
+pub mod aws;
 pub mod bootstrap;
 pub mod cleanup;
 pub mod cli;

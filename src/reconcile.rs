@@ -352,7 +352,12 @@ async fn clean_up_devices(
             Ok(()) => {
                 info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
                 lock(ctx.sightings).forget(&serial);
-                recorder.record(report, &serial, "delete_mfa_device", "unassigned for at least cleanup.unassigned_min_age");
+                recorder.record(
+                    report,
+                    &serial,
+                    "delete_mfa_device",
+                    "unassigned for at least cleanup.unassigned_min_age",
+                );
                 report.deleted_mfa_devices.push(serial);
             }
             Err(reason) => {

@@ -7,4 +7,5 @@ mod deploy;
 mod fail_safe;
 mod policies;
 mod reconcile;
+mod reliability;
 mod support;

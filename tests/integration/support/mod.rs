@@ -258,6 +258,11 @@ impl Account {
         );
     }
 
+    /// The secret key forcemfa signs with.
+    pub fn secret_access_key(&self) -> String {
+        self.access_key.1.clone()
+    }
+
     /// Writes a config file in the test's directory and returns its path.
     pub fn config(&self, text: &str) -> PathBuf {
         let path = self.dir.path().join("forcemfa.toml");

@@ -1,0 +1,340 @@
+//! Faults, crashes and concurrency never produce a wrong change, and every change made is
+//! recorded: the invariants are checked against the emulator's state after each scenario.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::{names, Account};
+
+const GROUP: &str = "ForceMFA";
+
+/// A mixed account: `n` users, a third with virtual MFA, a sixth with hardware MFA, the rest
+/// without; members and non-members of every kind. Returns the users that belong in the group.
+async fn mixed(a: &Account, n: usize) -> BTreeSet<String> {
+    let mut without = BTreeSet::new();
+    for i in 0..n {
+        let name = format!("u{i:03}");
+        let mut u = a.user(&name).await;
+        u = match i % 6 {
+            0 | 1 => u.virtual_mfa().await,
+            2 => u.hardware_mfa().await,
+            _ => {
+                without.insert(name.clone());
+                u
+            }
+        };
+        if i % 4 == 0 {
+            u.member_of(GROUP).await;
+        }
+    }
+    without
+}
+
+/// The invariant after any run, however it ended: nobody with MFA was added, nobody without MFA
+/// was removed. `before` is the membership before the run, `without` the users without MFA.
+fn assert_no_wrong_change(
+    before: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+    without: &BTreeSet<String>,
+) {
+    for added in after.difference(before) {
+        assert!(without.contains(added), "{added} has MFA but was added");
+    }
+    for removed in before.difference(after) {
+        assert!(
+            !without.contains(removed),
+            "{removed} has no MFA but was removed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn thirty_percent_throttling_still_converges_exactly() {
+    let a = Account::with_group().await;
+    let without = mixed(&a, 36).await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(&["Action="], Fault::Throttle).percent(30)]);
+    let config = a.config("[aws]\nmax_backoff_secs = 1\n");
+
+    let run = a.forcemfa_via(
+        &proxy.endpoint,
+        &[
+            "reconcile",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, without);
+    assert!(proxy.faulted() >= 10, "faulted {}", proxy.faulted());
+    let errors: u64 = run.account()["api_errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, proxy.faulted());
+}
+
+#[tokio::test]
+async fn server_errors_and_dropped_connections_never_make_a_wrong_change() {
+    let a = Account::with_group().await;
+    let without = mixed(&a, 30).await;
+    let before = a.members(GROUP).await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![
+        Rule::new(&["Action=ListMFADevices"], Fault::ServerError).percent(40),
+        Rule::new(&["Action=AddUserToGroup"], Fault::Drop).percent(50),
+        Rule::new(&["Action=RemoveUserFromGroup"], Fault::DropAfterForward).percent(50),
+    ]);
+    let config = a.config("[aws]\nmax_attempts = 1\n");
+    let path = config.to_str().unwrap();
+
+    let run = a.forcemfa_via(
+        &proxy.endpoint,
+        &["reconcile", "--config", path, "--output", "json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let acct = run.account();
+    assert!(
+        !acct["skipped"].as_array().unwrap().is_empty()
+            || !acct["failed"].as_array().unwrap().is_empty()
+    );
+    assert_no_wrong_change(&before, &a.members(GROUP).await, &without);
+    let faulted = proxy.faulted();
+    assert!(faulted > 0);
+
+    // Once the faults stop, the next run converges.
+    proxy.set_rules(vec![]);
+    let run = a.forcemfa_via(&proxy.endpoint, &["reconcile", "--config", path]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, without);
+}
+
+#[tokio::test]
+async fn answers_slower_than_the_operation_timeout_end_the_run_in_bounded_time() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=GetAccountAuthorizationDetails"],
+        Fault::Delay(4000),
+    )]);
+    let config = a.config("[aws]\noperation_timeout_secs = 1\nmax_attempts = 2\n");
+    let started = Instant::now();
+    let run = a.forcemfa_via(
+        &proxy.endpoint,
+        &[
+            "reconcile",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = run.account()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("GetAccountAuthorizationDetails"), "{error}");
+    assert!(
+        error.to_lowercase().contains("timeout") || error.to_lowercase().contains("timed out"),
+        "{error}"
+    );
+    assert!(a.members(GROUP).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_run_killed_midway_is_finished_by_the_next_one() {
+    let a = Account::with_group().await;
+    let mut expected = BTreeSet::new();
+    for i in 0..150 {
+        let name = format!("new{i:03}");
+        a.user(&name).await;
+        expected.insert(name);
+    }
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=AddUserToGroup"],
+        Fault::Delay(20),
+    )]);
+    let config = a.config("[aws]\nmax_concurrency = 2\n");
+    let path = config.to_str().unwrap().to_string();
+
+    let mut child = a
+        .command(&proxy.endpoint, &["reconcile", "--config", &path])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill -9 once some, not all, changes are made.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = a.members(GROUP).await.len();
+        if n >= 10 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Requests the proxy was still holding land now; let them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let partial = a.members(GROUP).await.len();
+    assert!(
+        partial > 0 && partial < 150,
+        "{partial} members after the kill"
+    );
+
+    let run = a.forcemfa(&["reconcile", "--config", &path, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(names(&run.account()["added"]).len(), 150 - partial);
+    assert_eq!(a.members(GROUP).await, expected);
+}
+
+#[tokio::test]
+async fn two_processes_at_once_end_in_the_same_exact_state_without_flapping() {
+    let a = Account::with_group().await;
+    let without = mixed(&a, 60).await;
+    let config = a.config("[aws]\nmax_concurrency = 4\n");
+    let path = config.to_str().unwrap().to_string();
+
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            a.command(&a.moto.endpoint, &["reconcile", "--config", &path])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        // Each exits 0, or 1 when the other made a change first (reported, not wrong).
+        let code = c.wait().unwrap().code();
+        assert!(matches!(code, Some(0) | Some(1)), "{code:?}");
+    }
+    assert_eq!(a.members(GROUP).await, without);
+
+    // Nothing flaps: further runs find nothing to do.
+    for _ in 0..2 {
+        let run = a.forcemfa(&["reconcile", "--config", &path, "--output", "json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.account()["planned_changes"], 0);
+    }
+}
+
+#[tokio::test]
+async fn every_change_made_is_in_the_audit_log_and_dry_runs_add_nothing() {
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("carol").await;
+    a.user("dave").await;
+    let log = a.dir.path().join("audit.jsonl");
+    let config = a.config(&format!("audit_log = \"{}\"\n", log.display()));
+    let path = config.to_str().unwrap();
+
+    let dry = a.forcemfa(&["reconcile", "--config", path, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert_eq!(std::fs::read_to_string(&log).unwrap_or_default(), "");
+
+    let run = a.forcemfa(&["reconcile", "--config", path, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run_id = run.report()["run_id"].as_str().unwrap().to_string();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut recorded: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            assert_eq!(l["run_id"], run_id.as_str());
+            assert_eq!(l["account_id"], "123456789012");
+            assert!(l["time"].as_str().is_some_and(|t| t.len() > 10));
+            assert!(l["reason"].as_str().is_some_and(|r| !r.is_empty()));
+            (
+                l["user"].as_str().unwrap().to_string(),
+                l["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("alice".to_string(), "remove".to_string()),
+            ("carol".to_string(), "add".to_string()),
+            ("dave".to_string(), "add".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_is_an_error_in_the_report() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    // Writes to /dev/full fail with ENOSPC.
+    let config = a.config("audit_log = \"/dev/full\"\n");
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["added"]), ["carol"]);
+    assert!(acct["audit_errors"].to_string().contains("carol"), "{acct}");
+
+    let config = a.config("audit_log = \"/nonexistent/dir/audit.jsonl\"\n");
+    let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("audit_log"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_logs_or_reports() {
+    let mut a = Account::with_group().await;
+    a.user("bot").await;
+    a.user("carol").await;
+    a.sign_as("bot").await;
+    let token_file = a.dir.path().join("token");
+    std::fs::write(&token_file, "admin-token-s3cr3t\n").unwrap();
+    let config = a.config(&format!(
+        "[admin]\ntoken_file = \"{}\"\n[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\nexternal_id = \"external-id-s3cr3t\"\n",
+        token_file.display()
+    ));
+    let other = a.other("222222222222").await;
+    other.group(GROUP).await;
+    let secret_key = a.secret_access_key();
+    let config = config.to_str().unwrap();
+    // At debug level, from forcemfa and the SDK alike, no secret at all.
+    let run = a.forcemfa_with(
+        &["reconcile", "--config", config, "--output", "json"],
+        &[("RUST_LOG", "debug")],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for secret in [&secret_key, "admin-token-s3cr3t", "external-id-s3cr3t"] {
+        assert!(!run.stderr.contains(secret), "{secret} in the logs");
+        assert!(!run.stdout.contains(secret), "{secret} in the report");
+    }
+    // At trace level the SDK dumps its configuration (the role's external id, which is not a
+    // secret, among it), but never a credential or the admin token.
+    let run = a.forcemfa_with(&["reconcile", "--config", config], &[("RUST_LOG", "trace")]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for secret in [&secret_key, "admin-token-s3cr3t"] {
+        assert!(!run.stderr.contains(secret), "{secret} in the trace logs");
+    }
+}
