@@ -16,7 +16,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -158,19 +158,21 @@ impl AccountClients {
 
 /// A one-line description of a failed call: the service's code and message when IAM answered,
 /// otherwise the whole chain of causes (timeouts, connection errors, credentials).
-pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     if let SdkError::ServiceError(service) = err {
         let e = service.err();
-        if let Some(code) = e.code() {
-            return match e.message() {
-                Some(message) => format!("{code}: {message}"),
-                None => code.to_string(),
-            };
-        }
+        return match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            // An answer the SDK could not read as an IAM error: its status says the most.
+            (None, _) => format!(
+                "HTTP {} with an error response that is not IAM's",
+                service.raw().status().as_u16()
+            ),
+        };
     }
     DisplayErrorContext(err).to_string()
 }

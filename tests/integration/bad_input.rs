@@ -33,6 +33,22 @@ async fn invalid_values_are_named() {
     refused("dry_run = \"no\"\n", "dry_run").await;
     refused("[admin]\nlisten = \"everywhere\"\n", "admin.listen").await;
     refused("not toml at all [\n", "forcemfa.toml").await;
+    refused(
+        "[[accounts]]\nrole_arn = \"nope\"\n",
+        "accounts[0].role_arn",
+    )
+    .await;
+    refused("[aws]\nmax_concurrency = 0\n", "aws.max_concurrency").await;
+    refused(
+        "[cleanup]\nunassigned_min_age = \"soon\"\n",
+        "cleanup.unassigned_min_age",
+    )
+    .await;
+    refused(
+        "[organization]\nrole_name = \"\"\n",
+        "organization.role_name",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -45,6 +61,16 @@ async fn missing_config_file_is_named() {
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test]
+async fn an_unreadable_config_file_is_named() {
+    let a = Account::empty();
+    let dir = a.dir.path().join("a-directory.toml");
+    std::fs::create_dir(&dir).unwrap();
+    let run = a.forcemfa(&["reconcile", "--config", dir.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("a-directory.toml"), "{}", run.stderr);
 }
 
 #[tokio::test]

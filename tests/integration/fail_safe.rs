@@ -168,3 +168,36 @@ async fn throttling_is_retried_and_the_run_converges() {
     assert_eq!(acct["api_calls"]["GetAccountAuthorizationDetails"], 2);
     assert_eq!(acct["api_calls"]["AddUserToGroup"], 2);
 }
+
+#[tokio::test]
+async fn a_user_deleted_mid_run_is_reported_not_panicked_on() {
+    let a = Account::with_group().await;
+    a.user("gone-before-read").await;
+    a.user("gone-before-write").await;
+    a.user("fine").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![
+        Rule::new(
+            &["Action=ListMFADevices", "UserName=gone-before-read"],
+            Fault::NoSuchEntity,
+        ),
+        Rule::new(
+            &["Action=AddUserToGroup", "UserName=gone-before-write"],
+            Fault::NoSuchEntity,
+        ),
+    ]);
+    let run = a.forcemfa_via(&proxy.endpoint, &["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["added"]), ["fine"]);
+    assert_eq!(acct["skipped"][0]["user"], "gone-before-read");
+    assert!(acct["skipped"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no longer exists"));
+    assert_eq!(acct["failed"][0]["user"], "gone-before-write");
+    assert!(acct["failed"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("NoSuchEntity"));
+}

@@ -386,3 +386,85 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
         &extra
     );
 }
+
+/// Under moto's IAM authorization (enforced after the seeding requests), a run signed as a user
+/// holding exactly the actions of `forcemfa policy daemon` succeeds, and one holding less does
+/// not. moto matches IAM actions against the resource `*` only, so each statement's resources
+/// are widened to `*` here; their scoping is checked by parliament and the unit tests.
+#[tokio::test]
+async fn a_run_succeeds_with_exactly_the_daemon_policy_under_enforcement() {
+    use crate::support::Moto;
+    // The seeding below makes exactly this many requests; every later one is authorized.
+    const SEEDING_REQUESTS: &str = "19";
+    let mut a = Account::on(Moto::start_with_env(&[(
+        "INITIAL_NO_AUTH_ACTION_COUNT",
+        SEEDING_REQUESTS,
+    )]));
+    a.create_group(GROUP).await; // 1
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await; // 4
+    a.user("bob")
+        .await
+        .hardware_mfa()
+        .await
+        .member_of(GROUP)
+        .await; // 3
+    a.user("carol").await; // 1
+    let mut full = policy(&a, &["daemon", "--account-id", ACCOUNT_ID]);
+    for statement in full["Statement"].as_array_mut().unwrap() {
+        statement["Resource"] = serde_json::json!("*");
+    }
+    let mut narrow = full.clone();
+    for statement in narrow["Statement"].as_array_mut().unwrap() {
+        if statement["Sid"] == "ManageTheEnforcementGroupOnly" {
+            statement["Action"] = serde_json::json!(["iam:RemoveUserFromGroup"]);
+        }
+    }
+    for (user, document) in [("limited", &narrow), ("forcemfa", &full)] {
+        a.user(user).await; // 1
+        let created = a
+            .iam
+            .create_policy()
+            .policy_name(format!("{user}-policy"))
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .unwrap(); // 1
+        a.iam
+            .attach_user_policy()
+            .user_name(user)
+            .policy_arn(created.policy().unwrap().arn().unwrap())
+            .send()
+            .await
+            .unwrap(); // 1
+    }
+    a.sign_as("limited").await; // 1
+    let limited = a.access_key();
+    a.sign_as("forcemfa").await; // 1 (19 in all)
+
+    // Without AddUserToGroup the add is refused, and reported; what is allowed is done.
+    let run = a.forcemfa_with(
+        &["reconcile", "--output", "json"],
+        &[
+            ("AWS_ACCESS_KEY_ID", &limited.0),
+            ("AWS_SECRET_ACCESS_KEY", &limited.1),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["removed"]), ["alice", "bob"]);
+    let failed = acct["failed"].to_string();
+    assert!(failed.contains("carol") && failed.contains("403"), "{acct}");
+
+    // With exactly the daemon policy, everything forcemfa does is allowed.
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(acct["own_user"], "forcemfa");
+    assert_eq!(names(&acct["added"]), ["carol", "limited"]);
+    assert!(acct["api_errors"].as_object().unwrap().is_empty(), "{acct}");
+}

@@ -31,6 +31,12 @@ pub fn free_port() -> u16 {
 impl Moto {
     /// Starts moto_server (`python3 -m moto.server`, or the command in FORCEMFA_TEST_MOTO).
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// Starts moto_server with extra environment (e.g. INITIAL_NO_AUTH_ACTION_COUNT, after which
+    /// it enforces IAM policies).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         for _ in 0..5 {
             let port = free_port();
             let mut cmd = match std::env::var("FORCEMFA_TEST_MOTO") {
@@ -45,6 +51,9 @@ impl Moto {
                     c
                 }
             };
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
             let mut child = cmd
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -186,7 +195,11 @@ impl Account {
 
     /// An empty account.
     pub fn empty() -> Account {
-        let moto = Moto::start();
+        Account::on(Moto::start())
+    }
+
+    /// An empty account on a given emulator.
+    pub fn on(moto: Moto) -> Account {
         let iam = iam_client(&moto.endpoint);
         Account {
             moto,
@@ -261,6 +274,11 @@ impl Account {
     /// The secret key forcemfa signs with.
     pub fn secret_access_key(&self) -> String {
         self.access_key.1.clone()
+    }
+
+    /// The access key id and secret forcemfa signs with.
+    pub fn access_key(&self) -> (String, String) {
+        self.access_key.clone()
     }
 
     /// Writes a config file in the test's directory and returns its path.

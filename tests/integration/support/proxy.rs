@@ -18,6 +18,8 @@ pub enum Fault {
     Throttle,
     /// HTTP 403 with `AccessDenied` (a role that may not be assumed, a missing permission).
     AccessDenied,
+    /// HTTP 404 with `NoSuchEntity` (a user deleted in the middle of a run).
+    NoSuchEntity,
     /// Forwarded, after a pause of this many milliseconds.
     Delay(u64),
     /// The connection is closed without an answer; the request never reaches the server.
@@ -164,6 +166,7 @@ fn fault_response(fault: Fault) -> Option<Vec<u8>> {
         Fault::ServerError => ("500 Internal Server Error", "Receiver", "ServiceFailure"),
         Fault::Throttle => ("400 Bad Request", "Sender", "Throttling"),
         Fault::AccessDenied => ("403 Forbidden", "Sender", "AccessDenied"),
+        Fault::NoSuchEntity => ("404 Not Found", "Sender", "NoSuchEntity"),
         Fault::Delay(_) | Fault::Drop | Fault::DropAfterForward => return None,
     };
     let body = format!(
