@@ -77,6 +77,16 @@ async fn thirty_percent_throttling_still_converges_exactly() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(errors, proxy.faulted());
+    eprintln!(
+        "throttling: {} of {} requests faulted, converged in 1 run, 0 wrong changes",
+        proxy.faulted(),
+        run.account()["api_calls"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    );
 }
 
 #[tokio::test]
@@ -106,6 +116,11 @@ async fn server_errors_and_dropped_connections_never_make_a_wrong_change() {
     assert_no_wrong_change(&before, &a.members(GROUP).await, &without);
     let faulted = proxy.faulted();
     assert!(faulted > 0);
+    eprintln!(
+        "5xx and drops: {faulted} requests faulted, {} users skipped, {} changes failed, 0 wrong changes; converged on the next run",
+        acct["skipped"].as_array().unwrap().len(),
+        acct["failed"].as_array().unwrap().len()
+    );
 
     // Once the faults stop, the next run converges.
     proxy.set_rules(vec![]);
