@@ -5,7 +5,11 @@
 //! The mix: 20% of users lack MFA (and are already in the group: steady state, nothing to
 //! change), a tenth of the others hold a hardware token, the rest a virtual device.
 //!
-//! Usage: bench [--users N] [--skip-seed] [--forcemfa PATH] [--naive PATH] [--no-naive]
+//! Usage: bench [--users N] [--concurrency N,N..] [--skip-seed] [--forcemfa PATH] [--naive PATH]
+//!              [--no-naive]
+//!
+//! `--concurrency` runs forcemfa once per value of `aws.max_concurrency` (default: 8, its
+//! default, and 2, which suits a single-process emulator best).
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -17,6 +21,7 @@ const GROUP: &str = "ForceMFA";
 
 struct Args {
     users: usize,
+    concurrency: Vec<usize>,
     skip_seed: bool,
     forcemfa: String,
     naive: Option<String>,
@@ -25,6 +30,7 @@ struct Args {
 fn args() -> Result<Args, String> {
     let mut a = Args {
         users: 2000,
+        concurrency: vec![8, 2],
         skip_seed: false,
         forcemfa: "target/release/forcemfa".into(),
         naive: Some("target/release/examples/naive_scan".into()),
@@ -37,6 +43,14 @@ fn args() -> Result<Args, String> {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .ok_or("--users takes a number")?
+            }
+            "--concurrency" => {
+                a.concurrency = it
+                    .next()
+                    .ok_or("--concurrency takes a list")?
+                    .split(',')
+                    .map(|v| v.trim().parse().map_err(|_| format!("bad concurrency {v}")))
+                    .collect::<Result<_, _>>()?
             }
             "--skip-seed" => a.skip_seed = true,
             "--forcemfa" => a.forcemfa = it.next().ok_or("--forcemfa takes a path")?,
@@ -118,10 +132,11 @@ struct Measured {
 }
 
 /// Runs a program to completion and measures its wall time and peak resident set size.
-fn measure(program: &str, args: &[&str]) -> Result<Measured, String> {
+fn measure(program: &str, args: &[&str], env: &[(&str, String)]) -> Result<Measured, String> {
     let started = Instant::now();
     let child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -180,24 +195,30 @@ async fn main() -> Result<(), String> {
         "", "wall (s)", "API calls", "calls/user", "peak RSS (MiB)"
     );
 
-    let f = measure(
-        &args.forcemfa,
-        &["reconcile", "--dry-run", "--output", "json"],
-    )?;
-    let (f_calls, planned) = calls_in_report(&f.stdout)?;
-    println!(
-        "{:<22} {:>9.2} {:>10} {:>11.3} {:>14.1}",
-        "forcemfa",
-        f.seconds,
-        f_calls,
-        f_calls as f64 / n,
-        f.peak_rss_kib as f64 / 1024.0
-    );
-    if planned != 0 {
-        eprintln!("note: the account is not in steady state: {planned} changes planned");
+    let mut runs = Vec::new();
+    for c in &args.concurrency {
+        let env = [("FORCEMFA__AWS__MAX_CONCURRENCY", c.to_string())];
+        let f = measure(
+            &args.forcemfa,
+            &["reconcile", "--dry-run", "--output", "json"],
+            &env,
+        )?;
+        let (f_calls, planned) = calls_in_report(&f.stdout)?;
+        println!(
+            "{:<22} {:>9.2} {:>10} {:>11.3} {:>14.1}",
+            format!("forcemfa (conc. {c})"),
+            f.seconds,
+            f_calls,
+            f_calls as f64 / n,
+            f.peak_rss_kib as f64 / 1024.0
+        );
+        if planned != 0 {
+            eprintln!("note: the account is not in steady state: {planned} changes planned");
+        }
+        runs.push((*c, f.seconds, f_calls));
     }
     if let Some(naive) = &args.naive {
-        let b = measure(naive, &[GROUP])?;
+        let b = measure(naive, &[GROUP], &[])?;
         let v: serde_json::Value =
             serde_json::from_str(b.stdout.trim()).map_err(|e| e.to_string())?;
         let b_calls = v["api_calls"].as_u64().unwrap_or(0);
@@ -209,11 +230,13 @@ async fn main() -> Result<(), String> {
             b_calls as f64 / n,
             b.peak_rss_kib as f64 / 1024.0
         );
-        println!(
-            "forcemfa is {:.1}x faster and makes {:.1}x fewer calls",
-            b.seconds / f.seconds,
-            b_calls as f64 / f_calls.max(1) as f64
-        );
+        for (c, seconds, calls) in &runs {
+            println!(
+                "forcemfa (conc. {c}) is {:.1}x faster and makes {:.1}x fewer calls",
+                b.seconds / seconds,
+                b_calls as f64 / (*calls).max(1) as f64
+            );
+        }
     }
     Ok(())
 }
