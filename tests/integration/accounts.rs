@@ -37,13 +37,7 @@ async fn listed_accounts_are_reconciled_in_one_run() {
         external_id = "forcemfa-test"
         "#,
     );
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let accounts = by_account(&run.report());
     assert_eq!(accounts.len(), 2);
@@ -80,16 +74,7 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone() {
         role_arn = "arn:aws:iam::333333333333:role/forcemfa"
         "#,
     );
-    let run = a.forcemfa_via(
-        &proxy.endpoint,
-        &[
-            "reconcile",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let accounts = by_account(&run.report());
     assert_eq!(accounts.len(), 3);
@@ -147,13 +132,7 @@ async fn every_active_account_of_the_organization_is_discovered() {
         members[1]
     ));
 
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report = run.report();
     let accounts = by_account(&report);

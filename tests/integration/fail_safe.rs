@@ -26,16 +26,7 @@ async fn unreadable_users_are_skipped_not_guessed() {
     )]);
     let config = a.config("[aws]\nmax_attempts = 2\n");
 
-    let run = a.forcemfa_via(
-        &proxy.endpoint,
-        &[
-            "reconcile",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(
         a.members(GROUP).await,
@@ -100,16 +91,7 @@ async fn refused_changes_are_reported_and_the_rest_applied() {
     )]);
     let config = a.config("[aws]\nmax_attempts = 1\n");
 
-    let run = a.forcemfa_via(
-        &proxy.endpoint,
-        &[
-            "reconcile",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&["fine"]));
     let acct = run.account();
@@ -148,16 +130,7 @@ async fn throttling_is_retried_and_the_run_converges() {
     // The adaptive limiter waits up to max_backoff_secs after a throttle; keep that short here.
     let config = a.config("[aws]\nmax_backoff_secs = 1\n");
 
-    let run = a.forcemfa_via(
-        &proxy.endpoint,
-        &[
-            "reconcile",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(proxy.faulted(), 3);
     assert_eq!(a.members(GROUP).await, set(&["carol"]));

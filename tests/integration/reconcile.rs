@@ -134,13 +134,7 @@ async fn exempt_users_are_never_touched() {
         "#,
     );
 
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         a.members(GROUP).await,
@@ -169,13 +163,7 @@ async fn console_users_only_leaves_api_only_users_out() {
         .await;
     let config = a.config("console_users_only = true\n");
 
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&["api-member", "person"]));
     let acct = run.account();
@@ -225,13 +213,7 @@ async fn every_page_is_read() {
     }
     let config = a.config("[aws]\npage_size = 5\n");
 
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_eq!(a.members(GROUP).await, set(&expected));

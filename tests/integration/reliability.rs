@@ -57,16 +57,7 @@ async fn thirty_percent_throttling_still_converges_exactly() {
     proxy.set_rules(vec![Rule::new(&["Action="], Fault::Throttle).percent(30)]);
     let config = a.config("[aws]\nmax_backoff_secs = 1\n");
 
-    let run = a.forcemfa_via(
-        &proxy.endpoint,
-        &[
-            "reconcile",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, without);
     assert!(proxy.faulted() >= 10, "faulted {}", proxy.faulted());
@@ -140,16 +131,7 @@ async fn answers_slower_than_the_operation_timeout_end_the_run_in_bounded_time()
     )]);
     let config = a.config("[aws]\noperation_timeout_secs = 1\nmax_attempts = 2\n");
     let started = Instant::now();
-    let run = a.forcemfa_via(
-        &proxy.endpoint,
-        &[
-            "reconcile",
-            "--config",
-            config.to_str().unwrap(),
-            "--output",
-            "json",
-        ],
-    );
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -301,13 +283,7 @@ async fn a_failed_audit_write_is_an_error_in_the_report() {
     a.user("carol").await;
     // Writes to /dev/full fail with ENOSPC.
     let config = a.config("audit_log = \"/dev/full\"\n");
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let acct = run.account();
     assert_eq!(names(&acct["added"]), ["carol"]);

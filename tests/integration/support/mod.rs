@@ -308,6 +308,20 @@ impl Account {
         command(endpoint, &self.access_key, self.dir.path(), args)
     }
 
+    /// `forcemfa reconcile --config CONFIG --output json` against this account.
+    pub fn reconcile_json(&self, config: &Path) -> Run {
+        self.reconcile_json_via(&self.moto.endpoint, config)
+    }
+
+    /// The same through another endpoint (a fault proxy).
+    pub fn reconcile_json_via(&self, endpoint: &str, config: &Path) -> Run {
+        let config = config.to_str().expect("a UTF-8 path");
+        self.forcemfa_via(
+            endpoint,
+            &["reconcile", "--config", config, "--output", "json"],
+        )
+    }
+
     /// Runs `forcemfa ARGS` against this account through another endpoint (a fault proxy).
     pub fn forcemfa_via(&self, endpoint: &str, args: &[&str]) -> Run {
         forcemfa(endpoint, &self.access_key, self.dir.path(), args, &[])
