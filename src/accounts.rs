@@ -11,6 +11,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::aws::{describe, load_sdk_config, AccountClients, CallCounter};
 use crate::config::{AccountTarget, Config};
+use crate::sync::lock;
 
 /// Session name of the roles forcemfa assumes, as CloudTrail shows it.
 const SESSION_NAME: &str = "forcemfa";
@@ -121,7 +122,7 @@ impl ClientPool {
             return self.own.clone();
         };
         let key = target.key();
-        if let Some(c) = self.lock().get(&key) {
+        if let Some(c) = lock(&self.roles).get(&key) {
             return c.clone();
         }
         let mut provider = AssumeRoleProvider::builder(&role.role_arn)
@@ -137,14 +138,7 @@ impl ClientPool {
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
         let clients = AccountClients::new(&sdk, &role.account_id);
-        self.lock().entry(key).or_insert(clients).clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AccountClients>> {
-        match self.roles.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock(&self.roles).entry(key).or_insert(clients).clone()
     }
 
     /// The accounts a run covers. Discovers the organization's active accounts when configured.

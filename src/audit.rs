@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::sync::lock;
+
 /// One change as recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry<'a> {
@@ -46,7 +48,7 @@ impl AuditLog {
     pub fn record(&self, entry: &Entry<'_>) -> Result<(), String> {
         let mut line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
         line.push('\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut file = lock(&self.file);
         file.write_all(line.as_bytes())
             .and_then(|()| file.sync_data())
             .map_err(|e| format!("cannot write audit_log {}: {e}", self.path.display()))

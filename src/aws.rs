@@ -22,6 +22,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::config::{AwsSettings, RetryMode};
+use crate::sync::lock;
 
 /// Retry tokens per account: a retry costs 5, a retried timeout 10, a success returns 1.
 const RETRY_QUOTA: usize = 10_000;
@@ -78,10 +79,7 @@ fn operation(cfg: &ConfigBag) -> String {
 
 impl CallCounter {
     fn with<T>(&self, f: impl FnOnce(&mut CallCounts) -> T) -> T {
-        match self.counts.lock() {
-            Ok(mut counts) => f(&mut counts),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
+        f(&mut lock(&self.counts))
     }
 
     /// The counts since the last `take`, resetting them.

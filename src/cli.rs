@@ -24,6 +24,7 @@ use crate::policy;
 use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
 use crate::signals;
+use crate::sync::lock;
 use crate::telemetry::{LogFormat, Telemetry};
 
 #[derive(Debug, Parser)]
@@ -224,10 +225,7 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
         audit: audit.as_ref(),
     };
     let report = reconcile::run(&ctx, &pool).await;
-    sightings
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .keep(&config.cleanup);
+    lock(&sightings).keep(&config.cleanup);
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),

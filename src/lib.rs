@@ -23,4 +23,5 @@ pub mod reconcile;
 pub mod report;
 pub mod schedule;
 pub mod signals;
+pub mod sync;
 pub mod telemetry;

@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::report::{AccountReport, RunReport, RunResult};
+use crate::sync::lock;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -310,11 +311,7 @@ impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let registry = match self.registry.lock() {
-            Ok(r) => r,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if encode(&mut out, &registry).is_err() {
+        if encode(&mut out, &lock(&self.registry)).is_err() {
             out.clear();
         }
         out
