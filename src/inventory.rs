@@ -350,6 +350,33 @@ async fn console_access(clients: &AccountClients, user: &str) -> ConsoleAccess {
     }
 }
 
+/// Runs `lookup` for every user that `needs` it, `concurrency` at a time; returns each result
+/// with the user's index.
+async fn per_user<T, Fut>(
+    users: &[UserFacts],
+    needs: impl Fn(&UserFacts) -> bool,
+    lookup: impl Fn(String) -> Fut,
+    concurrency: usize,
+) -> Vec<(usize, T)>
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let wanted: Vec<(usize, String)> = users
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| needs(u))
+        .map(|(i, u)| (i, u.name.0.clone()))
+        .collect();
+    stream::iter(wanted)
+        .map(|(i, name)| {
+            let result = lookup(name);
+            async move { (i, result.await) }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
 /// Reads every fact the plan needs for one account.
 pub async fn read_account(
     clients: &AccountClients,
@@ -379,33 +406,15 @@ pub async fn read_account(
         }
     }
 
-    let lookups: Vec<usize> = (0..users.len())
-        .filter(|&i| plan::needs_mfa_lookup(&users[i], rules))
-        .collect();
-    let states: Vec<(usize, MfaState)> = stream::iter(lookups)
-        .map(|i| {
-            let name = users[i].name.0.clone();
-            async move { (i, mfa_state(clients, &name, page_size).await) }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for (i, state) in states {
+    let needs_mfa = |u: &UserFacts| plan::needs_mfa_lookup(u, rules);
+    let read_mfa = |name: String| async move { mfa_state(clients, &name, page_size).await };
+    for (i, state) in per_user(&users, needs_mfa, read_mfa, concurrency).await {
         users[i].mfa = state;
     }
-
-    let lookups: Vec<usize> = (0..users.len())
-        .filter(|&i| plan::needs_console_lookup(&users[i], rules))
-        .collect();
-    let consoles: Vec<(usize, ConsoleAccess)> = stream::iter(lookups)
-        .map(|i| {
-            let name = users[i].name.0.clone();
-            async move { (i, console_access(clients, &name).await) }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    for (i, console) in consoles {
+    // Only now, with every MFA state known, is it clear who would be added.
+    let needs_console = |u: &UserFacts| plan::needs_console_lookup(u, rules);
+    let read_console = |name: String| async move { console_access(clients, &name).await };
+    for (i, console) in per_user(&users, needs_console, read_console, concurrency).await {
         users[i].console = console;
     }
 

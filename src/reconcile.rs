@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::inventory::{self, AccountError, GroupPolicyCheck};
 use crate::plan::{Action, MfaState, Plan, Rules};
 use crate::report::{AccountReport, FailedChange, RunReport, Skipped};
+use crate::sync::lock;
 
 /// What a single run is asked to do, after the command line has overridden the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,10 +372,6 @@ async fn clean_up_devices(
     report.deleted_mfa_devices.sort();
 }
 
-fn lock(sightings: &Mutex<Sightings>) -> std::sync::MutexGuard<'_, Sightings> {
-    sightings.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -390,6 +387,14 @@ fn names<'a>(users: impl Iterator<Item = &'a crate::plan::UserName>) -> Vec<Stri
     users.map(|u| u.0.clone()).collect()
 }
 
+/// Lists a change under `added` or `removed`.
+fn push_change(report: &mut AccountReport, action: Action, user: String) {
+    match action {
+        Action::Add => report.added.push(user),
+        Action::Remove => report.removed.push(user),
+    }
+}
+
 /// Records changes that were not carried out (dry run, or the guard).
 fn record_planned(
     report: &mut AccountReport,
@@ -400,10 +405,7 @@ fn record_planned(
 ) {
     for (user, action) in changes {
         info!(account_id, user = %user, action = action.as_str(), dry_run, outcome, "membership change");
-        match action {
-            Action::Add => report.added.push(user.0.clone()),
-            Action::Remove => report.removed.push(user.0.clone()),
-        }
+        push_change(report, *action, user.0.clone());
     }
 }
 
@@ -419,10 +421,7 @@ fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>, recorder:
                     Action::Remove => "has an MFA device",
                 };
                 recorder.record(report, &o.user.0, action, reason);
-                match o.action {
-                    Action::Add => report.added.push(o.user.0),
-                    Action::Remove => report.removed.push(o.user.0),
-                }
+                push_change(report, o.action, o.user.0);
             }
             Err(reason) => {
                 warn!(account_id, user = %o.user, action, dry_run = false, outcome = "failed", reason = %reason, "membership change");
