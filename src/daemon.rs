@@ -28,6 +28,7 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
+use crate::sync;
 use crate::telemetry::Telemetry;
 
 /// After SIGTERM, how long a run in progress may take to finish its in-flight changes.
@@ -56,18 +57,11 @@ pub struct Shared {
 
 impl Shared {
     fn current(&self) -> Arc<Current> {
-        match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        sync::read(&self.current).clone()
     }
 
     fn replace(&self, next: Current) {
-        let next = Arc::new(next);
-        match self.current.write() {
-            Ok(mut c) => *c = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
+        *sync::write(&self.current) = Arc::new(next);
     }
 
     pub fn token(&self) -> Option<Token> {
@@ -129,10 +123,7 @@ async fn runner(shared: Arc<Shared>) {
                 audit: current.audit.as_deref(),
             };
             let report = reconcile::run(&ctx, &current.clients).await;
-            sightings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .keep(&current.config.cleanup);
+            sync::lock(&sightings).keep(&current.config.cleanup);
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());
@@ -204,60 +195,55 @@ impl Service {
             NotifyState::Reloading,
             NotifyState::monotonic_usec_now().unwrap_or(NotifyState::Status("reloading")),
         ]);
-        match load(self.config_path.as_deref()) {
+        match self.try_reload(telemetry).await {
+            Ok(()) => self.shared.metrics.record_reload(true),
             Err(e) => {
                 self.shared.metrics.record_reload(false);
                 error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
             }
-            Ok((config, loaded)) => {
-                let old = self.shared.current();
-                if config.admin_listen != old.config.admin_listen {
-                    warn!(
-                        listen = %self.shared.listen,
-                        "admin.listen changed; the new address takes effect on restart"
-                    );
-                }
-                let same_accounts = config.aws == old.config.aws
-                    && config.accounts == old.config.accounts
-                    && config.organization == old.config.organization;
-                let clients = if same_accounts {
-                    old.clients.clone()
-                } else {
-                    Arc::new(ClientPool::new(&config).await)
-                };
-                if config.schedule != old.config.schedule {
-                    match schedule_job(&self.scheduler, &config, &self.shared).await {
-                        Ok(job) => {
-                            if let Err(e) = self.scheduler.remove(&self.job).await {
-                                warn!(error = %e, "cannot remove the previous schedule");
-                            }
-                            self.job = job;
-                        }
-                        Err(e) => {
-                            self.shared.metrics.record_reload(false);
-                            error!(error = %e, "configuration reload rejected; the previous configuration stays in force");
-                            notify_systemd(&[NotifyState::Ready]);
-                            return;
-                        }
-                    }
-                }
-                telemetry.set_level(&config.log_level);
-                info!(
-                    group = %config.group,
-                    schedule = config.schedule.expression(),
-                    dry_run = config.dry_run,
-                    "configuration reloaded"
-                );
-                self.shared.replace(Current {
-                    config: Arc::new(config),
-                    clients,
-                    token: loaded.token,
-                    audit: loaded.audit,
-                });
-                self.shared.metrics.record_reload(true);
-            }
         }
         notify_systemd(&[NotifyState::Ready]);
+    }
+
+    /// Everything that can fail comes before anything is replaced.
+    async fn try_reload(&mut self, telemetry: &Telemetry) -> Result<(), String> {
+        let (config, loaded) = load(self.config_path.as_deref()).map_err(|e| e.to_string())?;
+        let old = self.shared.current();
+        if config.admin_listen != old.config.admin_listen {
+            warn!(
+                listen = %self.shared.listen,
+                "admin.listen changed; the new address takes effect on restart"
+            );
+        }
+        if config.schedule != old.config.schedule {
+            let job = schedule_job(&self.scheduler, &config, &self.shared).await?;
+            if let Err(e) = self.scheduler.remove(&self.job).await {
+                warn!(error = %e, "cannot remove the previous schedule");
+            }
+            self.job = job;
+        }
+        let same_accounts = config.aws == old.config.aws
+            && config.accounts == old.config.accounts
+            && config.organization == old.config.organization;
+        let clients = if same_accounts {
+            old.clients.clone()
+        } else {
+            Arc::new(ClientPool::new(&config).await)
+        };
+        telemetry.set_level(&config.log_level);
+        info!(
+            group = %config.group,
+            schedule = config.schedule.expression(),
+            dry_run = config.dry_run,
+            "configuration reloaded"
+        );
+        self.shared.replace(Current {
+            config: Arc::new(config),
+            clients,
+            token: loaded.token,
+            audit: loaded.audit,
+        });
+        Ok(())
     }
 }
 
