@@ -242,17 +242,7 @@ impl Account {
     }
 
     pub async fn members(&self, group: &str) -> BTreeSet<String> {
-        let out = self
-            .iam
-            .get_group()
-            .group_name(group)
-            .send()
-            .await
-            .expect("get group");
-        out.users()
-            .iter()
-            .map(|u| u.user_name().to_string())
-            .collect()
+        members(&self.iam, group).await
     }
 
     /// Makes forcemfa sign as `user` (with a fresh access key) instead of an anonymous caller.
@@ -393,17 +383,7 @@ impl Other<'_> {
     }
 
     pub async fn members(&self, group: &str) -> BTreeSet<String> {
-        let out = self
-            .iam
-            .get_group()
-            .group_name(group)
-            .send()
-            .await
-            .expect("get group");
-        out.users()
-            .iter()
-            .map(|u| u.user_name().to_string())
-            .collect()
+        members(&self.iam, group).await
     }
 }
 
@@ -474,6 +454,20 @@ impl UserSeed<'_> {
             .expect("login profile");
         self
     }
+}
+
+/// The names of `group`'s members.
+pub async fn members(iam: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String> {
+    let out = iam
+        .get_group()
+        .group_name(group)
+        .send()
+        .await
+        .expect("get group");
+    out.users()
+        .iter()
+        .map(|u| u.user_name().to_string())
+        .collect()
 }
 
 /// Sorted set of names, for comparing group membership.
