@@ -9,6 +9,7 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
+use crate::answers::Pages;
 use crate::aws::{describe, load_sdk_config, AccountClients, CallCounter};
 use crate::config::{AccountTarget, Config};
 use crate::sync::lock;
@@ -148,16 +149,25 @@ impl ClientPool {
             return Ok(listed);
         }
         let mut discovered = Vec::new();
-        let mut pages = self.organizations.list_accounts().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page =
-                page.map_err(|e| format!("organizations:ListAccounts failed: {}", describe(&e)))?;
+        let mut pages = Pages::new();
+        while pages.more() {
+            let page = self
+                .organizations
+                .list_accounts()
+                .set_next_token(pages.marker().map(str::to_string))
+                .send()
+                .await
+                .map_err(|e| format!("organizations:ListAccounts failed: {}", describe(&e)))?;
             for account in page.accounts() {
                 let active = account.status().is_some_and(|s| s.as_str() == "ACTIVE");
                 if let (true, Some(id)) = (active, account.id()) {
                     discovered.push(id.to_string());
                 }
             }
+            let next = page.next_token();
+            pages
+                .advance(next.is_some(), next)
+                .map_err(|e| format!("organizations:ListAccounts returned {e}"))?;
         }
         discovered.sort();
         let partition = self.partition();

@@ -21,6 +21,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
+use crate::answers::AnswerCheck;
 use crate::config::{AwsSettings, RetryMode};
 use crate::sync::lock;
 
@@ -142,12 +143,14 @@ impl AccountClients {
             aws_sdk_iam::config::Builder::from(sdk)
                 .retry_partition(retry_partition.clone())
                 .interceptor(calls.clone())
+                .interceptor(AnswerCheck)
                 .build(),
         );
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(sdk)
                 .retry_partition(retry_partition)
                 .interceptor(calls.clone())
+                .interceptor(AnswerCheck)
                 .build(),
         );
         AccountClients { iam, sts, calls }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
 use futures::stream::{self, StreamExt};
 
+use crate::answers::Pages;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
 use crate::policy;
@@ -133,22 +134,24 @@ async fn list_users_and_group(
     page_size: i32,
 ) -> Result<(Vec<UserFacts>, Option<GroupDetail>), AccountError> {
     const OP: &str = "GetAccountAuthorizationDetails";
-    let mut pages = clients
-        .iam
-        .get_account_authorization_details()
-        .filter(EntityType::User)
-        .filter(EntityType::Group)
-        .max_items(page_size)
-        .into_paginator()
-        .send();
+    let mut pages = Pages::new();
     let mut users = Vec::new();
     let mut seen = HashSet::new();
     let mut group_detail = None;
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| AccountError::Read {
-            operation: OP,
-            message: describe(&e),
-        })?;
+    while pages.more() {
+        let page = clients
+            .iam
+            .get_account_authorization_details()
+            .filter(EntityType::User)
+            .filter(EntityType::Group)
+            .max_items(page_size)
+            .set_marker(pages.marker().map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| AccountError::Read {
+                operation: OP,
+                message: describe(&e),
+            })?;
         for detail in page.user_detail_list() {
             let name = detail
                 .user_name()
@@ -198,6 +201,12 @@ async fn list_users_and_group(
                     .collect(),
             });
         }
+        pages
+            .advance(page.is_truncated(), page.marker())
+            .map_err(|e| AccountError::Nonsense {
+                operation: OP,
+                what: e.to_string(),
+            })?;
     }
     Ok((users, group_detail))
 }
@@ -208,31 +217,50 @@ async fn virtual_devices(
     clients: &AccountClients,
     page_size: i32,
 ) -> Result<(HashSet<String>, Vec<String>), AccountError> {
-    let mut pages = clients
-        .iam
-        .list_virtual_mfa_devices()
-        .assignment_status(AssignmentStatusType::Any)
-        .max_items(page_size)
-        .into_paginator()
-        .send();
+    const OP: &str = "ListVirtualMFADevices";
+    let mut pages = Pages::new();
     let mut holders = HashSet::new();
     let mut unassigned = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| AccountError::Read {
-            operation: "ListVirtualMFADevices",
-            message: describe(&e),
-        })?;
+    while pages.more() {
+        let page = clients
+            .iam
+            .list_virtual_mfa_devices()
+            .assignment_status(AssignmentStatusType::Any)
+            .max_items(page_size)
+            .set_marker(pages.marker().map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| AccountError::Read {
+                operation: OP,
+                message: describe(&e),
+            })?;
         for device in page.virtual_mfa_devices() {
+            let nonsense = |what: &str| AccountError::Nonsense {
+                operation: OP,
+                what: what.to_string(),
+            };
+            if device.serial_number().is_empty() {
+                return Err(nonsense("a device without a serial number"));
+            }
             match device.user() {
                 // The root user's device is listed too; it is no IAM user's.
                 Some(user) => {
                     if user_from_arn(user.arn()).is_some() {
+                        if user.user_name().is_empty() {
+                            return Err(nonsense("a device whose user has no name"));
+                        }
                         holders.insert(user.user_name().to_string());
                     }
                 }
                 None => unassigned.push(device.serial_number().to_string()),
             }
         }
+        pages
+            .advance(page.is_truncated(), page.marker())
+            .map_err(|e| AccountError::Nonsense {
+                operation: OP,
+                what: e.to_string(),
+            })?;
     }
     unassigned.sort();
     Ok((holders, unassigned))
@@ -316,29 +344,54 @@ async fn root_mfa(clients: &AccountClients) -> Result<bool, String> {
 /// Whether one user has any MFA device: ListMFADevices shows every kind (virtual, hardware TOTP,
 /// FIDO), every page.
 async fn mfa_state(clients: &AccountClients, user: &str, page_size: i32) -> MfaState {
-    let mut pages = clients
-        .iam
-        .list_mfa_devices()
-        .user_name(user)
-        .max_items(page_size)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        match page {
-            Ok(page) if !page.mfa_devices().is_empty() => return MfaState::Present,
-            Ok(_) => {}
+    const OP: &str = "iam:ListMFADevices";
+    let mut pages = Pages::new();
+    let mut present = false;
+    while pages.more() {
+        let page = match clients
+            .iam
+            .list_mfa_devices()
+            .user_name(user)
+            .max_items(page_size)
+            .set_marker(pages.marker().map(str::to_string))
+            .send()
+            .await
+        {
+            Ok(page) => page,
             Err(e) if is_no_such_entity(&e) => {
                 return MfaState::Unknown(format!(
-                    "iam:ListMFADevices: the user no longer exists ({})",
+                    "{OP}: the user no longer exists ({})",
                     describe(&e)
                 ))
             }
-            Err(e) => {
-                return MfaState::Unknown(format!("iam:ListMFADevices failed: {}", describe(&e)))
+            Err(e) => return MfaState::Unknown(format!("{OP} failed: {}", describe(&e))),
+        };
+        // A device is a fact only when the answer names it and says whose it is.
+        for device in page.mfa_devices() {
+            if device.serial_number().is_empty() {
+                return MfaState::Unknown(format!(
+                    "{OP} returned a device without a serial number"
+                ));
             }
+            if device.user_name() != user {
+                return MfaState::Unknown(format!(
+                    "{OP} for {user} returned a device of {:?}",
+                    device.user_name()
+                ));
+            }
+            present = true;
+        }
+        // Every page is read, even after a device is found: an answer that cannot be followed to
+        // its end is not one to act on.
+        if let Err(e) = pages.advance(page.is_truncated(), page.marker()) {
+            return MfaState::Unknown(format!("{OP} returned {e}"));
         }
     }
-    MfaState::Absent
+    if present {
+        MfaState::Present
+    } else {
+        MfaState::Absent
+    }
 }
 
 /// Whether one user has a console password.

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod answers;
 pub mod apply;
 pub mod audit;
 pub mod aws;

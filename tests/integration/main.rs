@@ -2,6 +2,7 @@
 
 mod accounts;
 mod bad_input;
+mod broken_answers;
 mod daemon;
 mod deploy;
 mod fail_safe;

@@ -1,5 +1,8 @@
 //! A fault-injecting HTTP proxy between forcemfa and moto_server: it forwards every request, except
-//! those a rule matches, which it answers with an injected fault.
+//! those a rule matches, which it answers with an injected fault. It doubles as a scriptable fake
+//! IAM endpoint: a rule can answer given actions with given bodies ([`Fault::Answer`]), or pass on
+//! the emulator's real answer altered ([`Fault::Rewrite`]), so that tests can feed forcemfa broken
+//! answers beside a working account.
 //!
 //! It runs on its own threads with blocking I/O, so that it keeps serving while a test waits for
 //! the forcemfa process.
@@ -10,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What to answer instead of forwarding.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Fault {
     /// HTTP 500 with IAM's `ServiceFailure` error.
     ServerError,
@@ -26,13 +29,18 @@ pub enum Fault {
     Drop,
     /// The request reaches the server, but the connection is closed before its answer.
     DropAfterForward,
+    /// This status and body, well framed, instead of forwarding.
+    Answer { status: u16, body: String },
+    /// Forwarded, and the server's answer body replaced by what this makes of it.
+    Rewrite(fn(&str) -> String),
 }
 
-/// Requests whose form body contains every one of `needles` get `fault`: the first `times` of
-/// them only when `times` is set, and `percent` in every hundred when that is set.
+/// Requests whose form body contains every one of `needles` and none of `absent` get `fault`: the
+/// first `times` of them only when `times` is set, and `percent` in every hundred when that is set.
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub needles: Vec<String>,
+    pub absent: Vec<String>,
     pub fault: Fault,
     pub times: Option<u64>,
     pub percent: Option<u64>,
@@ -43,6 +51,7 @@ impl Rule {
     pub fn new(needles: &[&str], fault: Fault) -> Rule {
         Rule {
             needles: needles.iter().map(|s| s.to_string()).collect(),
+            absent: Vec::new(),
             fault,
             times: None,
             percent: None,
@@ -54,6 +63,14 @@ impl Rule {
     pub fn percent(self, p: u64) -> Rule {
         Rule {
             percent: Some(p),
+            ..self
+        }
+    }
+
+    /// Matches only requests that contain none of `needles`.
+    pub fn unless(self, needles: &[&str]) -> Rule {
+        Rule {
+            absent: needles.iter().map(|s| s.to_string()).collect(),
             ..self
         }
     }
@@ -71,6 +88,7 @@ pub struct FaultProxy {
     pub endpoint: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     faulted: Arc<AtomicU64>,
+    requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -82,18 +100,28 @@ impl FaultProxy {
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy addr"));
         let rules = Arc::new(Mutex::new(Vec::new()));
         let faulted = Arc::new(AtomicU64::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (rules, faulted, stop) = (rules.clone(), faulted.clone(), stop.clone());
+            let (rules, faulted, requests, stop) = (
+                rules.clone(),
+                faulted.clone(),
+                requests.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (rules, faulted, upstream) =
-                        (rules.clone(), faulted.clone(), upstream.clone());
-                    std::thread::spawn(move || serve(conn, &upstream, &rules, &faulted));
+                    let (rules, faulted, requests, upstream) = (
+                        rules.clone(),
+                        faulted.clone(),
+                        requests.clone(),
+                        upstream.clone(),
+                    );
+                    std::thread::spawn(move || serve(conn, &upstream, &rules, &faulted, &requests));
                 }
             });
         }
@@ -101,6 +129,7 @@ impl FaultProxy {
             endpoint,
             rules,
             faulted,
+            requests,
             stop,
         }
     }
@@ -112,6 +141,16 @@ impl FaultProxy {
     /// Requests answered with a fault so far.
     pub fn faulted(&self) -> u64 {
         self.faulted.load(Ordering::SeqCst)
+    }
+
+    /// How many requests so far contained every one of `needles`.
+    pub fn requests_with(&self, needles: &[&str]) -> usize {
+        self.requests
+            .lock()
+            .expect("requests")
+            .iter()
+            .filter(|body| needles.iter().all(|n| body.contains(n)))
+            .count()
     }
 }
 
@@ -160,28 +199,41 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
     Some(Message { head, body })
 }
 
+/// A whole, well-framed HTTP answer.
+fn http_answer(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// The answer that replaces the upstream's; `None` for faults that forward.
-fn fault_response(fault: Fault) -> Option<Vec<u8>> {
+fn fault_response(fault: &Fault) -> Option<Vec<u8>> {
     let (status, kind, code) = match fault {
         Fault::ServerError => ("500 Internal Server Error", "Receiver", "ServiceFailure"),
         Fault::Throttle => ("400 Bad Request", "Sender", "Throttling"),
         Fault::AccessDenied => ("403 Forbidden", "Sender", "AccessDenied"),
         Fault::NoSuchEntity => ("404 Not Found", "Sender", "NoSuchEntity"),
-        Fault::Delay(_) | Fault::Drop | Fault::DropAfterForward => return None,
+        Fault::Answer { status, body } => {
+            let reason = if *status == 200 { "OK" } else { "Status" };
+            return Some(http_answer(&format!("{status} {reason}"), body));
+        }
+        Fault::Delay(_) | Fault::Drop | Fault::DropAfterForward | Fault::Rewrite(_) => return None,
     };
     let body = format!(
         "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
     );
-    Some(
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-    )
+    Some(http_answer(status, &body))
 }
 
-fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &AtomicU64) {
+fn serve(
+    conn: TcpStream,
+    upstream: &str,
+    rules: &Mutex<Vec<Rule>>,
+    faulted: &AtomicU64,
+    requests: &Mutex<Vec<String>>,
+) {
     let Ok(write_half) = conn.try_clone() else {
         return;
     };
@@ -189,11 +241,16 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_message(&mut reader) {
         let body = String::from_utf8_lossy(&request.body).into_owned();
+        if let Ok(mut seen) = requests.lock() {
+            seen.push(body.clone());
+        }
         let fault = rules
             .lock()
             .map(|mut rules| {
                 let rule = rules.iter_mut().find(|r| {
-                    r.times != Some(0) && r.needles.iter().all(|n| body.contains(n.as_str()))
+                    r.times != Some(0)
+                        && r.needles.iter().all(|n| body.contains(n.as_str()))
+                        && !r.absent.iter().any(|n| body.contains(n.as_str()))
                 })?;
                 if let Some(n) = rule.times.as_mut() {
                     *n -= 1;
@@ -205,10 +262,10 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
                         return None;
                     }
                 }
-                Some(rule.fault)
+                Some(rule.fault.clone())
             })
             .unwrap_or(None);
-        if let Some(fault) = fault {
+        if let Some(fault) = &fault {
             match fault_response(fault) {
                 Some(answer) => {
                     faulted.fetch_add(1, Ordering::SeqCst);
@@ -216,7 +273,7 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
                     return;
                 }
                 None => match fault {
-                    Fault::Delay(ms) => std::thread::sleep(std::time::Duration::from_millis(ms)),
+                    Fault::Delay(ms) => std::thread::sleep(std::time::Duration::from_millis(*ms)),
                     Fault::Drop => {
                         faulted.fetch_add(1, Ordering::SeqCst);
                         return;
@@ -237,6 +294,18 @@ fn serve(conn: TcpStream, upstream: &str, rules: &Mutex<Vec<Rule>>, faulted: &At
         };
         if matches!(fault, Some(Fault::DropAfterForward)) {
             faulted.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        if let Some(Fault::Rewrite(rewrite)) = &fault {
+            faulted.fetch_add(1, Ordering::SeqCst);
+            let status = String::from_utf8_lossy(&response.head)
+                .lines()
+                .next()
+                .and_then(|l| l.split_once(' '))
+                .map(|(_, s)| s.trim().to_string())
+                .unwrap_or_else(|| "200 OK".to_string());
+            let body = rewrite(&String::from_utf8_lossy(&response.body));
+            let _ = client.write_all(&http_answer(&status, &body));
             return;
         }
         if client.write_all(&response.head).is_err() || client.write_all(&response.body).is_err() {
