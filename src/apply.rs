@@ -1,4 +1,9 @@
-//! Writing IAM: the only module that changes anything, and only group memberships.
+//! Writing IAM during a reconciliation: group memberships and abandoned MFA devices. (`bootstrap`
+//! writes the group and its policy; nothing else writes.)
+//!
+//! Every change goes through a [`Journal`]: told before the request is sent, which may veto it,
+//! and told as soon as IAM has answered, so that the audit trail and the logs never trail behind
+//! what IAM has done, whatever happens to the process afterwards.
 
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -6,56 +11,92 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::{describe, AccountClients};
 use crate::plan::{Action, UserName};
 
-/// What became of one planned change.
+/// One write to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub user: UserName,
-    pub action: Action,
-    /// `Err` carries the failed call and IAM's answer.
-    pub result: Result<(), String>,
+pub enum Change {
+    Membership(UserName, Action),
+    /// Deleting an unassigned virtual MFA device, by serial number.
+    DeleteDevice(String),
 }
 
-/// Why a change was not sent.
+impl Change {
+    /// The user, or for a device its serial number.
+    pub fn subject(&self) -> &str {
+        match self {
+            Change::Membership(user, _) => &user.0,
+            Change::DeleteDevice(serial) => serial,
+        }
+    }
+
+    /// `add`, `remove` or `delete_mfa_device`, as the audit log and the logs name it.
+    pub fn action_name(&self) -> &'static str {
+        match self {
+            Change::Membership(_, action) => action.as_str(),
+            Change::DeleteDevice(_) => "delete_mfa_device",
+        }
+    }
+}
+
+/// What became of one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub change: Change,
+    /// `Err` carries the failed call and IAM's answer, or why the change was not sent.
+    pub result: Result<(), String>,
+    /// Whether the request went out: only then may IAM have made the change.
+    pub sent: bool,
+}
+
+/// Why a change was not sent once the run was told to stop.
 pub const NOT_STARTED: &str = "not made: forcemfa is shutting down";
 
+/// Hears of every change as it happens.
+pub trait Journal: Sync {
+    /// Called just before `change` is sent; an error keeps it from being sent and becomes its
+    /// outcome.
+    fn before(&self, change: &Change) -> Result<(), String>;
+    /// Called as soon as the change's outcome is known.
+    fn after(&self, outcome: &Outcome);
+}
+
 /// Applies every change with bounded concurrency. A failed change does not stop the others: each
-/// concerns one user only. Once `stop` is cancelled no new change starts; those already sent are
-/// let finish.
+/// concerns one user or device only. Once `stop` is cancelled no new change starts (`not_started`
+/// says why); those already sent are let finish.
 pub async fn apply(
     clients: &AccountClients,
     group: &str,
-    changes: Vec<(UserName, Action)>,
+    changes: Vec<Change>,
     concurrency: usize,
     stop: &CancellationToken,
+    not_started: &str,
+    journal: &dyn Journal,
 ) -> Vec<Outcome> {
-    let mut outcomes: Vec<Outcome> = stream::iter(changes)
-        .map(|(user, action)| async move {
-            let result = if stop.is_cancelled() {
-                Err(NOT_STARTED.to_string())
+    stream::iter(changes)
+        .map(|change| async move {
+            let (result, sent) = if stop.is_cancelled() {
+                (Err(not_started.to_string()), false)
             } else {
-                change(clients, group, &user, action).await
+                match journal.before(&change) {
+                    Ok(()) => (send(clients, group, &change).await, true),
+                    Err(e) => (Err(e), false),
+                }
             };
-            Outcome {
-                user,
-                action,
+            let outcome = Outcome {
+                change,
                 result,
-            }
+                sent,
+            };
+            journal.after(&outcome);
+            outcome
         })
         .buffer_unordered(concurrency)
         .collect()
-        .await;
-    outcomes.sort_by(|a, b| a.user.cmp(&b.user));
-    outcomes
+        .await
 }
 
-async fn change(
-    clients: &AccountClients,
-    group: &str,
-    user: &UserName,
-    action: Action,
-) -> Result<(), String> {
-    match action {
-        Action::Add => clients
+async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<(), String> {
+    match change {
+        Change::Membership(user, Action::Add) => clients
             .iam
             .add_user_to_group()
             .group_name(group)
@@ -64,7 +105,7 @@ async fn change(
             .await
             .map(|_| ())
             .map_err(|e| format!("iam:AddUserToGroup failed: {}", describe(&e))),
-        Action::Remove => clients
+        Change::Membership(user, Action::Remove) => clients
             .iam
             .remove_user_from_group()
             .group_name(group)
@@ -73,34 +114,15 @@ async fn change(
             .await
             .map(|_| ())
             .map_err(|e| format!("iam:RemoveUserFromGroup failed: {}", describe(&e))),
+        // IAM refuses to delete a device that a user has enabled in the meantime, so a race with
+        // a user finishing their set-up cannot take their device away.
+        Change::DeleteDevice(serial) => clients
+            .iam
+            .delete_virtual_mfa_device()
+            .serial_number(serial)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("iam:DeleteVirtualMFADevice failed: {}", describe(&e))),
     }
-}
-
-/// Deletes unassigned virtual MFA devices. IAM refuses to delete one that a user has enabled in
-/// the meantime, so a race with a user finishing their set-up cannot take their device away.
-pub async fn delete_devices(
-    clients: &AccountClients,
-    serials: Vec<String>,
-    concurrency: usize,
-    stop: &CancellationToken,
-) -> Vec<(String, Result<(), String>)> {
-    stream::iter(serials)
-        .map(|serial| async move {
-            let result = if stop.is_cancelled() {
-                Err(NOT_STARTED.to_string())
-            } else {
-                clients
-                    .iam
-                    .delete_virtual_mfa_device()
-                    .serial_number(&serial)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("iam:DeleteVirtualMFADevice failed: {}", describe(&e)))
-            };
-            (serial, result)
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await
 }

@@ -1,8 +1,18 @@
-//! The audit trail: every change actually made (never a dry run's plan) appended to a file as
-//! one JSON line, written and flushed to disk before the run reports it.
+//! The audit trail: every change forcemfa makes (never a dry run's plan), one JSON line per step.
+//!
+//! Each change is written ahead: an `intent` line is appended and synced to disk *before* the
+//! request is sent, and a `done` or `failed` line as soon as IAM has answered. A crash at any
+//! instant (`kill -9`, OOM, power loss after the sync) therefore leaves every change IAM may have
+//! made in the file, at worst as an intent without its confirmation. A change whose intent cannot
+//! be written is not sent.
+//!
+//! The file only ever holds whole lines: a write that fails part-way (a full disk, a file size
+//! limit) is cut back to where it started, and a partial last line left by anything else is cut
+//! off before the next record, so that no record is ever glued onto a fragment. Writers take an
+//! exclusive lock on the file for each record, so two processes sharing it interleave whole lines.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -10,7 +20,19 @@ use serde::Serialize;
 
 use crate::sync::lock;
 
-/// One change as recorded.
+/// Which step of a change a line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// About to be sent: IAM may have made the change even if no later line follows.
+    Intent,
+    /// IAM acknowledged the change.
+    Done,
+    /// IAM refused it, or its answer could not be read: see `error`.
+    Failed,
+}
+
+/// One line as recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry<'a> {
     pub time: String,
@@ -21,7 +43,11 @@ pub struct Entry<'a> {
     pub user: &'a str,
     /// `add`, `remove` or `delete_mfa_device`.
     pub action: &'a str,
+    pub outcome: Step,
     pub reason: &'a str,
+    /// Why a `failed` change failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
 }
 
 /// An append-only JSON-lines file.
@@ -31,33 +57,114 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating) `path` for appending.
+    /// Opens (creating) `path` for appending, and cuts off a partial last line left behind.
     pub fn open(path: &Path) -> Result<AuditLog, String> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(path)
             .map_err(|e| format!("cannot open audit_log {}: {e}", path.display()))?;
-        Ok(AuditLog {
+        let log = AuditLog {
             path: path.to_path_buf(),
             file: Mutex::new(file),
-        })
+        };
+        log.locked(|file| end_on_whole_line(file).map(|_| ()))?;
+        Ok(log)
     }
 
-    /// Appends one line and syncs it to disk.
+    /// Appends one line and syncs it to disk. On failure the file is left as it was.
     pub fn record(&self, entry: &Entry<'_>) -> Result<(), String> {
         let mut line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
         line.push('\n');
-        let mut file = lock(&self.file);
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|e| format!("cannot write audit_log {}: {e}", self.path.display()))
+        self.locked(|file| {
+            let start = end_on_whole_line(file)?;
+            let written = file
+                .write_all(line.as_bytes())
+                .and_then(|()| file.sync_data());
+            if let Err(e) = written {
+                // Never leave a fragment for the next record to be glued onto.
+                let _ = file.set_len(start).and_then(|()| file.sync_data());
+                return Err(e);
+            }
+            Ok(())
+        })
     }
+
+    /// Runs `f` on the file under an exclusive lock that other processes respect too.
+    fn locked<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> Result<T, String> {
+        let mut file = lock(&self.file);
+        let result = file.lock().and_then(|()| {
+            let result = f(&mut file);
+            let _ = file.unlock();
+            result
+        });
+        result.map_err(|e| format!("cannot write audit_log {}: {e}", self.path.display()))
+    }
+}
+
+/// Makes the file end on a line break, cutting off a partial last line; returns its length.
+fn end_on_whole_line(file: &mut File) -> std::io::Result<u64> {
+    let len = file.metadata()?.len();
+    if len == 0 || last_byte(file, len)? == b'\n' {
+        return Ok(len);
+    }
+    let keep = last_line_end(file, len)?;
+    file.set_len(keep)?;
+    file.sync_data()?;
+    Ok(keep)
+}
+
+fn last_byte(file: &mut File, len: u64) -> std::io::Result<u8> {
+    let mut byte = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut byte)?;
+    Ok(byte[0])
+}
+
+/// The length of the file up to and including its last line break (0 when it has none).
+fn last_line_end(file: &mut File, len: u64) -> std::io::Result<u64> {
+    const CHUNK: u64 = 64 * 1024;
+    let mut end = len;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry<'a>(user: &'a str, outcome: Step) -> Entry<'a> {
+        Entry {
+            time: "2026-01-01T00:00:00Z".into(),
+            run_id: "r",
+            account_id: "123456789012",
+            group: "ForceMFA",
+            user,
+            action: "add",
+            outcome,
+            reason: "no MFA device",
+            error: None,
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
 
     #[test]
     fn entries_are_appended_as_json_lines() {
@@ -65,26 +172,43 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
         let log = AuditLog::open(&path).unwrap();
-        for user in ["alice", "bob"] {
-            log.record(&Entry {
-                time: "2026-01-01T00:00:00Z".into(),
-                run_id: "r",
-                account_id: "123456789012",
-                group: "ForceMFA",
-                user,
-                action: "add",
-                reason: "no MFA device",
-            })
-            .unwrap();
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        log.record(&entry("alice", Step::Intent)).unwrap();
+        log.record(&entry("alice", Step::Done)).unwrap();
+        let lines = lines(&path);
         assert_eq!(lines.len(), 3);
-        assert_eq!(lines[2]["user"], "bob");
-        assert_eq!(lines[2]["action"], "add");
+        assert_eq!(lines[1]["outcome"], "intent");
+        assert_eq!(lines[2]["user"], "alice");
+        assert_eq!(lines[2]["outcome"], "done");
+        assert!(lines[2].get("error").is_none());
+    }
+
+    #[test]
+    fn a_partial_last_line_is_cut_off_before_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, "{\"whole\":1}\n{\"cut\":").unwrap();
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"whole\":1}\n");
+        // Also when the fragment appears after opening (another writer's failed write).
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"again\":")
+            .unwrap();
+        log.record(&entry("bob", Step::Intent)).unwrap();
+        let lines = lines(&path);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["user"], "bob");
+    }
+
+    #[test]
+    fn a_file_without_any_line_break_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, "x".repeat(200_000)).unwrap();
+        AuditLog::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 
     #[test]
@@ -93,5 +217,15 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("/nonexistent/dir/audit.jsonl"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_fragment() {
+        // /dev/full takes no byte: the error is reported and nothing is left half-written.
+        let Ok(log) = AuditLog::open(Path::new("/dev/full")) else {
+            return;
+        };
+        let err = log.record(&entry("carol", Step::Intent)).unwrap_err();
+        assert!(err.contains("/dev/full"), "{err}");
     }
 }

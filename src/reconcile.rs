@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
 use crate::accounts::{ClientPool, Target};
-use crate::apply::{self, Outcome};
-use crate::audit::{self, AuditLog};
+use crate::apply::{self, Change, Journal, Outcome};
+use crate::audit::{self, AuditLog, Step};
 use crate::aws::AccountClients;
 use crate::cleanup::Sightings;
 use crate::config::Config;
@@ -226,41 +226,54 @@ async fn reconcile_into(
         run_id,
         account_id: &account_id,
         group: &config.group,
+        audit_errors: Mutex::new(Vec::new()),
     };
     if options.dry_run {
         record_planned(report, &changes, &account_id, true, "planned");
     } else {
+        let changes = changes
+            .into_iter()
+            .map(|(user, action)| Change::Membership(user, action))
+            .collect();
         let outcomes = apply::apply(
             clients,
             &config.group,
             changes,
             config.aws.max_concurrency,
             stop,
+            apply::NOT_STARTED,
+            &recorder,
         )
         .await;
-        record_outcomes(report, outcomes, &recorder);
+        record_outcomes(report, outcomes);
         report.applied = true;
     }
     if config.cleanup.unassigned_mfa_devices {
         clean_up_devices(ctx, clients, report, &recorder).await;
     }
+    report
+        .audit_errors
+        .extend(std::mem::take(&mut *lock(&recorder.audit_errors)));
     Ok(())
 }
 
-/// Writes each change made to the audit log, if there is one; a failed write is an error in
-/// the account's report.
+/// Logs each change and writes it to the audit log (if there is one) as it happens: the intent
+/// before the request, the outcome as soon as IAM has answered.
 struct Recorder<'a> {
     audit: Option<&'a AuditLog>,
     run_id: &'a str,
     account_id: &'a str,
     group: &'a str,
+    /// Audit lines that could not be written, for the report.
+    audit_errors: Mutex<Vec<String>>,
 }
 
 impl Recorder<'_> {
-    fn record(&self, report: &mut AccountReport, user: &str, action: &str, reason: &str) {
+    fn write(&self, change: &Change, step: Step, error: Option<&str>) -> Result<(), String> {
         let Some(audit) = self.audit else {
-            return;
+            return Ok(());
         };
+        let (user, action) = (change.subject(), change.action_name());
         let entry = audit::Entry {
             time: now_rfc3339(),
             run_id: self.run_id,
@@ -268,12 +281,56 @@ impl Recorder<'_> {
             group: self.group,
             user,
             action,
-            reason,
+            outcome: step,
+            reason: change_reason(change),
+            error,
         };
-        if let Err(e) = audit.record(&entry) {
+        audit.record(&entry).inspect_err(|e| {
             error!(account_id = self.account_id, user, action, error = %e, "audit record lost");
-            report.audit_errors.push(format!("{action} {user}: {e}"));
+            lock(&self.audit_errors).push(format!("{action} {user}: {e}"));
+        })
+    }
+}
+
+impl Journal for Recorder<'_> {
+    fn before(&self, change: &Change) -> Result<(), String> {
+        // No change is made that the audit log could not show.
+        self.write(change, Step::Intent, None)
+            .map_err(|e| format!("not made: its audit record could not be written ({e})"))
+    }
+
+    fn after(&self, outcome: &Outcome) {
+        let account_id = self.account_id;
+        let change = &outcome.change;
+        match (&outcome.result, change) {
+            (Ok(()), Change::Membership(user, action)) => {
+                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = "done", "membership change");
+            }
+            (Ok(()), Change::DeleteDevice(serial)) => {
+                info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
+            }
+            (Err(reason), Change::Membership(user, action)) => {
+                warn!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = "failed", reason = %reason, "membership change");
+            }
+            (Err(reason), Change::DeleteDevice(serial)) => {
+                warn!(account_id, serial = %serial, dry_run = false, outcome = "failed", reason = %reason, "MFA device deletion");
+            }
         }
+        if outcome.sent {
+            let _ = match &outcome.result {
+                Ok(()) => self.write(change, Step::Done, None),
+                Err(reason) => self.write(change, Step::Failed, Some(reason)),
+            };
+        }
+    }
+}
+
+/// Why a change is made, as the audit log says it.
+fn change_reason(change: &Change) -> &'static str {
+    match change {
+        Change::Membership(_, Action::Add) => "no MFA device",
+        Change::Membership(_, Action::Remove) => "has an MFA device",
+        Change::DeleteDevice(_) => "unassigned for at least cleanup.unassigned_min_age",
     }
 }
 
@@ -346,27 +403,29 @@ async fn clean_up_devices(
         report.deleted_mfa_devices = due;
         return;
     }
-    let outcomes =
-        apply::delete_devices(clients, due, ctx.config.aws.max_concurrency, ctx.stop).await;
-    for (serial, result) in outcomes {
-        match result {
+    let changes = due.into_iter().map(Change::DeleteDevice).collect();
+    let outcomes = apply::apply(
+        clients,
+        &ctx.config.group,
+        changes,
+        ctx.config.aws.max_concurrency,
+        ctx.stop,
+        apply::NOT_STARTED,
+        recorder,
+    )
+    .await;
+    for outcome in outcomes {
+        let Change::DeleteDevice(serial) = outcome.change else {
+            continue;
+        };
+        match outcome.result {
             Ok(()) => {
-                info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
                 lock(ctx.sightings).forget(&serial);
-                recorder.record(
-                    report,
-                    &serial,
-                    "delete_mfa_device",
-                    "unassigned for at least cleanup.unassigned_min_age",
-                );
                 report.deleted_mfa_devices.push(serial);
             }
-            Err(reason) => {
-                warn!(account_id, serial = %serial, dry_run = false, outcome = "failed", reason = %reason, "MFA device deletion");
-                report
-                    .warnings
-                    .push(format!("cannot delete MFA device {serial}: {reason}"));
-            }
+            Err(reason) => report
+                .warnings
+                .push(format!("cannot delete MFA device {serial}: {reason}")),
         }
     }
     report.deleted_mfa_devices.sort();
@@ -409,30 +468,23 @@ fn record_planned(
     }
 }
 
-fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>, recorder: &Recorder<'_>) {
-    let account_id = recorder.account_id;
-    for o in outcomes {
-        let action = o.action.as_str();
-        match o.result {
-            Ok(()) => {
-                info!(account_id, user = %o.user, action, dry_run = false, outcome = "done", "membership change");
-                let reason = match o.action {
-                    Action::Add => "no MFA device",
-                    Action::Remove => "has an MFA device",
-                };
-                recorder.record(report, &o.user.0, action, reason);
-                push_change(report, o.action, o.user.0);
-            }
-            Err(reason) => {
-                warn!(account_id, user = %o.user, action, dry_run = false, outcome = "failed", reason = %reason, "membership change");
-                report.failed.push(FailedChange {
-                    user: o.user.0,
-                    action,
-                    reason,
-                });
-            }
+/// Lists each change made under `added` or `removed`, and each failed one under `failed`; the
+/// journal has already logged and audited them.
+fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>) {
+    for outcome in outcomes {
+        let Change::Membership(user, action) = outcome.change else {
+            continue;
+        };
+        match outcome.result {
+            Ok(()) => push_change(report, action, user.0),
+            Err(reason) => report.failed.push(FailedChange {
+                user: user.0,
+                action: action.as_str(),
+                reason,
+            }),
         }
     }
     report.added.sort();
     report.removed.sort();
+    report.failed.sort_by(|a, b| a.user.cmp(&b.user));
 }

@@ -248,51 +248,215 @@ async fn every_change_made_is_in_the_audit_log_and_dry_runs_add_nothing() {
     let run = a.forcemfa(&["reconcile", "--config", path, "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run_id = run.report()["run_id"].as_str().unwrap().to_string();
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let mut recorded: Vec<(String, String)> = lines
-        .iter()
-        .map(|l| {
-            assert_eq!(l["run_id"], run_id.as_str());
-            assert_eq!(l["account_id"], "123456789012");
-            assert!(l["time"].as_str().is_some_and(|t| t.len() > 10));
-            assert!(l["reason"].as_str().is_some_and(|r| !r.is_empty()));
-            (
-                l["user"].as_str().unwrap().to_string(),
-                l["action"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    recorded.sort();
-    assert_eq!(
-        recorded,
-        [
-            ("alice".to_string(), "remove".to_string()),
-            ("carol".to_string(), "add".to_string()),
-            ("dave".to_string(), "add".to_string()),
-        ]
+    let lines = audit_lines(&log);
+    for l in &lines {
+        assert_eq!(l["run_id"], run_id.as_str());
+        assert_eq!(l["account_id"], "123456789012");
+        assert!(l["time"].as_str().is_some_and(|t| t.len() > 10));
+        assert!(l["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+    // Each change is written ahead (intent) and confirmed (done), in that order.
+    for (user, action) in [("alice", "remove"), ("carol", "add"), ("dave", "add")] {
+        let steps: Vec<&str> = lines
+            .iter()
+            .filter(|l| l["user"] == user && l["action"] == action)
+            .map(|l| l["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["intent", "done"], "{user}");
+    }
+    assert_eq!(lines.len(), 6);
+}
+
+/// Every line of an audit log, each of which must be one whole JSON object.
+fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "the audit log ends in a partial line: {text:?}"
     );
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a whole JSON line ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+/// Users with a line of `step` for `action` in the audit log.
+fn audited(lines: &[serde_json::Value], action: &str, step: &str) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| l["action"] == action && l["outcome"] == step)
+        .map(|l| l["user"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
-async fn a_failed_audit_write_is_an_error_in_the_report() {
+async fn kill_9_at_any_point_leaves_every_change_made_in_the_audit_log() {
+    let a = Account::with_group().await;
+    let mut everyone = BTreeSet::new();
+    for i in 0..150 {
+        let name = format!("new{i:03}");
+        a.user(&name).await;
+        everyone.insert(name);
+    }
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=AddUserToGroup"],
+        Fault::Delay(15),
+    )]);
+    let log = a.dir.path().join("audit.jsonl");
+    let config = a.config(&format!(
+        "audit_log = \"{}\"\n[aws]\nmax_concurrency = 2\n",
+        log.display()
+    ));
+    let path = config.to_str().unwrap().to_string();
+
+    // Kill points spread over the whole apply, drawn from a seed printed for replay.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    println!("kill -9 seed: {seed}");
+    let mut state = seed;
+    let mut kills = Vec::new();
+    for round in 0..5 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after_ms = 150 + (state >> 33) % 900;
+        let mut child = a
+            .command(&proxy.endpoint, &["reconcile", "--config", &path])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Requests the proxy was still holding land now; let them.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let members = a.members(GROUP).await;
+        let lines = audit_lines(&log);
+        let intended = audited(&lines, "add", "intent");
+        let missing: Vec<_> = members.difference(&intended).collect();
+        assert!(
+            missing.is_empty(),
+            "round {round} (killed after {after_ms} ms): in the group but not in the audit log: {missing:?}"
+        );
+        // Nothing is confirmed that IAM did not do.
+        let done = audited(&lines, "add", "done");
+        assert!(done.is_subset(&members), "round {round}");
+        kills.push((after_ms, members.len(), done.len()));
+    }
+    println!("kill -9 points (ms after start, members, confirmed): {kills:?}");
+
+    let run = a.forcemfa(&["reconcile", "--config", &path, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, everyone);
+    let lines = audit_lines(&log);
+    assert_eq!(audited(&lines, "add", "intent"), everyone);
+}
+
+#[tokio::test]
+async fn no_change_is_made_that_the_audit_log_cannot_record() {
     let a = Account::with_group().await;
     a.user("carol").await;
-    // Writes to /dev/full fail with ENOSPC.
+    // Writes to /dev/full fail with ENOSPC: the intent cannot be written, so nothing is sent.
     let config = a.config("audit_log = \"/dev/full\"\n");
     let run = a.reconcile_json(&config);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let acct = run.account();
-    assert_eq!(names(&acct["added"]), ["carol"]);
+    assert!(names(&acct["added"]).is_empty(), "{acct}");
+    assert!(a.members(GROUP).await.is_empty());
+    assert_eq!(acct["failed"][0]["user"], "carol", "{acct}");
+    assert!(
+        acct["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("audit"),
+        "{acct}"
+    );
     assert!(acct["audit_errors"].to_string().contains("carol"), "{acct}");
 
     let config = a.config("audit_log = \"/nonexistent/dir/audit.jsonl\"\n");
     let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("audit_log"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn a_full_disk_leaves_whole_lines_and_no_unrecorded_change() {
+    use std::os::unix::process::CommandExt;
+
+    let a = Account::with_group().await;
+    let mut everyone = BTreeSet::new();
+    for name in ["u1", "u2", "u3", "u4", "u5"] {
+        a.user(name).await;
+        everyone.insert(name.to_string());
+    }
+    let log = a.dir.path().join("audit.jsonl");
+    std::fs::write(&log, "{\"earlier\":\"record\"}\n").unwrap();
+    let config = a.config(&format!(
+        "audit_log = \"{}\"\n[aws]\nmax_concurrency = 1\n",
+        log.display()
+    ));
+    let path = config.to_str().unwrap().to_string();
+
+    // The file may grow to about two and a half records: a later write stops part-way, as on a
+    // full disk (EFBIG under RLIMIT_FSIZE; SIGXFSZ ignored so that the write fails instead).
+    let limit = 24 + 2 * 230 + 100;
+    let mut cmd = a.command(
+        &a.moto.endpoint,
+        &["reconcile", "--config", &path, "--output", "json"],
+    );
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let acct = &report["accounts"][0];
+    assert!(
+        !acct["audit_errors"].as_array().unwrap().is_empty(),
+        "{acct}"
+    );
+
+    let lines = audit_lines(&log);
+    assert_eq!(lines[0]["earlier"], "record");
+    let members = a.members(GROUP).await;
+    assert!(
+        members.len() < 5,
+        "the disk filled before every change: {members:?}"
+    );
+    let intended = audited(&lines, "add", "intent");
+    assert!(
+        members.is_subset(&intended),
+        "changed without a record: {members:?} vs {intended:?}"
+    );
+    println!(
+        "full disk: {} of 5 added, {} audit lines kept, {} bytes",
+        members.len(),
+        lines.len(),
+        std::fs::metadata(&log).unwrap().len()
+    );
+
+    // With room again, the next run finishes and its lines follow whole ones.
+    let run = a.forcemfa(&["reconcile", "--config", &path, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, everyone);
+    let lines = audit_lines(&log);
+    assert_eq!(audited(&lines, "add", "intent"), everyone);
 }
 
 #[tokio::test]
