@@ -41,7 +41,7 @@ impl Target {
         }
     }
 
-    fn key(&self) -> String {
+    pub fn key(&self) -> String {
         match self {
             Target::Own => "own".to_string(),
             Target::Role(t) => t.role_arn.clone(),

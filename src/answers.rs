@@ -108,7 +108,7 @@ impl Intercept for AnswerCheck {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         // Errors are the SDK's to read; only answers it took as success are checked.
-        if !matches!(context.output_or_error(), Ok(_)) {
+        if context.output_or_error().is_err() {
             return Ok(());
         }
         let response = context.response();

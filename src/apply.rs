@@ -47,9 +47,6 @@ pub struct Outcome {
     pub sent: bool,
 }
 
-/// Why a change was not sent once the run was told to stop.
-pub const NOT_STARTED: &str = "not made: forcemfa is shutting down";
-
 /// Hears of every change as it happens.
 pub trait Journal: Sync {
     /// Called just before `change` is sent; an error keeps it from being sent and becomes its

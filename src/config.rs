@@ -237,6 +237,8 @@ pub struct Config {
     pub group: String,
     pub dry_run: bool,
     pub max_changes: Option<u64>,
+    /// The deadline of one run.
+    pub run_timeout: std::time::Duration,
     pub console_users_only: bool,
     pub schedule: Schedule,
     /// The daemon reconciles once right after it starts.
@@ -358,6 +360,7 @@ impl Config {
             group,
             dry_run: raw.dry_run.unwrap_or(false),
             max_changes,
+            run_timeout: std::time::Duration::from_secs(45 * 60),
             console_users_only: raw.console_users_only.unwrap_or(false),
             schedule,
             run_on_start: raw.run_on_start.unwrap_or(true),

@@ -30,8 +30,8 @@ pub enum AccountError {
         operation: &'static str,
         what: String,
     },
-    #[error("stopped before the account was read: forcemfa is shutting down")]
-    Stopped,
+    #[error("stopped before the account was read: {0}")]
+    Stopped(String),
 }
 
 impl AccountError {
@@ -42,7 +42,7 @@ impl AccountError {
             AccountError::GroupMissing { .. } => "group_missing",
             AccountError::Read { .. } => "read",
             AccountError::Nonsense { .. } => "invalid_response",
-            AccountError::Stopped => "stopped",
+            AccountError::Stopped(_) => "stopped",
         }
     }
 }

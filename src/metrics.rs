@@ -59,6 +59,7 @@ pub struct Metrics {
     changes: Family<ChangeLabels, Counter>,
     planned_changes: Family<AccountLabel, Gauge>,
     account_errors: Family<AccountLabel, Counter>,
+    audit_errors: Family<AccountLabel, Counter>,
     api_calls: Family<ApiLabels, Counter>,
     api_errors: Family<ApiLabels, Counter>,
     config_reloads: Family<ResultLabel, Counter>,
@@ -88,6 +89,7 @@ impl Metrics {
             changes: Family::default(),
             planned_changes: Family::default(),
             account_errors: Family::default(),
+            audit_errors: Family::default(),
             api_calls: Family::default(),
             api_errors: Family::default(),
             config_reloads: Family::default(),
@@ -143,6 +145,11 @@ impl Metrics {
             "account_errors",
             "Runs in which an account could not be reconciled",
             m.account_errors.clone(),
+        );
+        registry.register(
+            "audit_errors",
+            "Audit log lines that could not be written (a change whose intent line fails is not made)",
+            m.audit_errors.clone(),
         );
         registry.register(
             "api_calls",
@@ -217,6 +224,13 @@ impl Metrics {
                     account: account.clone(),
                 })
                 .inc();
+        }
+        if !a.audit_errors.is_empty() {
+            self.audit_errors
+                .get_or_create(&AccountLabel {
+                    account: account.clone(),
+                })
+                .inc_by(a.audit_errors.len() as u64);
         }
         for (op, n) in &a.api_calls {
             let labels = ApiLabels {

@@ -1,7 +1,7 @@
 //! One reconciliation: read, plan, guard, apply (unless dry-run), report.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use time::format_description::well_known::Rfc3339;
@@ -25,6 +25,8 @@ use crate::sync::lock;
 pub struct RunOptions {
     pub dry_run: bool,
     pub max_changes: Option<u64>,
+    /// The run's deadline (`run_timeout`): past it no new read or change starts.
+    pub timeout: Duration,
 }
 
 impl RunOptions {
@@ -32,7 +34,33 @@ impl RunOptions {
         RunOptions {
             dry_run: config.dry_run,
             max_changes: config.max_changes,
+            timeout: config.run_timeout,
         }
+    }
+}
+
+/// Why a run stops before its end, and the token that tells its parts to: the service is
+/// shutting down, or the run's deadline has passed.
+struct Halt<'a> {
+    token: CancellationToken,
+    shutdown: &'a CancellationToken,
+    timeout: Duration,
+}
+
+impl Halt<'_> {
+    fn reason(&self) -> String {
+        if self.shutdown.is_cancelled() {
+            "forcemfa is shutting down".to_string()
+        } else {
+            format!(
+                "the run passed its deadline (run_timeout = {}s)",
+                self.timeout.as_secs()
+            )
+        }
+    }
+
+    fn not_started(&self) -> String {
+        format!("not made: {}", self.reason())
     }
 }
 
@@ -67,33 +95,46 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
     let started_at = now_rfc3339();
     let started = Instant::now();
     info!(group = %ctx.config.group, "run started");
+    let halt = Halt {
+        token: ctx.stop.child_token(),
+        shutdown: ctx.stop,
+        timeout: ctx.options.timeout,
+    };
 
     pool.discovery_calls.take();
-    let (accounts, error) = match pool.targets(ctx.config).await {
-        Ok(targets) => {
-            let run_id = run_id.as_str();
-            let mut accounts: Vec<AccountReport> = stream::iter(targets)
-                .map(|target| async move {
-                    let clients = pool.clients(&target).await;
-                    let span = tracing::info_span!(
-                        "account",
-                        account_id = target.account_id().unwrap_or("own"),
-                    );
-                    reconcile_account(ctx, run_id, &clients, &target)
-                        .instrument(span)
-                        .await
-                })
-                .buffer_unordered(ctx.config.aws.max_accounts_in_parallel)
-                .collect()
-                .await;
-            accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
-            (accounts, None)
-        }
-        Err(e) => {
-            warn!(error = %e, "cannot list the organization's accounts; no account reconciled");
-            (Vec::new(), Some(e))
+    // Accounts are listed here as they start and finish, so that a run abandoned at its
+    // deadline still reports each one.
+    let started_targets = Mutex::new(Vec::new());
+    let finished = Mutex::new(Vec::new());
+    let error = {
+        let work = all_accounts(ctx, pool, &run_id, &halt, &started_targets, &finished);
+        tokio::pin!(work);
+        tokio::select! {
+            error = &mut work => error,
+            () = tokio::time::sleep(halt.timeout) => {
+                halt.token.cancel();
+                warn!(run_timeout_secs = halt.timeout.as_secs(), "run_timeout passed: no new read or change starts");
+                // Changes already sent are given the time their calls may take.
+                let grace = Duration::from_secs(ctx.config.aws.operation_timeout_secs) + ABANDON_MARGIN;
+                match tokio::time::timeout(grace, &mut work).await {
+                    Ok(error) => error,
+                    Err(_) => {
+                        error!("accounts still at work after run_timeout; abandoned");
+                        None
+                    }
+                }
+            }
         }
     };
+    let finished = std::mem::take(&mut *lock(&finished));
+    let mut accounts: Vec<AccountReport> = Vec::new();
+    for target in std::mem::take(&mut *lock(&started_targets)) {
+        match finished.iter().find(|(t, _)| *t == target) {
+            Some((_, report)) => accounts.push(report.clone()),
+            None => accounts.push(abandoned(ctx, &target, &halt)),
+        }
+    }
+    accounts.sort_by(|a, b| a.account_id.cmp(&b.account_id));
 
     let report = RunReport {
         run_id,
@@ -122,11 +163,74 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
     report
 }
 
+/// After the deadline, beyond the calls' own timeout, how long accounts may take to finish.
+const ABANDON_MARGIN: Duration = Duration::from_secs(5);
+
+/// Discovers the targets and reconciles each, a few at a time, into `finished`; returns the
+/// discovery error, if any.
+async fn all_accounts(
+    ctx: &RunContext<'_>,
+    pool: &ClientPool,
+    run_id: &str,
+    halt: &Halt<'_>,
+    started: &Mutex<Vec<Target>>,
+    finished: &Mutex<Vec<(Target, AccountReport)>>,
+) -> Option<String> {
+    let targets = match halt
+        .token
+        .run_until_cancelled(pool.targets(ctx.config))
+        .await
+    {
+        Some(Ok(targets)) => targets,
+        Some(Err(e)) => {
+            warn!(error = %e, "cannot list the organization's accounts; no account reconciled");
+            return Some(e);
+        }
+        None => return Some(format!("no account reconciled: {}", halt.reason())),
+    };
+    stream::iter(targets)
+        .for_each_concurrent(
+            ctx.config.aws.max_accounts_in_parallel,
+            |target| async move {
+                lock(started).push(target.clone());
+                let clients = pool.clients(&target).await;
+                let span = tracing::info_span!(
+                    "account",
+                    account_id = target.account_id().unwrap_or("own"),
+                );
+                let report = reconcile_account(ctx, run_id, &clients, &target, halt)
+                    .instrument(span)
+                    .await;
+                lock(finished).push((target, report));
+            },
+        )
+        .await;
+    None
+}
+
+/// The report of an account still at work when the run was abandoned.
+fn abandoned(ctx: &RunContext<'_>, target: &Target, halt: &Halt<'_>) -> AccountReport {
+    let error = format!(
+        "not finished: {}; abandoned with its calls still under way (see the audit log for changes sent)",
+        halt.reason()
+    );
+    warn!(account_id = target.account_id().unwrap_or("own"), error = %error, "account not reconciled");
+    AccountReport {
+        account_id: target.account_id().map(str::to_string),
+        name: target.name().map(str::to_string),
+        group: ctx.config.group.clone(),
+        max_changes: ctx.options.max_changes,
+        error: Some(error),
+        ..AccountReport::default()
+    }
+}
+
 async fn reconcile_account(
     ctx: &RunContext<'_>,
     run_id: &str,
     clients: &AccountClients,
     target: &Target,
+    halt: &Halt<'_>,
 ) -> AccountReport {
     let started = Instant::now();
     clients.calls.take();
@@ -137,7 +241,7 @@ async fn reconcile_account(
         max_changes: ctx.options.max_changes,
         ..AccountReport::default()
     };
-    if let Err(e) = reconcile_into(ctx, run_id, clients, &mut report).await {
+    if let Err(e) = reconcile_into(ctx, run_id, clients, &mut report, halt).await {
         warn!(
             account_id = report.account_id.as_deref().unwrap_or(""),
             error_kind = e.kind(),
@@ -158,12 +262,13 @@ async fn reconcile_into(
     run_id: &str,
     clients: &AccountClients,
     report: &mut AccountReport,
+    halt: &Halt<'_>,
 ) -> Result<(), AccountError> {
-    let (config, options, stop) = (ctx.config, ctx.options, ctx.stop);
+    let (config, options, stop) = (ctx.config, ctx.options, &halt.token);
     let identity = stop
         .run_until_cancelled(inventory::caller_identity(clients))
         .await
-        .ok_or(AccountError::Stopped)??;
+        .ok_or_else(|| AccountError::Stopped(halt.reason()))??;
     let account_id = identity.account_id.clone();
     report.account_id = Some(account_id.clone());
     report.own_user = identity.user.as_ref().map(|u| u.0.clone());
@@ -184,7 +289,7 @@ async fn reconcile_into(
             config.aws.max_concurrency,
         ))
         .await
-        .ok_or(AccountError::Stopped)??;
+        .ok_or_else(|| AccountError::Stopped(halt.reason()))??;
 
     record_account_checks(report, &facts, &config.group, &account_id);
     lock(ctx.sightings).observe(&account_id, &facts.unassigned_devices, unix_now());
@@ -241,15 +346,22 @@ async fn reconcile_into(
             changes,
             config.aws.max_concurrency,
             stop,
-            apply::NOT_STARTED,
+            &halt.not_started(),
             &recorder,
         )
         .await;
+        let unfinished = outcomes
+            .iter()
+            .filter(|o| !o.sent && stop.is_cancelled())
+            .count();
         record_outcomes(report, outcomes);
         report.applied = true;
+        if unfinished > 0 {
+            report.error = Some(format!("{unfinished} changes not made: {}", halt.reason()));
+        }
     }
     if config.cleanup.unassigned_mfa_devices {
-        clean_up_devices(ctx, clients, report, &recorder).await;
+        clean_up_devices(ctx, clients, report, &recorder, halt).await;
     }
     report
         .audit_errors
@@ -392,6 +504,7 @@ async fn clean_up_devices(
     clients: &AccountClients,
     report: &mut AccountReport,
     recorder: &Recorder<'_>,
+    halt: &Halt<'_>,
 ) {
     let account_id = recorder.account_id;
     let min_age = ctx.config.cleanup.unassigned_min_age;
@@ -409,8 +522,8 @@ async fn clean_up_devices(
         &ctx.config.group,
         changes,
         ctx.config.aws.max_concurrency,
-        ctx.stop,
-        apply::NOT_STARTED,
+        &halt.token,
+        &halt.not_started(),
         recorder,
     )
     .await;

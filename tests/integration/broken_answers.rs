@@ -163,7 +163,8 @@ async fn a_listing_that_cannot_be_read_whole_stops_the_account() {
     let proxy = FaultProxy::start(&a.moto.endpoint);
     let config = a.config("");
 
-    let cases: Vec<(&str, &str, fn(&str) -> String)> = vec![
+    type Case = (&'static str, &'static str, fn(&str) -> String);
+    let cases: Vec<Case> = vec![
         (
             "GetAccountAuthorizationDetails",
             "cut between two users",

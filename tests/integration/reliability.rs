@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::support::daemon::Daemon;
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::{names, Account};
 
@@ -382,6 +383,24 @@ async fn no_change_is_made_that_the_audit_log_cannot_record() {
     let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("audit_log"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn the_service_counts_audit_write_failures() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let d = Daemon::start(
+        &a,
+        &a.moto.endpoint,
+        "run_on_start = true\naudit_log = \"/dev/full\"\n",
+    );
+    d.wait_runs(1, 15).await;
+    let (_, metrics) = d.get("/metrics");
+    assert!(
+        metrics.contains("forcemfa_audit_errors_total{account=\"123456789012\"} 1"),
+        "{metrics}"
+    );
+    assert!(a.members(GROUP).await.is_empty());
 }
 
 #[tokio::test]
