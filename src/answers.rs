@@ -52,44 +52,89 @@ fn required_elements(operation: &str) -> &'static [&'static str] {
     }
 }
 
-/// Checks a successful answer of the query protocol (IAM, STS) to `operation`.
+/// Checks a successful answer of the query protocol (IAM, STS) to `operation`, in one streaming
+/// pass (a large account's listing is never held twice in memory).
 pub fn check_answer(operation: &str, body: &[u8]) -> Result<(), AnswerError> {
     let text =
         std::str::from_utf8(body).map_err(|e| AnswerError::Malformed(format!("not UTF-8: {e}")))?;
-    let doc =
-        roxmltree::Document::parse(text).map_err(|e| AnswerError::Malformed(e.to_string()))?;
-    let root = doc.root_element();
     let expected = format!("{operation}Response");
-    if root.tag_name().name() != expected {
-        if root.tag_name().name() == "ErrorResponse" {
-            let code = root
-                .descendants()
-                .find(|n| n.has_tag_name("Code"))
-                .and_then(|n| n.text())
-                .unwrap_or("no code")
-                .to_string();
-            return Err(AnswerError::ErrorEnvelope { code });
+    let result_name = format!("{operation}Result");
+    let required = required_elements(operation);
+    let mut found = vec![false; required.len()];
+    let mut has_result = false;
+    let mut open: Vec<&str> = Vec::new();
+    let mut root: Option<&str> = None;
+    let mut error_code: Option<String> = None;
+    for token in xmlparser::Tokenizer::from(text) {
+        let token = token.map_err(|e| AnswerError::Malformed(e.to_string()))?;
+        match token {
+            xmlparser::Token::ElementStart { local, .. } => {
+                let name = local.as_str();
+                if open.is_empty() {
+                    if root.is_some() {
+                        return Err(AnswerError::Malformed(
+                            "more than one root element".to_string(),
+                        ));
+                    }
+                    root = Some(name);
+                } else if open.len() == 1 && name == result_name {
+                    has_result = true;
+                } else if open.len() == 2 && open[1] == result_name {
+                    if let Some(i) = required.iter().position(|r| *r == name) {
+                        found[i] = true;
+                    }
+                }
+                open.push(name);
+            }
+            xmlparser::Token::ElementEnd { end, .. } => match end {
+                xmlparser::ElementEnd::Open => {}
+                xmlparser::ElementEnd::Empty => {
+                    open.pop();
+                }
+                xmlparser::ElementEnd::Close(_, local) => {
+                    if open.pop() != Some(local.as_str()) {
+                        return Err(AnswerError::Malformed(format!(
+                            "</{}> closes no open element",
+                            local.as_str()
+                        )));
+                    }
+                }
+            },
+            xmlparser::Token::Text { text } if open.last() == Some(&"Code") => {
+                error_code = Some(text.as_str().to_string());
+            }
+            _ => {}
+        }
+    }
+    let Some(root) = root else {
+        return Err(AnswerError::Malformed("no element".to_string()));
+    };
+    if let Some(unclosed) = open.last() {
+        return Err(AnswerError::Malformed(format!(
+            "the body ends inside <{unclosed}>"
+        )));
+    }
+    if root != expected {
+        if root == "ErrorResponse" {
+            return Err(AnswerError::ErrorEnvelope {
+                code: error_code.unwrap_or_else(|| "no code".to_string()),
+            });
         }
         return Err(AnswerError::WrongAnswer {
             expected,
-            found: root.tag_name().name().to_string(),
+            found: root.to_string(),
         });
     }
-    let required = required_elements(operation);
     if required.is_empty() {
         return Ok(());
     }
-    let result_name = format!("{operation}Result");
-    let result = root
-        .children()
-        .find(|n| n.tag_name().name() == result_name)
-        .ok_or(AnswerError::Missing(result_name))?;
-    for element in required {
-        if !result.children().any(|n| n.tag_name().name() == *element) {
-            return Err(AnswerError::Missing((*element).to_string()));
-        }
+    if !has_result {
+        return Err(AnswerError::Missing(result_name));
     }
-    Ok(())
+    match found.iter().position(|f| !f) {
+        Some(i) => Err(AnswerError::Missing(required[i].to_string())),
+        None => Ok(()),
+    }
 }
 
 /// Fails every call whose successful answer does not pass [`check_answer`].
@@ -208,6 +253,21 @@ mod tests {
             check_answer("ListMFADevices", b"\xff\xfe<x/>"),
             Err(AnswerError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn mismatched_or_extra_elements_are_malformed() {
+        for body in [
+            format!("<ListMFADevicesResponse {NS}><ListMFADevicesResult></MFADevices></ListMFADevicesResponse>"),
+            format!("<ListMFADevicesResponse {NS}/><ListMFADevicesResponse {NS}/>"),
+            "not xml at all".to_string(),
+            "<a><b></a></b>".to_string(),
+        ] {
+            assert!(
+                matches!(check_answer("ListMFADevices", body.as_bytes()), Err(AnswerError::Malformed(_))),
+                "{body}"
+            );
+        }
     }
 
     #[test]
