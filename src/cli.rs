@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use crate::accounts::ClientPool;
 use crate::admin;
+use crate::arn;
 use crate::audit::AuditLog;
 use crate::aws::{load_sdk_config, AccountClients};
 use crate::bootstrap;
@@ -104,7 +105,7 @@ struct AccountArg {
 }
 
 fn parse_account_id(text: &str) -> Result<String, String> {
-    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+    if arn::is_account_id(text) {
         Ok(text.to_string())
     } else {
         Err(format!("`{text}` is not a 12-digit AWS account id"))

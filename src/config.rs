@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::arn::{is_account_id, Arn};
 use crate::schedule::Schedule;
 
 /// Errors found while reading or validating the configuration. Each names the file or the key.
@@ -429,25 +430,11 @@ fn overlay_env(
     Ok(names)
 }
 
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// The account id in a role ARN (`arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`).
 pub fn role_arn_account(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", partition, "iam", "", account, resource]
-            if !partition.is_empty()
-                && is_account_id(account)
-                && resource.strip_prefix("role/").is_some_and(|n| {
-                    !n.is_empty() && !n.ends_with('/') && !n.contains(char::is_whitespace)
-                }) =>
-        {
-            Some(account)
-        }
-        _ => None,
-    }
+    let arn = Arn::parse(arn)?;
+    arn.iam_name("role")?;
+    is_account_id(arn.account).then_some(arn.account)
 }
 
 fn validate_external_id(key: &str, id: &Option<String>) -> Result<(), ConfigError> {
