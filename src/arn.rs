@@ -58,6 +58,13 @@ impl FromStr for Partition {
     }
 }
 
+/// The partition of the ARN `text`, when it is one forcemfa renders policies for.
+pub fn partition_of(text: &str) -> Result<Partition, String> {
+    Arn::parse(text)
+        .ok_or_else(|| format!("`{text}` is not an ARN"))?
+        .known_partition()
+}
+
 /// A 12-digit AWS account id.
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
@@ -153,6 +160,12 @@ mod tests {
             }
         );
         assert_eq!(arn.known_partition(), Ok(Partition::AwsUsGov));
+        assert_eq!(
+            partition_of("arn:aws-cn:sts::123456789012:assumed-role/r/s"),
+            Ok(Partition::AwsCn)
+        );
+        assert!(partition_of("arn:aws-iso:iam::123456789012:user/a").is_err());
+        assert!(partition_of("").is_err());
         let sts = Arn::parse("arn:aws-cn:sts::123456789012:assumed-role/r/s:x").unwrap();
         assert_eq!(sts.resource, "assumed-role/r/s:x");
         for bad in [

@@ -4,6 +4,7 @@
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::arn;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::inventory;
 use crate::policy::{self, GROUP_POLICY_NAME};
@@ -72,7 +73,13 @@ pub async fn bootstrap(
         .await
         .map_err(|e| e.to_string())?;
     let account_id = identity.account_id;
-    let desired = policy::force_mfa_group(&account_id, group);
+    let partition = arn::partition_of(&identity.arn)
+        .map_err(|e| format!("the partition of the credentials' ARN: {e}"))?;
+    let account = policy::Account {
+        partition,
+        id: &account_id,
+    };
+    let desired = policy::force_mfa_group(&account, group);
 
     let exists = match clients
         .iam

@@ -1,9 +1,12 @@
 //! The IAM policies forcemfa depends on, rendered as JSON documents: the enforcement group's
-//! policy, and forcemfa's own least-privilege policy. Pure: account id and names in, JSON out.
+//! policy, and forcemfa's own least-privilege policy. Pure: partition, account id and names in,
+//! JSON out.
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
+
+use crate::arn::Partition;
 
 /// The name of the inline policy `forcemfa bootstrap` puts on the group.
 pub const GROUP_POLICY_NAME: &str = "forcemfa-require-mfa";
@@ -22,17 +25,33 @@ pub const ALLOWED_WITHOUT_MFA: [&str; 10] = [
     "sts:GetSessionToken",
 ];
 
-/// The caller's own user, at the root path and at any other path.
-fn own_user(account_id: &str) -> Value {
-    json!([
-        format!("arn:aws:iam::{account_id}:user/${{aws:username}}"),
-        format!("arn:aws:iam::{account_id}:user/*/${{aws:username}}"),
-    ])
+/// The account a policy is written for. Its ARNs carry the partition: a policy that names
+/// `arn:aws:` resources matches nothing in `aws-cn` or `aws-us-gov`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account<'a> {
+    pub partition: Partition,
+    pub id: &'a str,
+}
+
+impl Account<'_> {
+    /// `arn:PARTITION:iam::ACCOUNT:RESOURCE`.
+    fn iam(&self, resource: &str) -> String {
+        format!("arn:{}:iam::{}:{resource}", self.partition, self.id)
+    }
+
+    /// The caller's own user, at the root path and at any other path.
+    fn own_user(&self) -> Value {
+        json!([
+            self.iam("user/${aws:username}"),
+            self.iam("user/*/${aws:username}"),
+        ])
+    }
 }
 
 /// The enforcement group's policy: without MFA, a user can set up their own MFA device and change
 /// their own password, and nothing else.
-pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
+pub fn force_mfa_group(account: &Account, group: &str) -> Value {
+    let own_user = account.own_user();
     json!({
         "Version": "2012-10-17",
         "Id": format!("forcemfa-{group}"),
@@ -47,31 +66,31 @@ pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
                 "Sid": "AllowViewingOwnUserAndMfaDevices",
                 "Effect": "Allow",
                 "Action": ["iam:GetUser", "iam:ListMFADevices"],
-                "Resource": own_user(account_id)
+                "Resource": own_user
             },
             {
                 "Sid": "AllowCreatingVirtualMfaDevicesOfAnyName",
                 "Effect": "Allow",
                 "Action": "iam:CreateVirtualMFADevice",
-                "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
+                "Resource": account.iam("mfa/*")
             },
             {
                 "Sid": "AllowEnablingOwnMfaDevices",
                 "Effect": "Allow",
                 "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"],
-                "Resource": own_user(account_id)
+                "Resource": own_user
             },
             {
                 "Sid": "AllowChangingOwnPassword",
                 "Effect": "Allow",
                 "Action": "iam:ChangePassword",
-                "Resource": own_user(account_id)
+                "Resource": own_user
             },
             {
                 "Sid": "AllowDeactivatingOwnMfaOnlyWithMfa",
                 "Effect": "Allow",
                 "Action": "iam:DeactivateMFADevice",
-                "Resource": own_user(account_id),
+                "Resource": own_user,
                 "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } }
             },
             {
@@ -90,34 +109,29 @@ pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
 pub struct DaemonFeatures {
     /// `[cleanup] unassigned_mfa_devices`: delete abandoned virtual MFA devices.
     pub cleanup: bool,
-    /// Roles forcemfa assumes in other accounts (`[[accounts]]`, or
-    /// `arn:aws:iam::*:role/NAME` for an organization).
+    /// Roles forcemfa assumes in the listed accounts (`[[accounts]]`), as configured.
     pub assume_roles: Vec<String>,
-    /// `[organization]`: list the organization's accounts.
-    pub list_organization: bool,
+    /// `[organization] role_name`: list the organization's accounts and assume this role in
+    /// each (`arn:PARTITION:iam::*:role/NAME`).
+    pub organization_role: Option<String>,
 }
 
 impl DaemonFeatures {
     pub fn from_config(config: &crate::config::Config) -> DaemonFeatures {
-        let mut assume_roles: Vec<String> =
-            config.accounts.iter().map(|a| a.role_arn.clone()).collect();
-        if let Some(org) = &config.organization {
-            assume_roles.push(format!("arn:aws:iam::*:role/{}", org.role_name));
-        }
         DaemonFeatures {
             cleanup: config.cleanup.unassigned_mfa_devices,
-            assume_roles,
-            list_organization: config.organization.is_some(),
+            assume_roles: config.accounts.iter().map(|a| a.role_arn.clone()).collect(),
+            organization_role: config.organization.as_ref().map(|o| o.role_name.clone()),
         }
     }
 }
 
 /// forcemfa's own policy: exactly the read calls it makes, and membership changes on the
 /// enforcement group only. sts:GetCallerIdentity needs no permission.
-pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value {
+pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Value {
     let group_arns = json!([
-        format!("arn:aws:iam::{account_id}:group/{group}"),
-        format!("arn:aws:iam::{account_id}:group/*/{group}"),
+        account.iam(&format!("group/{group}")),
+        account.iam(&format!("group/*/{group}")),
     ]);
     let mut statements = vec![
         json!({
@@ -134,13 +148,13 @@ pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value
             "Sid": "ReadMfaDevicesAndConsoleAccessPerUser",
             "Effect": "Allow",
             "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
-            "Resource": format!("arn:aws:iam::{account_id}:user/*")
+            "Resource": account.iam("user/*")
         }),
         json!({
             "Sid": "ReadPoliciesAttachedToTheGroup",
             "Effect": "Allow",
             "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
-            "Resource": format!("arn:aws:iam::{account_id}:policy/*")
+            "Resource": account.iam("policy/*")
         }),
         json!({
             "Sid": "ManageTheEnforcementGroupOnly",
@@ -154,18 +168,22 @@ pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value
             "Sid": "DeleteAbandonedVirtualMfaDevices",
             "Effect": "Allow",
             "Action": "iam:DeleteVirtualMFADevice",
-            "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
+            "Resource": account.iam("mfa/*")
         }));
     }
-    if !features.assume_roles.is_empty() {
+    let mut assume_roles = features.assume_roles.clone();
+    if let Some(role) = &features.organization_role {
+        assume_roles.push(format!("arn:{}:iam::*:role/{role}", account.partition));
+    }
+    if !assume_roles.is_empty() {
         statements.push(json!({
             "Sid": "AssumeTheRolesOfTheReconciledAccounts",
             "Effect": "Allow",
             "Action": "sts:AssumeRole",
-            "Resource": features.assume_roles
+            "Resource": assume_roles
         }));
     }
-    if features.list_organization {
+    if features.organization_role.is_some() {
         statements.push(json!({
             "Sid": "ListTheOrganizationsAccounts",
             "Effect": "Allow",
@@ -244,6 +262,11 @@ pub fn decode_document(text: &str) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    const ACCOUNT: Account = Account {
+        partition: Partition::Aws,
+        id: "123456789012",
+    };
+
     fn statement<'a>(doc: &'a Value, sid: &str) -> &'a Value {
         statements(doc)
             .find(|s| s["Sid"] == sid)
@@ -252,7 +275,7 @@ mod tests {
 
     #[test]
     fn group_policy_lets_users_set_up_mfa_of_any_name() {
-        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA");
         let create = statement(&doc, "AllowCreatingVirtualMfaDevicesOfAnyName");
         assert_eq!(create["Resource"], "arn:aws:iam::123456789012:mfa/*");
         let enable = statement(&doc, "AllowEnablingOwnMfaDevices");
@@ -265,7 +288,7 @@ mod tests {
 
     #[test]
     fn deactivation_needs_mfa_and_is_only_on_oneself() {
-        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA");
         for s in statements(&doc).filter(|s| s["Effect"] == "Allow") {
             if strings(&s["Action"])
                 .iter()
@@ -283,7 +306,7 @@ mod tests {
 
     #[test]
     fn everything_else_is_denied_without_mfa() {
-        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA");
         assert!(denies_without_mfa(&doc));
         let deny = statement(&doc, "DenyEverythingElseWithoutMfa");
         assert_eq!(
@@ -305,10 +328,10 @@ mod tests {
     fn daemon_policy_has_no_wildcard_actions_and_writes_only_the_group() {
         let features = DaemonFeatures {
             cleanup: true,
-            assume_roles: vec!["arn:aws:iam::*:role/forcemfa".into()],
-            list_organization: true,
+            assume_roles: vec!["arn:aws:iam::222222222222:role/forcemfa".into()],
+            organization_role: Some("forcemfa".into()),
         };
-        let doc = daemon("123456789012", "ForceMFA", &features);
+        let doc = daemon(&ACCOUNT, "ForceMFA", &features);
         for action in allowed_actions(&doc) {
             assert!(!action.contains('*'), "{action}");
         }
@@ -324,7 +347,7 @@ mod tests {
                 );
             }
         }
-        let without = daemon("123456789012", "ForceMFA", &DaemonFeatures::default());
+        let without = daemon(&ACCOUNT, "ForceMFA", &DaemonFeatures::default());
         for action in [
             "iam:DeleteVirtualMFADevice",
             "sts:AssumeRole",
@@ -336,9 +359,37 @@ mod tests {
     }
 
     #[test]
+    fn every_arn_is_in_the_accounts_partition() {
+        let features = DaemonFeatures {
+            cleanup: true,
+            assume_roles: vec![],
+            organization_role: Some("forcemfa".into()),
+        };
+        for partition in Partition::ALL {
+            let account = Account {
+                partition,
+                id: "123456789012",
+            };
+            for doc in [
+                force_mfa_group(&account, "ForceMFA"),
+                daemon(&account, "ForceMFA", &features),
+            ] {
+                let resources: Vec<String> = statements(&doc)
+                    .flat_map(|s| strings(&s["Resource"]))
+                    .filter(|r| r != "*")
+                    .collect();
+                assert!(!resources.is_empty());
+                for r in resources {
+                    assert!(r.starts_with(&format!("arn:{partition}:iam::")), "{r}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn mfa_deny_detection() {
         assert!(!denies_without_mfa(&daemon(
-            "1",
+            &ACCOUNT,
             "G",
             &DaemonFeatures::default()
         )));

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use forcemfa::arn::Partition;
 use serde_json::Value;
 
 use crate::support::{names, Account, ACCOUNT_ID};
@@ -53,13 +54,30 @@ async fn policies_pass_parliament() {
         "[cleanup]\nunassigned_mfa_devices = true\n[organization]\nrole_name = \"forcemfa\"\n[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\n",
     );
     let cleanup = cleanup.to_str().unwrap();
-    for args in [
-        vec!["force-mfa-group", "--account-id", ACCOUNT_ID],
-        vec!["daemon", "--account-id", ACCOUNT_ID],
-        vec!["daemon", "--account-id", ACCOUNT_ID, "--config", cleanup],
-    ] {
-        let doc = policy(&a, &args);
-        assert_eq!(parliament(&doc), Vec::<Value>::new(), "{args:?}");
+    for partition in Partition::ALL {
+        let p = partition.as_str();
+        for args in [
+            vec![
+                "force-mfa-group",
+                "--account-id",
+                ACCOUNT_ID,
+                "--partition",
+                p,
+            ],
+            vec!["daemon", "--account-id", ACCOUNT_ID, "--partition", p],
+            vec![
+                "daemon",
+                "--account-id",
+                ACCOUNT_ID,
+                "--partition",
+                p,
+                "--config",
+                cleanup,
+            ],
+        ] {
+            let doc = policy(&a, &args);
+            assert_eq!(parliament(&doc), Vec::<Value>::new(), "{args:?}");
+        }
     }
     // The check is real: a broken policy is flagged.
     let broken = serde_json::json!({"Version": "2012-10-17", "Statement": [
@@ -68,7 +86,7 @@ async fn policies_pass_parliament() {
 }
 
 #[tokio::test]
-async fn without_an_account_id_the_callers_account_is_used() {
+async fn without_an_account_id_the_callers_account_and_partition_are_used() {
     let a = Account::empty();
     let doc = policy(&a, &["force-mfa-group"]);
     assert!(doc
@@ -76,6 +94,46 @@ async fn without_an_account_id_the_callers_account_is_used() {
         .contains(&format!("arn:aws:iam::{ACCOUNT_ID}:mfa/*")));
     let run = a.forcemfa(&["policy", "daemon", "--account-id", "12345"]);
     assert_eq!(run.code, 2);
+}
+
+/// Every ARN of both policies is in the partition asked for; without --partition, an account id
+/// alone means `aws`.
+#[tokio::test]
+async fn policies_are_rendered_for_the_partition_asked_for() {
+    let a = Account::empty();
+    let config = a.config("[organization]\nrole_name = \"forcemfa\"\n");
+    let config = config.to_str().unwrap();
+    for (flag, partition) in [
+        (None, "aws"),
+        (Some("aws"), "aws"),
+        (Some("aws-cn"), "aws-cn"),
+        (Some("aws-us-gov"), "aws-us-gov"),
+    ] {
+        for which in ["force-mfa-group", "daemon"] {
+            let mut args = vec![which, "--account-id", ACCOUNT_ID, "--config", config];
+            if let Some(flag) = flag {
+                args.extend(["--partition", flag]);
+            }
+            let text = policy(&a, &args).to_string();
+            let arns: Vec<&str> = text.split('"').filter(|s| s.starts_with("arn:")).collect();
+            assert!(!arns.is_empty(), "{text}");
+            for arn in arns {
+                assert!(
+                    arn.starts_with(&format!("arn:{partition}:")),
+                    "{args:?}: {arn}"
+                );
+            }
+        }
+    }
+    // With the caller's account, --partition still decides.
+    let text = policy(&a, &["force-mfa-group", "--partition", "aws-cn"]).to_string();
+    assert!(
+        text.contains(&format!("arn:aws-cn:iam::{ACCOUNT_ID}:mfa/*")),
+        "{text}"
+    );
+    let run = a.forcemfa(&["policy", "force-mfa-group", "--partition", "aws-iso"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("aws-us-gov"), "{}", run.stderr);
 }
 
 #[tokio::test]
@@ -337,54 +395,75 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Resolve the template's Fn::Sub strings for one account and the default group name.
-    fn resolve(v: &Value) -> Value {
+    // Resolve the template's Fn::Sub strings for one account, each partition and the default
+    // group name.
+    fn resolve(v: &Value, partition: &str) -> Value {
         match v {
             Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Sub") => Value::String(
                 map["Fn::Sub"]
                     .as_str()
                     .unwrap()
+                    .replace("${AWS::Partition}", partition)
                     .replace("${AWS::AccountId}", ACCOUNT_ID)
                     .replace("${GroupName}", GROUP)
                     .replace("${!", "${"),
             ),
-            Value::Object(map) => {
-                Value::Object(map.iter().map(|(k, v)| (k.clone(), resolve(v))).collect())
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), resolve(v, partition)))
+                    .collect(),
+            ),
+            Value::Array(list) => {
+                Value::Array(list.iter().map(|v| resolve(v, partition)).collect())
             }
-            Value::Array(list) => Value::Array(list.iter().map(resolve).collect()),
             other => other.clone(),
         }
     }
     let template: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let resources = &template["Resources"];
-    let group_policy =
-        resolve(&resources["ForceMfaGroup"]["Properties"]["Policies"][0]["PolicyDocument"]);
-    assert_eq!(
-        group_policy,
-        forcemfa::policy::force_mfa_group(ACCOUNT_ID, GROUP)
-    );
-    let role_policy =
-        resolve(&resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"]);
-    let plain = forcemfa::policy::daemon(ACCOUNT_ID, GROUP, &Default::default());
-    assert_eq!(role_policy, plain);
-    let with_cleanup = forcemfa::policy::daemon(
-        ACCOUNT_ID,
-        GROUP,
-        &forcemfa::policy::DaemonFeatures {
-            cleanup: true,
-            ..Default::default()
-        },
-    );
-    let extra =
-        resolve(&resources["CleanupPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]);
-    assert_eq!(
-        with_cleanup["Statement"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap(),
-        &extra
-    );
+    for partition in Partition::ALL {
+        let account = forcemfa::policy::Account {
+            partition,
+            id: ACCOUNT_ID,
+        };
+        let p = partition.as_str();
+        let group_policy = resolve(
+            &resources["ForceMfaGroup"]["Properties"]["Policies"][0]["PolicyDocument"],
+            p,
+        );
+        assert_eq!(
+            group_policy,
+            forcemfa::policy::force_mfa_group(&account, GROUP),
+            "{p}"
+        );
+        let role_policy = resolve(
+            &resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"],
+            p,
+        );
+        let plain = forcemfa::policy::daemon(&account, GROUP, &Default::default());
+        assert_eq!(role_policy, plain, "{p}");
+        let with_cleanup = forcemfa::policy::daemon(
+            &account,
+            GROUP,
+            &forcemfa::policy::DaemonFeatures {
+                cleanup: true,
+                ..Default::default()
+            },
+        );
+        let extra = resolve(
+            &resources["CleanupPolicy"]["Properties"]["PolicyDocument"]["Statement"][0],
+            p,
+        );
+        assert_eq!(
+            with_cleanup["Statement"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap(),
+            &extra,
+            "{p}"
+        );
+    }
 }
 
 /// Under moto's IAM authorization (enforced after the seeding requests), a run signed as a user
