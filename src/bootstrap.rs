@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use crate::arn;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
+use crate::config::GroupPolicySettings;
 use crate::inventory;
 use crate::policy::{self, GROUP_POLICY_NAME};
 
@@ -67,6 +68,7 @@ impl BootstrapReport {
 pub async fn bootstrap(
     clients: &AccountClients,
     group: &str,
+    settings: &GroupPolicySettings,
     dry_run: bool,
 ) -> Result<BootstrapReport, String> {
     let identity = inventory::caller_identity(clients)
@@ -79,7 +81,7 @@ pub async fn bootstrap(
         partition,
         id: &account_id,
     };
-    let desired = policy::force_mfa_group(&account, group);
+    let desired = policy::force_mfa_group(&account, group, settings);
 
     let exists = match clients
         .iam

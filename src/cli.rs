@@ -343,7 +343,8 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
     };
     let document = match which {
         PolicyCommand::ForceMfaGroup { group, .. } => {
-            policy::force_mfa_group(&target, group.as_deref().unwrap_or(&config.group))
+            let group = group.as_deref().unwrap_or(&config.group);
+            policy::force_mfa_group(&target, group, &config.group_policy)
         }
         PolicyCommand::Daemon { .. } => policy::daemon(
             &target,
@@ -369,7 +370,7 @@ async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
     };
     let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
     let dry_run = args.dry_run || config.dry_run;
-    match bootstrap::bootstrap(&clients, &config.group, dry_run).await {
+    match bootstrap::bootstrap(&clients, &config.group, &config.group_policy, dry_run).await {
         Ok(report) => {
             match args.output {
                 Output::Json => match serde_json::to_string_pretty(&report) {

@@ -7,22 +7,41 @@ use std::collections::BTreeSet;
 use serde_json::{json, Value};
 
 use crate::arn::Partition;
+use crate::config::GroupPolicySettings;
 
 /// The name of the inline policy `forcemfa bootstrap` puts on the group.
 pub const GROUP_POLICY_NAME: &str = "forcemfa-require-mfa";
 
 /// What a user in the group, signed in without MFA, may still do. Everything else is denied.
-pub const ALLOWED_WITHOUT_MFA: [&str; 10] = [
+pub const ALLOWED_WITHOUT_MFA: [&str; 9] = [
     "iam:ChangePassword",
     "iam:CreateVirtualMFADevice",
     "iam:EnableMFADevice",
     "iam:GetAccountPasswordPolicy",
     "iam:GetUser",
     "iam:ListMFADevices",
-    "iam:ListUsers",
     "iam:ListVirtualMFADevices",
     "iam:ResyncMFADevice",
     "sts:GetSessionToken",
+];
+
+/// Those of [`ALLOWED_WITHOUT_MFA`] that act on a user: without MFA, only on the caller's own,
+/// whatever other policies of the user grant.
+pub const OWN_USER_ONLY_WITHOUT_MFA: [&str; 5] = [
+    "iam:ChangePassword",
+    "iam:EnableMFADevice",
+    "iam:GetUser",
+    "iam:ListMFADevices",
+    "iam:ResyncMFADevice",
+];
+
+/// Enrolment and password changes: denied to requests signed with a long-term access key alone
+/// unless `[group_policy] allow_enrolment_with_access_keys` is set.
+pub const NOT_WITH_ACCESS_KEYS_ALONE: [&str; 4] = [
+    "iam:ChangePassword",
+    "iam:CreateVirtualMFADevice",
+    "iam:EnableMFADevice",
+    "iam:ResyncMFADevice",
 ];
 
 /// The account a policy is written for. Its ARNs carry the partition: a policy that names
@@ -49,58 +68,81 @@ impl Account<'_> {
 }
 
 /// The enforcement group's policy: without MFA, a user can set up their own MFA device and change
-/// their own password, and nothing else.
-pub fn force_mfa_group(account: &Account, group: &str) -> Value {
+/// their own password, and nothing else, whatever their other policies grant.
+pub fn force_mfa_group(account: &Account, group: &str, settings: &GroupPolicySettings) -> Value {
     let own_user = account.own_user();
+    let mut statements = vec![
+        json!({
+            "Sid": "AllowListingForTheConsole",
+            "Effect": "Allow",
+            "Action": ["iam:ListVirtualMFADevices", "iam:GetAccountPasswordPolicy"],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "AllowViewingOwnUserAndMfaDevices",
+            "Effect": "Allow",
+            "Action": ["iam:GetUser", "iam:ListMFADevices", "iam:GetMFADevice"],
+            "Resource": own_user
+        }),
+        json!({
+            "Sid": "AllowCreatingVirtualMfaDevicesOfAnyName",
+            "Effect": "Allow",
+            "Action": "iam:CreateVirtualMFADevice",
+            "Resource": account.iam("mfa/*")
+        }),
+        json!({
+            "Sid": "AllowEnablingOwnMfaDevices",
+            "Effect": "Allow",
+            "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"],
+            "Resource": own_user
+        }),
+        json!({
+            "Sid": "AllowChangingOwnPassword",
+            "Effect": "Allow",
+            "Action": "iam:ChangePassword",
+            "Resource": own_user
+        }),
+        json!({
+            "Sid": "AllowDeactivatingOwnMfaOnlyWithMfa",
+            "Effect": "Allow",
+            "Action": "iam:DeactivateMFADevice",
+            "Resource": own_user,
+            "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } }
+        }),
+        // The allows above are limited to the caller's own user, but another policy of the
+        // user (IAMFullAccess, a help desk's) may grant the same actions on every user, and the
+        // last deny exempts them by action only.
+        json!({
+            "Sid": "DenyOtherUsersWithoutMfa",
+            "Effect": "Deny",
+            "Action": OWN_USER_ONLY_WITHOUT_MFA,
+            "NotResource": own_user,
+            "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
+        }),
+    ];
+    if !settings.allow_enrolment_with_access_keys {
+        // A request signed with a long-term access key carries no aws:MultiFactorAuthPresent;
+        // a console session carries it as false. With the key alone, enrolling a device whose
+        // seed the signer holds would give the key its full permissions back.
+        statements.push(json!({
+            "Sid": "DenyEnrolmentAndPasswordChangeWithAccessKeys",
+            "Effect": "Deny",
+            "Action": NOT_WITH_ACCESS_KEYS_ALONE,
+            "Resource": "*",
+            "Condition": { "Null": { "aws:MultiFactorAuthPresent": "true" } }
+        }));
+    }
+    statements.push(json!({
+        "Sid": "DenyEverythingElseWithoutMfa",
+        "Effect": "Deny",
+        "NotAction": ALLOWED_WITHOUT_MFA,
+        "Resource": "*",
+        "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
+    }));
     json!({
         "Version": "2012-10-17",
         "Id": format!("forcemfa-{group}"),
-        "Statement": [
-            {
-                "Sid": "AllowListingForTheConsole",
-                "Effect": "Allow",
-                "Action": ["iam:ListUsers", "iam:ListVirtualMFADevices", "iam:GetAccountPasswordPolicy"],
-                "Resource": "*"
-            },
-            {
-                "Sid": "AllowViewingOwnUserAndMfaDevices",
-                "Effect": "Allow",
-                "Action": ["iam:GetUser", "iam:ListMFADevices"],
-                "Resource": own_user
-            },
-            {
-                "Sid": "AllowCreatingVirtualMfaDevicesOfAnyName",
-                "Effect": "Allow",
-                "Action": "iam:CreateVirtualMFADevice",
-                "Resource": account.iam("mfa/*")
-            },
-            {
-                "Sid": "AllowEnablingOwnMfaDevices",
-                "Effect": "Allow",
-                "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"],
-                "Resource": own_user
-            },
-            {
-                "Sid": "AllowChangingOwnPassword",
-                "Effect": "Allow",
-                "Action": "iam:ChangePassword",
-                "Resource": own_user
-            },
-            {
-                "Sid": "AllowDeactivatingOwnMfaOnlyWithMfa",
-                "Effect": "Allow",
-                "Action": "iam:DeactivateMFADevice",
-                "Resource": own_user,
-                "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } }
-            },
-            {
-                "Sid": "DenyEverythingElseWithoutMfa",
-                "Effect": "Deny",
-                "NotAction": ALLOWED_WITHOUT_MFA,
-                "Resource": "*",
-                "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
-            }
-        ]
+        "Statement": statements
     })
 }
 
@@ -275,7 +317,7 @@ mod tests {
 
     #[test]
     fn group_policy_lets_users_set_up_mfa_of_any_name() {
-        let doc = force_mfa_group(&ACCOUNT, "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
         let create = statement(&doc, "AllowCreatingVirtualMfaDevicesOfAnyName");
         assert_eq!(create["Resource"], "arn:aws:iam::123456789012:mfa/*");
         let enable = statement(&doc, "AllowEnablingOwnMfaDevices");
@@ -288,7 +330,7 @@ mod tests {
 
     #[test]
     fn deactivation_needs_mfa_and_is_only_on_oneself() {
-        let doc = force_mfa_group(&ACCOUNT, "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
         for s in statements(&doc).filter(|s| s["Effect"] == "Allow") {
             if strings(&s["Action"])
                 .iter()
@@ -306,22 +348,67 @@ mod tests {
 
     #[test]
     fn everything_else_is_denied_without_mfa() {
-        let doc = force_mfa_group(&ACCOUNT, "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
         assert!(denies_without_mfa(&doc));
         let deny = statement(&doc, "DenyEverythingElseWithoutMfa");
         assert_eq!(
             deny["Condition"]["BoolIfExists"]["aws:MultiFactorAuthPresent"],
             "false"
         );
-        // Whatever is allowed without MFA is exempt from the deny, and nothing more.
+        // Whatever is allowed is exempt from the deny, but deactivation and GetMFADevice (which
+        // need MFA), and nothing more.
         let mut allowed = allowed_actions(&doc);
         allowed.remove("iam:DeactivateMFADevice");
+        allowed.remove("iam:GetMFADevice");
         let exempt: BTreeSet<String> = strings(&deny["NotAction"]).into_iter().collect();
         let mut expected = allowed.clone();
         expected.insert("sts:GetSessionToken".to_string());
         assert_eq!(exempt, expected);
         assert!(allowed.contains("iam:ChangePassword"));
         assert!(allowed.contains("iam:GetAccountPasswordPolicy"));
+        assert!(!allowed.contains("iam:ListUsers"));
+    }
+
+    #[test]
+    fn without_mfa_whatever_names_a_user_is_denied_on_every_other_user() {
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
+        let deny = statement(&doc, "DenyOtherUsersWithoutMfa");
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(
+            deny["Condition"]["BoolIfExists"]["aws:MultiFactorAuthPresent"],
+            "false"
+        );
+        assert_eq!(
+            strings(&deny["NotResource"]),
+            [
+                "arn:aws:iam::123456789012:user/${aws:username}",
+                "arn:aws:iam::123456789012:user/*/${aws:username}"
+            ]
+        );
+        // Every action exempt from the MFA requirement that an Allow limits to the own user.
+        let own = statements(&doc)
+            .filter(|s| s["Effect"] == "Allow" && s["Resource"] == deny["NotResource"])
+            .flat_map(|s| strings(&s["Action"]))
+            .filter(|a| ALLOWED_WITHOUT_MFA.contains(&a.as_str()));
+        let denied: BTreeSet<String> = strings(&deny["Action"]).into_iter().collect();
+        assert_eq!(own.collect::<BTreeSet<_>>(), denied);
+    }
+
+    #[test]
+    fn enrolment_with_an_access_key_alone_is_denied_unless_allowed() {
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
+        let deny = statement(&doc, "DenyEnrolmentAndPasswordChangeWithAccessKeys");
+        assert_eq!(
+            deny["Condition"]["Null"]["aws:MultiFactorAuthPresent"],
+            "true"
+        );
+        assert_eq!(strings(&deny["Action"]), NOT_WITH_ACCESS_KEYS_ALONE);
+        let allowing = GroupPolicySettings {
+            allow_enrolment_with_access_keys: true,
+        };
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &allowing);
+        assert!(statements(&doc).all(|s| s["Condition"].get("Null").is_none()));
+        assert!(denies_without_mfa(&doc));
     }
 
     #[test]
@@ -371,7 +458,7 @@ mod tests {
                 id: "123456789012",
             };
             for doc in [
-                force_mfa_group(&account, "ForceMFA"),
+                force_mfa_group(&account, "ForceMFA", &GroupPolicySettings::default()),
                 daemon(&account, "ForceMFA", &features),
             ] {
                 let resources: Vec<String> = statements(&doc)

@@ -5,6 +5,7 @@ mod bad_input;
 mod daemon;
 mod deploy;
 mod fail_safe;
+mod group_policy;
 mod policies;
 mod reconcile;
 mod reliability;
