@@ -156,7 +156,7 @@ const MATRIX: &[Case] = &[
 ];
 
 /// With `allow_enrolment_with_access_keys`, these are also allowed with the access key alone.
-const ENROLMENT: [&str; 4] = [
+const OPENED_BY_THE_OPTION: [&str; 4] = [
     "iam:ChangePassword",
     "iam:CreateVirtualMFADevice",
     "iam:EnableMFADevice",
@@ -261,7 +261,7 @@ fn cells(partition: &'static str, allow_enrolment_with_access_keys: bool) -> Vec
                 let mut beside_allow_all = case.beside_allow_all[column];
                 if allow_enrolment_with_access_keys
                     && session == Session::AccessKey
-                    && ENROLMENT.contains(&case.action)
+                    && OPENED_BY_THE_OPTION.contains(&case.action)
                     && case.granted_by_group
                 {
                     beside_allow_all = true;
