@@ -10,6 +10,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::answers::Pages;
+use crate::arn::Partition;
 use crate::aws::{describe, load_sdk_config, AccountClients, CallCounter};
 use crate::config::{AccountTarget, Config};
 use crate::sync::lock;
@@ -64,7 +65,7 @@ pub fn with_organization(
     listed: Vec<Target>,
     discovered: &[String],
     config: &Config,
-    partition: &str,
+    partition: Partition,
 ) -> Vec<Target> {
     let Some(org) = &config.organization else {
         return listed;
@@ -170,24 +171,17 @@ impl ClientPool {
                 .map_err(|e| format!("organizations:ListAccounts returned {e}"))?;
         }
         discovered.sort();
-        let partition = self.partition();
-        Ok(with_organization(listed, &discovered, config, &partition))
+        Ok(with_organization(
+            listed,
+            &discovered,
+            config,
+            self.partition(),
+        ))
     }
 
     /// The partition of the configured region (aws, aws-cn, aws-us-gov).
-    fn partition(&self) -> String {
-        let region = self
-            .base
-            .region()
-            .map(|r| r.as_ref().to_string())
-            .unwrap_or_default();
-        if region.starts_with("cn-") {
-            "aws-cn".to_string()
-        } else if region.starts_with("us-gov-") {
-            "aws-us-gov".to_string()
-        } else {
-            "aws".to_string()
-        }
+    fn partition(&self) -> Partition {
+        Partition::of_region(self.base.region().map(|r| r.as_ref()).unwrap_or_default())
     }
 }
 
@@ -221,7 +215,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let targets = with_organization(listed_targets(&c), &discovered, &c, "aws");
+        let targets = with_organization(listed_targets(&c), &discovered, &c, Partition::Aws);
         let arns: Vec<String> = targets
             .iter()
             .map(|t| match t {

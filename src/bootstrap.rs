@@ -4,7 +4,9 @@
 use serde::Serialize;
 use tracing::{info, warn};
 
+use crate::arn;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
+use crate::config::GroupPolicySettings;
 use crate::inventory;
 use crate::policy::{self, GROUP_POLICY_NAME};
 
@@ -66,13 +68,20 @@ impl BootstrapReport {
 pub async fn bootstrap(
     clients: &AccountClients,
     group: &str,
+    settings: &GroupPolicySettings,
     dry_run: bool,
 ) -> Result<BootstrapReport, String> {
     let identity = inventory::caller_identity(clients)
         .await
         .map_err(|e| e.to_string())?;
     let account_id = identity.account_id;
-    let desired = policy::force_mfa_group(&account_id, group);
+    let partition = arn::partition_of(&identity.arn)
+        .map_err(|e| format!("the partition of the credentials' ARN: {e}"))?;
+    let account = policy::Account {
+        partition,
+        id: &account_id,
+    };
+    let desired = policy::force_mfa_group(&account, group, settings);
 
     let exists = match clients
         .iam

@@ -10,11 +10,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::arn::Arn;
 use crate::config::CleanupSettings;
 
-/// The account in a virtual MFA device's serial number (`arn:aws:iam::ACCOUNT:mfa/NAME`).
+/// The account in a virtual MFA device's serial number (`arn:PARTITION:iam::ACCOUNT:mfa/NAME`).
 fn serial_account(serial: &str) -> Option<&str> {
-    serial.split(':').nth(4)
+    Arn::parse(serial).map(|arn| arn.account)
 }
 
 /// When each unassigned device (by serial number) was first seen unassigned, in Unix seconds.

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use crate::accounts::ClientPool;
 use crate::admin;
+use crate::arn::{self, Partition};
 use crate::audit::AuditLog;
 use crate::aws::{load_sdk_config, AccountClients};
 use crate::bootstrap;
@@ -99,16 +100,25 @@ struct AccountArg {
     #[arg(long, value_parser = parse_account_id)]
     account_id: Option<String>,
 
+    /// The account's partition: aws, aws-cn or aws-us-gov (default: the current credentials'
+    /// partition, or aws with --account-id).
+    #[arg(long, value_name = "PARTITION", value_parser = parse_partition)]
+    partition: Option<Partition>,
+
     #[command(flatten)]
     config: ConfigArg,
 }
 
 fn parse_account_id(text: &str) -> Result<String, String> {
-    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+    if arn::is_account_id(text) {
         Ok(text.to_string())
     } else {
         Err(format!("`{text}` is not a 12-digit AWS account id"))
     }
+}
+
+fn parse_partition(text: &str) -> Result<Partition, String> {
+    text.parse()
 }
 
 #[derive(Debug, Args)]
@@ -303,25 +313,41 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
     let Some(config) = load_config(account.config.config.as_deref(), telemetry) else {
         return exit::USAGE;
     };
-    let account_id = match &account.account_id {
-        Some(id) => id.clone(),
+    let (partition, account_id) = match &account.account_id {
+        Some(id) => (account.partition.unwrap_or_default(), id.clone()),
         None => {
             let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
-            match inventory::caller_identity(&clients).await {
-                Ok(identity) => identity.account_id,
+            let identity = match inventory::caller_identity(&clients).await {
+                Ok(identity) => identity,
                 Err(e) => {
                     error!(error = %e, "cannot determine the account id; pass --account-id");
                     return exit::INCOMPLETE;
                 }
-            }
+            };
+            let partition = match account.partition {
+                Some(p) => p,
+                None => match arn::partition_of(&identity.arn) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        error!(error = %e, "cannot determine the partition; pass --partition");
+                        return exit::INCOMPLETE;
+                    }
+                },
+            };
+            (partition, identity.account_id)
         }
+    };
+    let target = policy::Account {
+        partition,
+        id: &account_id,
     };
     let document = match which {
         PolicyCommand::ForceMfaGroup { group, .. } => {
-            policy::force_mfa_group(&account_id, group.as_deref().unwrap_or(&config.group))
+            let group = group.as_deref().unwrap_or(&config.group);
+            policy::force_mfa_group(&target, group, &config.group_policy)
         }
         PolicyCommand::Daemon { .. } => policy::daemon(
-            &account_id,
+            &target,
             &config.group,
             &policy::DaemonFeatures::from_config(&config),
         ),
@@ -344,7 +370,7 @@ async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
     };
     let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
     let dry_run = args.dry_run || config.dry_run;
-    match bootstrap::bootstrap(&clients, &config.group, dry_run).await {
+    match bootstrap::bootstrap(&clients, &config.group, &config.group_policy, dry_run).await {
         Ok(report) => {
             match args.output {
                 Output::Json => match serde_json::to_string_pretty(&report) {

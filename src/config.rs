@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::arn::{is_account_id, Arn};
 use crate::schedule::Schedule;
 
 /// Errors found while reading or validating the configuration. Each names the file or the key.
@@ -54,6 +55,8 @@ struct RawConfig {
     #[serde(default)]
     cleanup: RawCleanup,
     #[serde(default)]
+    group_policy: RawGroupPolicy,
+    #[serde(default)]
     accounts: Vec<RawAccount>,
     organization: Option<RawOrganization>,
 }
@@ -81,6 +84,12 @@ struct RawCleanup {
     unassigned_mfa_devices: Option<bool>,
     unassigned_min_age: Option<String>,
     state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGroupPolicy {
+    allow_enrolment_with_access_keys: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +214,16 @@ impl Default for CleanupSettings {
     }
 }
 
+/// Choices in the enforcement group's policy (`forcemfa policy force-mfa-group`, `bootstrap`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPolicySettings {
+    /// Let a request signed with a member's long-term access key alone (no console session, no
+    /// MFA) create and enable an MFA device and change the password. Off by default: with it,
+    /// whoever holds a leaked key can enrol a device of their own and get the key's full
+    /// permissions back. For organisations whose API-only users enrol from the CLI.
+    pub allow_enrolment_with_access_keys: bool,
+}
+
 /// `90s`, `30m`, `1h`, `2d`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -253,6 +272,7 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     pub aws: AwsSettings,
     pub cleanup: CleanupSettings,
+    pub group_policy: GroupPolicySettings,
     /// Accounts reconciled through assumed roles; empty (and no organization) means the account
     /// of forcemfa's own credentials.
     pub accounts: Vec<AccountTarget>,
@@ -371,6 +391,12 @@ impl Config {
             admin_token_file: raw.admin.token_file,
             aws,
             cleanup,
+            group_policy: GroupPolicySettings {
+                allow_enrolment_with_access_keys: raw
+                    .group_policy
+                    .allow_enrolment_with_access_keys
+                    .unwrap_or(false),
+            },
             accounts: validate_accounts(raw.accounts)?,
             organization: raw.organization.map(validate_organization).transpose()?,
         })
@@ -432,25 +458,11 @@ fn overlay_env(
     Ok(names)
 }
 
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// The account id in a role ARN (`arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`).
 pub fn role_arn_account(arn: &str) -> Option<&str> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    match parts.as_slice() {
-        ["arn", partition, "iam", "", account, resource]
-            if !partition.is_empty()
-                && is_account_id(account)
-                && resource.strip_prefix("role/").is_some_and(|n| {
-                    !n.is_empty() && !n.ends_with('/') && !n.contains(char::is_whitespace)
-                }) =>
-        {
-            Some(account)
-        }
-        _ => None,
-    }
+    let arn = Arn::parse(arn)?;
+    arn.iam_name("role")?;
+    is_account_id(arn.account).then_some(arn.account)
 }
 
 fn validate_external_id(key: &str, id: &Option<String>) -> Result<(), ConfigError> {
@@ -701,6 +713,7 @@ mod tests {
         assert_eq!(c.admin_token_file, None);
         assert_eq!(c.aws, AwsSettings::default());
         assert_eq!(c.exempt, ExemptRules::default());
+        assert!(!c.group_policy.allow_enrolment_with_access_keys);
     }
 
     #[test]
@@ -736,6 +749,10 @@ mod tests {
                 ("FORCEMFA__MAX_CHANGES", "7"),
                 ("FORCEMFA__ADMIN__LISTEN", "0.0.0.0:9000"),
                 ("FORCEMFA__EXEMPT__PATH_PREFIXES", "[\"/automation/\"]"),
+                (
+                    "FORCEMFA__GROUP_POLICY__ALLOW_ENROLMENT_WITH_ACCESS_KEYS",
+                    "true",
+                ),
                 ("FORCEMFA_CONFIG", "ignored: not an override"),
                 ("HOME", "/root"),
             ]),
@@ -747,6 +764,7 @@ mod tests {
         assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.exempt.users, vec!["x"]);
         assert_eq!(c.exempt.path_prefixes, vec!["/automation/"]);
+        assert!(c.group_policy.allow_enrolment_with_access_keys);
     }
 
     #[test]
@@ -786,9 +804,12 @@ mod tests {
             [aws]
             max_concurrency = 4
             page_size = 100
+            [group_policy]
+            allow_enrolment_with_access_keys = true
             "#,
         )
         .unwrap();
+        assert!(c.group_policy.allow_enrolment_with_access_keys);
         assert_eq!(c.group, "MustUseMFA");
         assert!(c.dry_run && c.console_users_only);
         assert_eq!(c.max_changes, Some(25));

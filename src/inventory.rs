@@ -9,6 +9,7 @@ use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
 use futures::stream::{self, StreamExt};
 
 use crate::answers::Pages;
+use crate::arn::Arn;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
 use crate::policy;
@@ -82,20 +83,9 @@ pub struct AccountFacts {
 /// The user name in an IAM user ARN (`arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`); `None` for any
 /// other principal (assumed roles, federated users, root).
 pub fn user_from_arn(arn: &str) -> Option<UserName> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_partition), Some("iam"), Some(_region), Some(_account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return None;
-    };
-    let path_and_name = resource.strip_prefix("user/")?;
-    let name = path_and_name.rsplit('/').next()?;
-    (!name.is_empty()).then(|| UserName(name.to_string()))
+    Arn::parse(arn)?
+        .user_name()
+        .map(|name| UserName(name.to_string()))
 }
 
 pub async fn caller_identity(clients: &AccountClients) -> Result<Identity, AccountError> {
@@ -311,7 +301,7 @@ async fn check_group_policy(clients: &AccountClients, group: &GroupDetail) -> Gr
     for arn in group
         .attached
         .iter()
-        .filter(|a| !a.starts_with("arn:aws:iam::aws:"))
+        .filter(|a| Arn::parse(a).is_none_or(|a| a.account != "aws"))
     {
         match managed_policy_document(clients, arn).await {
             Ok(doc) if policy::denies_without_mfa(&doc) => return GroupPolicyCheck::Enforces,

@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod admin;
 pub mod answers;
 pub mod apply;
+pub mod arn;
 pub mod audit;
 pub mod aws;
 pub mod bootstrap;

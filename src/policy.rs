@@ -1,87 +1,148 @@
 //! The IAM policies forcemfa depends on, rendered as JSON documents: the enforcement group's
-//! policy, and forcemfa's own least-privilege policy. Pure: account id and names in, JSON out.
+//! policy, and forcemfa's own least-privilege policy. Pure: partition, account id and names in,
+//! JSON out.
 
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
+use crate::arn::Partition;
+use crate::config::GroupPolicySettings;
+
 /// The name of the inline policy `forcemfa bootstrap` puts on the group.
 pub const GROUP_POLICY_NAME: &str = "forcemfa-require-mfa";
 
 /// What a user in the group, signed in without MFA, may still do. Everything else is denied.
-pub const ALLOWED_WITHOUT_MFA: [&str; 10] = [
+pub const ALLOWED_WITHOUT_MFA: [&str; 9] = [
     "iam:ChangePassword",
     "iam:CreateVirtualMFADevice",
     "iam:EnableMFADevice",
     "iam:GetAccountPasswordPolicy",
     "iam:GetUser",
     "iam:ListMFADevices",
-    "iam:ListUsers",
     "iam:ListVirtualMFADevices",
     "iam:ResyncMFADevice",
     "sts:GetSessionToken",
 ];
 
-/// The caller's own user, at the root path and at any other path.
-fn own_user(account_id: &str) -> Value {
-    json!([
-        format!("arn:aws:iam::{account_id}:user/${{aws:username}}"),
-        format!("arn:aws:iam::{account_id}:user/*/${{aws:username}}"),
-    ])
+/// Those of [`ALLOWED_WITHOUT_MFA`] that act on a user: without MFA, only on the caller's own,
+/// whatever other policies of the user grant.
+pub const OWN_USER_ONLY_WITHOUT_MFA: [&str; 5] = [
+    "iam:ChangePassword",
+    "iam:EnableMFADevice",
+    "iam:GetUser",
+    "iam:ListMFADevices",
+    "iam:ResyncMFADevice",
+];
+
+/// Enrolment and password changes: denied to requests signed with a long-term access key alone
+/// unless `[group_policy] allow_enrolment_with_access_keys` is set.
+pub const NOT_WITH_ACCESS_KEYS_ALONE: [&str; 4] = [
+    "iam:ChangePassword",
+    "iam:CreateVirtualMFADevice",
+    "iam:EnableMFADevice",
+    "iam:ResyncMFADevice",
+];
+
+/// The account a policy is written for. Its ARNs carry the partition: a policy that names
+/// `arn:aws:` resources matches nothing in `aws-cn` or `aws-us-gov`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account<'a> {
+    pub partition: Partition,
+    pub id: &'a str,
+}
+
+impl Account<'_> {
+    /// `arn:PARTITION:iam::ACCOUNT:RESOURCE`.
+    fn iam(&self, resource: &str) -> String {
+        format!("arn:{}:iam::{}:{resource}", self.partition, self.id)
+    }
+
+    /// The caller's own user, at the root path and at any other path.
+    fn own_user(&self) -> Value {
+        json!([
+            self.iam("user/${aws:username}"),
+            self.iam("user/*/${aws:username}"),
+        ])
+    }
 }
 
 /// The enforcement group's policy: without MFA, a user can set up their own MFA device and change
-/// their own password, and nothing else.
-pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
+/// their own password, and nothing else, whatever their other policies grant.
+pub fn force_mfa_group(account: &Account, group: &str, settings: &GroupPolicySettings) -> Value {
+    let own_user = account.own_user();
+    let mut statements = vec![
+        json!({
+            "Sid": "AllowListingForTheConsole",
+            "Effect": "Allow",
+            "Action": ["iam:ListVirtualMFADevices", "iam:GetAccountPasswordPolicy"],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "AllowViewingOwnUserAndMfaDevices",
+            "Effect": "Allow",
+            "Action": ["iam:GetUser", "iam:ListMFADevices", "iam:GetMFADevice"],
+            "Resource": own_user
+        }),
+        json!({
+            "Sid": "AllowCreatingVirtualMfaDevicesOfAnyName",
+            "Effect": "Allow",
+            "Action": "iam:CreateVirtualMFADevice",
+            "Resource": account.iam("mfa/*")
+        }),
+        json!({
+            "Sid": "AllowEnablingOwnMfaDevices",
+            "Effect": "Allow",
+            "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"],
+            "Resource": own_user
+        }),
+        json!({
+            "Sid": "AllowChangingOwnPassword",
+            "Effect": "Allow",
+            "Action": "iam:ChangePassword",
+            "Resource": own_user
+        }),
+        json!({
+            "Sid": "AllowDeactivatingOwnMfaOnlyWithMfa",
+            "Effect": "Allow",
+            "Action": "iam:DeactivateMFADevice",
+            "Resource": own_user,
+            "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } }
+        }),
+        // The allows above are limited to the caller's own user, but another policy of the
+        // user (IAMFullAccess, a help desk's) may grant the same actions on every user, and the
+        // last deny exempts them by action only.
+        json!({
+            "Sid": "DenyOtherUsersWithoutMfa",
+            "Effect": "Deny",
+            "Action": OWN_USER_ONLY_WITHOUT_MFA,
+            "NotResource": own_user,
+            "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
+        }),
+    ];
+    if !settings.allow_enrolment_with_access_keys {
+        // A request signed with a long-term access key carries no aws:MultiFactorAuthPresent;
+        // a console session carries it as false. With the key alone, enrolling a device whose
+        // seed the signer holds would give the key its full permissions back.
+        statements.push(json!({
+            "Sid": "DenyEnrolmentAndPasswordChangeWithAccessKeys",
+            "Effect": "Deny",
+            "Action": NOT_WITH_ACCESS_KEYS_ALONE,
+            "Resource": "*",
+            "Condition": { "Null": { "aws:MultiFactorAuthPresent": "true" } }
+        }));
+    }
+    statements.push(json!({
+        "Sid": "DenyEverythingElseWithoutMfa",
+        "Effect": "Deny",
+        "NotAction": ALLOWED_WITHOUT_MFA,
+        "Resource": "*",
+        "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
+    }));
     json!({
         "Version": "2012-10-17",
         "Id": format!("forcemfa-{group}"),
-        "Statement": [
-            {
-                "Sid": "AllowListingForTheConsole",
-                "Effect": "Allow",
-                "Action": ["iam:ListUsers", "iam:ListVirtualMFADevices", "iam:GetAccountPasswordPolicy"],
-                "Resource": "*"
-            },
-            {
-                "Sid": "AllowViewingOwnUserAndMfaDevices",
-                "Effect": "Allow",
-                "Action": ["iam:GetUser", "iam:ListMFADevices"],
-                "Resource": own_user(account_id)
-            },
-            {
-                "Sid": "AllowCreatingVirtualMfaDevicesOfAnyName",
-                "Effect": "Allow",
-                "Action": "iam:CreateVirtualMFADevice",
-                "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
-            },
-            {
-                "Sid": "AllowEnablingOwnMfaDevices",
-                "Effect": "Allow",
-                "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"],
-                "Resource": own_user(account_id)
-            },
-            {
-                "Sid": "AllowChangingOwnPassword",
-                "Effect": "Allow",
-                "Action": "iam:ChangePassword",
-                "Resource": own_user(account_id)
-            },
-            {
-                "Sid": "AllowDeactivatingOwnMfaOnlyWithMfa",
-                "Effect": "Allow",
-                "Action": "iam:DeactivateMFADevice",
-                "Resource": own_user(account_id),
-                "Condition": { "Bool": { "aws:MultiFactorAuthPresent": "true" } }
-            },
-            {
-                "Sid": "DenyEverythingElseWithoutMfa",
-                "Effect": "Deny",
-                "NotAction": ALLOWED_WITHOUT_MFA,
-                "Resource": "*",
-                "Condition": { "BoolIfExists": { "aws:MultiFactorAuthPresent": "false" } }
-            }
-        ]
+        "Statement": statements
     })
 }
 
@@ -90,34 +151,29 @@ pub fn force_mfa_group(account_id: &str, group: &str) -> Value {
 pub struct DaemonFeatures {
     /// `[cleanup] unassigned_mfa_devices`: delete abandoned virtual MFA devices.
     pub cleanup: bool,
-    /// Roles forcemfa assumes in other accounts (`[[accounts]]`, or
-    /// `arn:aws:iam::*:role/NAME` for an organization).
+    /// Roles forcemfa assumes in the listed accounts (`[[accounts]]`), as configured.
     pub assume_roles: Vec<String>,
-    /// `[organization]`: list the organization's accounts.
-    pub list_organization: bool,
+    /// `[organization] role_name`: list the organization's accounts and assume this role in
+    /// each (`arn:PARTITION:iam::*:role/NAME`).
+    pub organization_role: Option<String>,
 }
 
 impl DaemonFeatures {
     pub fn from_config(config: &crate::config::Config) -> DaemonFeatures {
-        let mut assume_roles: Vec<String> =
-            config.accounts.iter().map(|a| a.role_arn.clone()).collect();
-        if let Some(org) = &config.organization {
-            assume_roles.push(format!("arn:aws:iam::*:role/{}", org.role_name));
-        }
         DaemonFeatures {
             cleanup: config.cleanup.unassigned_mfa_devices,
-            assume_roles,
-            list_organization: config.organization.is_some(),
+            assume_roles: config.accounts.iter().map(|a| a.role_arn.clone()).collect(),
+            organization_role: config.organization.as_ref().map(|o| o.role_name.clone()),
         }
     }
 }
 
 /// forcemfa's own policy: exactly the read calls it makes, and membership changes on the
 /// enforcement group only. sts:GetCallerIdentity needs no permission.
-pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value {
+pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Value {
     let group_arns = json!([
-        format!("arn:aws:iam::{account_id}:group/{group}"),
-        format!("arn:aws:iam::{account_id}:group/*/{group}"),
+        account.iam(&format!("group/{group}")),
+        account.iam(&format!("group/*/{group}")),
     ]);
     let mut statements = vec![
         json!({
@@ -134,13 +190,13 @@ pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value
             "Sid": "ReadMfaDevicesAndConsoleAccessPerUser",
             "Effect": "Allow",
             "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
-            "Resource": format!("arn:aws:iam::{account_id}:user/*")
+            "Resource": account.iam("user/*")
         }),
         json!({
             "Sid": "ReadPoliciesAttachedToTheGroup",
             "Effect": "Allow",
             "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
-            "Resource": format!("arn:aws:iam::{account_id}:policy/*")
+            "Resource": account.iam("policy/*")
         }),
         json!({
             "Sid": "ManageTheEnforcementGroupOnly",
@@ -154,18 +210,22 @@ pub fn daemon(account_id: &str, group: &str, features: &DaemonFeatures) -> Value
             "Sid": "DeleteAbandonedVirtualMfaDevices",
             "Effect": "Allow",
             "Action": "iam:DeleteVirtualMFADevice",
-            "Resource": format!("arn:aws:iam::{account_id}:mfa/*")
+            "Resource": account.iam("mfa/*")
         }));
     }
-    if !features.assume_roles.is_empty() {
+    let mut assume_roles = features.assume_roles.clone();
+    if let Some(role) = &features.organization_role {
+        assume_roles.push(format!("arn:{}:iam::*:role/{role}", account.partition));
+    }
+    if !assume_roles.is_empty() {
         statements.push(json!({
             "Sid": "AssumeTheRolesOfTheReconciledAccounts",
             "Effect": "Allow",
             "Action": "sts:AssumeRole",
-            "Resource": features.assume_roles
+            "Resource": assume_roles
         }));
     }
-    if features.list_organization {
+    if features.organization_role.is_some() {
         statements.push(json!({
             "Sid": "ListTheOrganizationsAccounts",
             "Effect": "Allow",
@@ -244,6 +304,11 @@ pub fn decode_document(text: &str) -> Result<Value, String> {
 mod tests {
     use super::*;
 
+    const ACCOUNT: Account = Account {
+        partition: Partition::Aws,
+        id: "123456789012",
+    };
+
     fn statement<'a>(doc: &'a Value, sid: &str) -> &'a Value {
         statements(doc)
             .find(|s| s["Sid"] == sid)
@@ -252,7 +317,7 @@ mod tests {
 
     #[test]
     fn group_policy_lets_users_set_up_mfa_of_any_name() {
-        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
         let create = statement(&doc, "AllowCreatingVirtualMfaDevicesOfAnyName");
         assert_eq!(create["Resource"], "arn:aws:iam::123456789012:mfa/*");
         let enable = statement(&doc, "AllowEnablingOwnMfaDevices");
@@ -265,7 +330,7 @@ mod tests {
 
     #[test]
     fn deactivation_needs_mfa_and_is_only_on_oneself() {
-        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
         for s in statements(&doc).filter(|s| s["Effect"] == "Allow") {
             if strings(&s["Action"])
                 .iter()
@@ -283,32 +348,77 @@ mod tests {
 
     #[test]
     fn everything_else_is_denied_without_mfa() {
-        let doc = force_mfa_group("123456789012", "ForceMFA");
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
         assert!(denies_without_mfa(&doc));
         let deny = statement(&doc, "DenyEverythingElseWithoutMfa");
         assert_eq!(
             deny["Condition"]["BoolIfExists"]["aws:MultiFactorAuthPresent"],
             "false"
         );
-        // Whatever is allowed without MFA is exempt from the deny, and nothing more.
+        // Whatever is allowed is exempt from the deny, but deactivation and GetMFADevice (which
+        // need MFA), and nothing more.
         let mut allowed = allowed_actions(&doc);
         allowed.remove("iam:DeactivateMFADevice");
+        allowed.remove("iam:GetMFADevice");
         let exempt: BTreeSet<String> = strings(&deny["NotAction"]).into_iter().collect();
         let mut expected = allowed.clone();
         expected.insert("sts:GetSessionToken".to_string());
         assert_eq!(exempt, expected);
         assert!(allowed.contains("iam:ChangePassword"));
         assert!(allowed.contains("iam:GetAccountPasswordPolicy"));
+        assert!(!allowed.contains("iam:ListUsers"));
+    }
+
+    #[test]
+    fn without_mfa_whatever_names_a_user_is_denied_on_every_other_user() {
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
+        let deny = statement(&doc, "DenyOtherUsersWithoutMfa");
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(
+            deny["Condition"]["BoolIfExists"]["aws:MultiFactorAuthPresent"],
+            "false"
+        );
+        assert_eq!(
+            strings(&deny["NotResource"]),
+            [
+                "arn:aws:iam::123456789012:user/${aws:username}",
+                "arn:aws:iam::123456789012:user/*/${aws:username}"
+            ]
+        );
+        // Every action exempt from the MFA requirement that an Allow limits to the own user.
+        let own = statements(&doc)
+            .filter(|s| s["Effect"] == "Allow" && s["Resource"] == deny["NotResource"])
+            .flat_map(|s| strings(&s["Action"]))
+            .filter(|a| ALLOWED_WITHOUT_MFA.contains(&a.as_str()));
+        let denied: BTreeSet<String> = strings(&deny["Action"]).into_iter().collect();
+        assert_eq!(own.collect::<BTreeSet<_>>(), denied);
+    }
+
+    #[test]
+    fn enrolment_with_an_access_key_alone_is_denied_unless_allowed() {
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &GroupPolicySettings::default());
+        let deny = statement(&doc, "DenyEnrolmentAndPasswordChangeWithAccessKeys");
+        assert_eq!(
+            deny["Condition"]["Null"]["aws:MultiFactorAuthPresent"],
+            "true"
+        );
+        assert_eq!(strings(&deny["Action"]), NOT_WITH_ACCESS_KEYS_ALONE);
+        let allowing = GroupPolicySettings {
+            allow_enrolment_with_access_keys: true,
+        };
+        let doc = force_mfa_group(&ACCOUNT, "ForceMFA", &allowing);
+        assert!(statements(&doc).all(|s| s["Condition"].get("Null").is_none()));
+        assert!(denies_without_mfa(&doc));
     }
 
     #[test]
     fn daemon_policy_has_no_wildcard_actions_and_writes_only_the_group() {
         let features = DaemonFeatures {
             cleanup: true,
-            assume_roles: vec!["arn:aws:iam::*:role/forcemfa".into()],
-            list_organization: true,
+            assume_roles: vec!["arn:aws:iam::222222222222:role/forcemfa".into()],
+            organization_role: Some("forcemfa".into()),
         };
-        let doc = daemon("123456789012", "ForceMFA", &features);
+        let doc = daemon(&ACCOUNT, "ForceMFA", &features);
         for action in allowed_actions(&doc) {
             assert!(!action.contains('*'), "{action}");
         }
@@ -324,7 +434,7 @@ mod tests {
                 );
             }
         }
-        let without = daemon("123456789012", "ForceMFA", &DaemonFeatures::default());
+        let without = daemon(&ACCOUNT, "ForceMFA", &DaemonFeatures::default());
         for action in [
             "iam:DeleteVirtualMFADevice",
             "sts:AssumeRole",
@@ -336,9 +446,37 @@ mod tests {
     }
 
     #[test]
+    fn every_arn_is_in_the_accounts_partition() {
+        let features = DaemonFeatures {
+            cleanup: true,
+            assume_roles: vec![],
+            organization_role: Some("forcemfa".into()),
+        };
+        for partition in Partition::ALL {
+            let account = Account {
+                partition,
+                id: "123456789012",
+            };
+            for doc in [
+                force_mfa_group(&account, "ForceMFA", &GroupPolicySettings::default()),
+                daemon(&account, "ForceMFA", &features),
+            ] {
+                let resources: Vec<String> = statements(&doc)
+                    .flat_map(|s| strings(&s["Resource"]))
+                    .filter(|r| r != "*")
+                    .collect();
+                assert!(!resources.is_empty());
+                for r in resources {
+                    assert!(r.starts_with(&format!("arn:{partition}:iam::")), "{r}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn mfa_deny_detection() {
         assert!(!denies_without_mfa(&daemon(
-            "1",
+            &ACCOUNT,
             "G",
             &DaemonFeatures::default()
         )));

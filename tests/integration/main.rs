@@ -6,6 +6,7 @@ mod broken_answers;
 mod daemon;
 mod deploy;
 mod fail_safe;
+mod group_policy;
 mod policies;
 mod reconcile;
 mod reliability;

@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
+use forcemfa::arn::Partition;
+use forcemfa::config::GroupPolicySettings;
 use serde_json::Value;
 
 use crate::support::{names, Account, ACCOUNT_ID};
@@ -53,13 +55,30 @@ async fn policies_pass_parliament() {
         "[cleanup]\nunassigned_mfa_devices = true\n[organization]\nrole_name = \"forcemfa\"\n[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\n",
     );
     let cleanup = cleanup.to_str().unwrap();
-    for args in [
-        vec!["force-mfa-group", "--account-id", ACCOUNT_ID],
-        vec!["daemon", "--account-id", ACCOUNT_ID],
-        vec!["daemon", "--account-id", ACCOUNT_ID, "--config", cleanup],
-    ] {
-        let doc = policy(&a, &args);
-        assert_eq!(parliament(&doc), Vec::<Value>::new(), "{args:?}");
+    for partition in Partition::ALL {
+        let p = partition.as_str();
+        for args in [
+            vec![
+                "force-mfa-group",
+                "--account-id",
+                ACCOUNT_ID,
+                "--partition",
+                p,
+            ],
+            vec!["daemon", "--account-id", ACCOUNT_ID, "--partition", p],
+            vec![
+                "daemon",
+                "--account-id",
+                ACCOUNT_ID,
+                "--partition",
+                p,
+                "--config",
+                cleanup,
+            ],
+        ] {
+            let doc = policy(&a, &args);
+            assert_eq!(parliament(&doc), Vec::<Value>::new(), "{args:?}");
+        }
     }
     // The check is real: a broken policy is flagged.
     let broken = serde_json::json!({"Version": "2012-10-17", "Statement": [
@@ -68,7 +87,7 @@ async fn policies_pass_parliament() {
 }
 
 #[tokio::test]
-async fn without_an_account_id_the_callers_account_is_used() {
+async fn without_an_account_id_the_callers_account_and_partition_are_used() {
     let a = Account::empty();
     let doc = policy(&a, &["force-mfa-group"]);
     assert!(doc
@@ -76,6 +95,46 @@ async fn without_an_account_id_the_callers_account_is_used() {
         .contains(&format!("arn:aws:iam::{ACCOUNT_ID}:mfa/*")));
     let run = a.forcemfa(&["policy", "daemon", "--account-id", "12345"]);
     assert_eq!(run.code, 2);
+}
+
+/// Every ARN of both policies is in the partition asked for; without --partition, an account id
+/// alone means `aws`.
+#[tokio::test]
+async fn policies_are_rendered_for_the_partition_asked_for() {
+    let a = Account::empty();
+    let config = a.config("[organization]\nrole_name = \"forcemfa\"\n");
+    let config = config.to_str().unwrap();
+    for (flag, partition) in [
+        (None, "aws"),
+        (Some("aws"), "aws"),
+        (Some("aws-cn"), "aws-cn"),
+        (Some("aws-us-gov"), "aws-us-gov"),
+    ] {
+        for which in ["force-mfa-group", "daemon"] {
+            let mut args = vec![which, "--account-id", ACCOUNT_ID, "--config", config];
+            if let Some(flag) = flag {
+                args.extend(["--partition", flag]);
+            }
+            let text = policy(&a, &args).to_string();
+            let arns: Vec<&str> = text.split('"').filter(|s| s.starts_with("arn:")).collect();
+            assert!(!arns.is_empty(), "{text}");
+            for arn in arns {
+                assert!(
+                    arn.starts_with(&format!("arn:{partition}:")),
+                    "{args:?}: {arn}"
+                );
+            }
+        }
+    }
+    // With the caller's account, --partition still decides.
+    let text = policy(&a, &["force-mfa-group", "--partition", "aws-cn"]).to_string();
+    assert!(
+        text.contains(&format!("arn:aws-cn:iam::{ACCOUNT_ID}:mfa/*")),
+        "{text}"
+    );
+    let run = a.forcemfa(&["policy", "force-mfa-group", "--partition", "aws-iso"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("aws-us-gov"), "{}", run.stderr);
 }
 
 #[tokio::test]
@@ -136,6 +195,89 @@ async fn bootstrap_reports_and_repairs_drift() {
     assert!(run.stdout.contains("drifted"), "{}", run.stdout);
     let expected = policy(&a, &["force-mfa-group", "--account-id", ACCOUNT_ID]);
     assert_eq!(group_policy_document(&a).await, Some(expected));
+}
+
+/// The group policy forcemfa rendered before it denied other users' MFA and enrolment with an
+/// access key alone: a group that still holds it has drifted, and bootstrap replaces it.
+#[tokio::test]
+async fn bootstrap_replaces_the_previous_group_policy() {
+    let a = Account::with_group().await;
+    let own = serde_json::json!([
+        format!("arn:aws:iam::{ACCOUNT_ID}:user/${{aws:username}}"),
+        format!("arn:aws:iam::{ACCOUNT_ID}:user/*/${{aws:username}}"),
+    ]);
+    let previous = serde_json::json!({
+        "Version": "2012-10-17",
+        "Id": "forcemfa-ForceMFA",
+        "Statement": [
+            {"Sid": "AllowListingForTheConsole", "Effect": "Allow",
+             "Action": ["iam:ListUsers", "iam:ListVirtualMFADevices", "iam:GetAccountPasswordPolicy"],
+             "Resource": "*"},
+            {"Sid": "AllowViewingOwnUserAndMfaDevices", "Effect": "Allow",
+             "Action": ["iam:GetUser", "iam:ListMFADevices"], "Resource": own},
+            {"Sid": "AllowCreatingVirtualMfaDevicesOfAnyName", "Effect": "Allow",
+             "Action": "iam:CreateVirtualMFADevice",
+             "Resource": format!("arn:aws:iam::{ACCOUNT_ID}:mfa/*")},
+            {"Sid": "AllowEnablingOwnMfaDevices", "Effect": "Allow",
+             "Action": ["iam:EnableMFADevice", "iam:ResyncMFADevice"], "Resource": own},
+            {"Sid": "AllowChangingOwnPassword", "Effect": "Allow",
+             "Action": "iam:ChangePassword", "Resource": own},
+            {"Sid": "AllowDeactivatingOwnMfaOnlyWithMfa", "Effect": "Allow",
+             "Action": "iam:DeactivateMFADevice", "Resource": own,
+             "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}},
+            {"Sid": "DenyEverythingElseWithoutMfa", "Effect": "Deny",
+             "NotAction": ["iam:ChangePassword", "iam:CreateVirtualMFADevice",
+                "iam:EnableMFADevice", "iam:GetAccountPasswordPolicy", "iam:GetUser",
+                "iam:ListMFADevices", "iam:ListUsers", "iam:ListVirtualMFADevices",
+                "iam:ResyncMFADevice", "sts:GetSessionToken"],
+             "Resource": "*",
+             "Condition": {"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}}}
+        ]
+    });
+    a.iam
+        .put_group_policy()
+        .group_name(GROUP)
+        .policy_name("forcemfa-require-mfa")
+        .policy_document(previous.to_string())
+        .send()
+        .await
+        .unwrap();
+    // It still denies access without MFA, so reconcile does not complain about it.
+    let run = a.forcemfa(&["reconcile", "--output", "json"]);
+    assert_eq!(run.account()["group_policy_enforces_mfa"], true);
+
+    let run = a.forcemfa(&["bootstrap", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["drift"], true);
+    assert_eq!(report["policy"], "updated");
+    assert!(run.stderr.contains("group policy drift"), "{}", run.stderr);
+    let expected = policy(&a, &["force-mfa-group", "--account-id", ACCOUNT_ID]);
+    assert_eq!(group_policy_document(&a).await, Some(expected.clone()));
+    assert_ne!(expected, previous);
+
+    let again = a.forcemfa(&["bootstrap"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("up to date"), "{}", again.stdout);
+
+    // The option is the configuration's, for bootstrap as for the policy command.
+    let config = a.config("[group_policy]\nallow_enrolment_with_access_keys = true\n");
+    let config = config.to_str().unwrap();
+    let run = a.forcemfa(&["bootstrap", "--config", config, "--output", "json"]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["policy"], "updated", "{}", run.stderr);
+    let allowing = policy(
+        &a,
+        &[
+            "force-mfa-group",
+            "--account-id",
+            ACCOUNT_ID,
+            "--config",
+            config,
+        ],
+    );
+    assert_eq!(group_policy_document(&a).await, Some(allowing.clone()));
+    assert!(!allowing.to_string().contains("\"Null\""));
 }
 
 #[tokio::test]
@@ -337,54 +479,106 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Resolve the template's Fn::Sub strings for one account and the default group name.
-    fn resolve(v: &Value) -> Value {
-        match v {
+    /// What the template's parameters resolve to in one stack.
+    struct Stack {
+        partition: &'static str,
+        allows_enrolment_with_access_keys: bool,
+    }
+    // Resolve the template's Fn::Sub strings for one account and the default group name, and its
+    // Fn::If on the enrolment parameter (AWS::NoValue drops a list element).
+    fn resolve(v: &Value, stack: &Stack) -> Option<Value> {
+        Some(match v {
             Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Sub") => Value::String(
                 map["Fn::Sub"]
                     .as_str()
                     .unwrap()
+                    .replace("${AWS::Partition}", stack.partition)
                     .replace("${AWS::AccountId}", ACCOUNT_ID)
                     .replace("${GroupName}", GROUP)
                     .replace("${!", "${"),
             ),
-            Value::Object(map) => {
-                Value::Object(map.iter().map(|(k, v)| (k.clone(), resolve(v))).collect())
+            Value::Object(map) if map.len() == 1 && map.contains_key("Fn::If") => {
+                let [condition, then, otherwise] = map["Fn::If"].as_array().unwrap().as_slice()
+                else {
+                    panic!("Fn::If takes three arguments: {v}");
+                };
+                assert_eq!(condition, "AllowsEnrolmentWithAccessKeys");
+                let chosen = if stack.allows_enrolment_with_access_keys {
+                    then
+                } else {
+                    otherwise
+                };
+                return resolve(chosen, stack);
             }
-            Value::Array(list) => Value::Array(list.iter().map(resolve).collect()),
+            Value::Object(map) if map.get("Ref").is_some_and(|r| r == "AWS::NoValue") => {
+                return None
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), resolve(v, stack)?)))
+                    .collect(),
+            ),
+            Value::Array(list) => {
+                Value::Array(list.iter().filter_map(|v| resolve(v, stack)).collect())
+            }
             other => other.clone(),
-        }
+        })
     }
     let template: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let resources = &template["Resources"];
-    let group_policy =
-        resolve(&resources["ForceMfaGroup"]["Properties"]["Policies"][0]["PolicyDocument"]);
-    assert_eq!(
-        group_policy,
-        forcemfa::policy::force_mfa_group(ACCOUNT_ID, GROUP)
-    );
-    let role_policy =
-        resolve(&resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"]);
-    let plain = forcemfa::policy::daemon(ACCOUNT_ID, GROUP, &Default::default());
-    assert_eq!(role_policy, plain);
-    let with_cleanup = forcemfa::policy::daemon(
-        ACCOUNT_ID,
-        GROUP,
-        &forcemfa::policy::DaemonFeatures {
-            cleanup: true,
-            ..Default::default()
-        },
-    );
-    let extra =
-        resolve(&resources["CleanupPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]);
-    assert_eq!(
-        with_cleanup["Statement"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap(),
-        &extra
-    );
+    for partition in Partition::ALL {
+        let account = forcemfa::policy::Account {
+            partition,
+            id: ACCOUNT_ID,
+        };
+        for allows in [false, true] {
+            let stack = Stack {
+                partition: partition.as_str(),
+                allows_enrolment_with_access_keys: allows,
+            };
+            let group_policy = resolve(
+                &resources["ForceMfaGroup"]["Properties"]["Policies"][0]["PolicyDocument"],
+                &stack,
+            );
+            let settings = GroupPolicySettings {
+                allow_enrolment_with_access_keys: allows,
+            };
+            assert_eq!(
+                group_policy,
+                Some(forcemfa::policy::force_mfa_group(
+                    &account, GROUP, &settings
+                )),
+                "{partition} {allows}"
+            );
+        }
+        let stack = Stack {
+            partition: partition.as_str(),
+            allows_enrolment_with_access_keys: false,
+        };
+        let role_policy = resolve(
+            &resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"],
+            &stack,
+        );
+        let plain = forcemfa::policy::daemon(&account, GROUP, &Default::default());
+        assert_eq!(role_policy, Some(plain), "{partition}");
+        let with_cleanup = forcemfa::policy::daemon(
+            &account,
+            GROUP,
+            &forcemfa::policy::DaemonFeatures {
+                cleanup: true,
+                ..Default::default()
+            },
+        );
+        let extra = resolve(
+            &resources["CleanupPolicy"]["Properties"]["PolicyDocument"]["Statement"][0],
+            &stack,
+        );
+        assert_eq!(
+            with_cleanup["Statement"].as_array().unwrap().last(),
+            extra.as_ref(),
+            "{partition}"
+        );
+    }
 }
 
 /// Under moto's IAM authorization (enforced after the seeding requests), a run signed as a user
