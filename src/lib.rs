@@ -16,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod inventory;
+pub mod listener;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
