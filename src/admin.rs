@@ -4,8 +4,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::HttpBody;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -15,6 +17,9 @@ use crate::daemon::Shared;
 
 /// Environment variable that may hold the admin token instead of `admin.token_file`.
 pub const TOKEN_ENV: &str = "FORCEMFA_ADMIN_TOKEN";
+
+/// No endpoint reads a request body; a longer one is refused before a byte of it is read.
+pub const MAX_BODY_BYTES: usize = 1024;
 
 /// A bearer token. Never printed: its Debug form is masked.
 #[derive(Clone, PartialEq, Eq)]
@@ -101,7 +106,23 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/reconcile", post(reconcile))
+        .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
+}
+
+/// 413 for a request that announces a body longer than [`MAX_BODY_BYTES`], before any handler
+/// runs; [`DefaultBodyLimit`] stops a body without a length at the same size, should a handler
+/// ever read one.
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    if request.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("no endpoint takes a request body of more than {MAX_BODY_BYTES} bytes\n"),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn healthz() -> &'static str {

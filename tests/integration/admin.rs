@@ -103,3 +103,32 @@ async fn idle_connections_starve_neither_health_nor_runs_nor_memory() {
     assert_eq!(http_raw(d.admin, &get("/healthz"), wait).unwrap().0, 200);
     assert_eq!(d.stop().0, 0);
 }
+
+/// A daemon on `0.0.0.0` whose trigger needs the token `s3cret-admin-token`.
+fn off_loopback_daemon(a: &Account) -> Daemon {
+    let token_file = a.dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
+    Daemon::start(
+        a,
+        &a.moto.endpoint,
+        &format!(
+            "{NEVER}[admin]\nlisten = \"0.0.0.0:{{port}}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_request_body_beyond_the_limit_is_refused_unread() {
+    let a = Account::with_group().await;
+    let mut d = off_loopback_daemon(&a);
+    let wait = Duration::from_secs(10);
+    let request = "POST /reconcile HTTP/1.1\r\nHost: forcemfa\r\nAuthorization: Bearer s3cret-admin-token\r\nContent-Length: 1048576\r\n\r\n";
+    let (status, body) = http_raw(d.admin, request, wait).unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert!(d.events("run requested").is_empty());
+    // A small body is fine.
+    let request = "POST /reconcile HTTP/1.1\r\nHost: forcemfa\r\nAuthorization: Bearer s3cret-admin-token\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+    assert_eq!(http_raw(d.admin, request, wait).unwrap().0, 202);
+    assert_eq!(d.stop().0, 0);
+}
