@@ -92,12 +92,19 @@ pub fn trigger_access(listen: SocketAddr, token: Option<&Token>, headers: &Heade
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_credentials);
     match presented {
         Some(p) if token.matches(p) => Access::Allowed,
         _ => Access::Unauthorized,
     }
+}
+
+/// The credentials of an `Authorization` header of the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 7235): `bearer TOKEN` is as good as `Bearer TOKEN`.
+fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.trim_start().split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("Bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -253,6 +260,37 @@ mod tests {
             trigger_access(listen, t, &headers(Some("Bearer s3cret"))),
             Access::Allowed
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let listen: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let token = Token("s3cret".into());
+        for auth in [
+            "bearer s3cret",
+            "BEARER s3cret",
+            "BeArEr s3cret",
+            "Bearer   s3cret ",
+        ] {
+            assert_eq!(
+                trigger_access(listen, Some(&token), &headers(Some(auth))),
+                Access::Allowed,
+                "{auth}"
+            );
+        }
+        for auth in [
+            "Bearers3cret",
+            "Bearer",
+            "Bearer ",
+            "Bear s3cret",
+            "bearer s3cret x",
+        ] {
+            assert_eq!(
+                trigger_access(listen, Some(&token), &headers(Some(auth))),
+                Access::Unauthorized,
+                "{auth}"
+            );
+        }
     }
 
     #[test]

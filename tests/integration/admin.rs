@@ -132,3 +132,25 @@ async fn a_request_body_beyond_the_limit_is_refused_unread() {
     assert_eq!(http_raw(d.admin, request, wait).unwrap().0, 202);
     assert_eq!(d.stop().0, 0);
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let a = Account::with_group().await;
+    let mut d = off_loopback_daemon(&a);
+    let wait = Duration::from_secs(10);
+    for (authorization, expected) in [
+        ("bearer s3cret-admin-token", 202),
+        ("BEARER s3cret-admin-token", 202),
+        ("Bearer   s3cret-admin-token", 202),
+        ("Bearer s3cret-admin-token-not", 401),
+        ("Basic s3cret-admin-token", 401),
+        ("Bearers3cret-admin-token", 401),
+    ] {
+        let request = format!(
+            "POST /reconcile HTTP/1.1\r\nHost: forcemfa\r\nAuthorization: {authorization}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = http_raw(d.admin, &request, wait).unwrap();
+        assert_eq!(status, expected, "{authorization}: {body}");
+    }
+    assert_eq!(d.stop().0, 0);
+}
