@@ -14,6 +14,7 @@ use axum::Router;
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::Shared;
+use crate::environment;
 
 /// Environment variable that may hold the admin token instead of `admin.token_file`.
 pub const TOKEN_ENV: &str = "FORCEMFA_ADMIN_TOKEN";
@@ -63,8 +64,7 @@ pub fn load_token(config: &Config) -> Result<Option<Token>, ConfigError> {
         }
         return Ok(Some(Token(token.to_string())));
     }
-    Ok(std::env::var(TOKEN_ENV)
-        .ok()
+    Ok(environment::var(TOKEN_ENV)?
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .map(Token))

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::environment::{self, NotUnicode};
 use crate::schedule::Schedule;
 
 /// Errors found while reading or validating the configuration. Each names the file or the key.
@@ -22,6 +23,8 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("invalid config key `{key}`: {message}")]
     Invalid { key: String, message: String },
+    #[error(transparent)]
+    Environment(#[from] NotUnicode),
 }
 
 impl ConfigError {
@@ -276,7 +279,7 @@ impl Config {
             Some(path) => format!("config file {}", path.display()),
             None => "configuration".to_string(),
         };
-        Config::parse_layered(&text, &origin, std::env::vars())
+        Config::parse_layered(&text, &origin, environment::with_prefix(ENV_PREFIX)?)
     }
 
     /// Parses and validates TOML text.

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod environment;
 pub mod inventory;
 pub mod listener;
 pub mod metrics;

@@ -1,6 +1,8 @@
 //! Bad configuration and flags: exit 2, a message naming the culprit, nothing touched.
 
-use crate::support::{set, Account};
+use std::ffi::OsStr;
+
+use crate::support::{set, Account, Run};
 
 /// Runs reconcile with `config_text` against an account holding one user to add, and checks that
 /// it is refused with exit 2, the message names `culprit`, and the group is unchanged.
@@ -112,4 +114,47 @@ async fn environment_overrides_apply_and_bad_ones_are_named() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("FORCEMFA__GRUOP"), "{}", run.stderr);
     assert_eq!(a.members("Enforced").await, set(&[]));
+}
+
+/// Runs `forcemfa ARGS` with one more environment variable, given as raw bytes.
+fn with_raw_variable(a: &Account, args: &[&str], name: &[u8], value: &[u8]) -> Run {
+    use std::os::unix::ffi::OsStrExt;
+    let out = a
+        .command(&a.moto.endpoint, args)
+        .env(OsStr::from_bytes(name), OsStr::from_bytes(value))
+        .output()
+        .expect("run forcemfa");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_variable_that_is_not_utf8_is_ignored_unless_read_and_then_named() {
+    let a = Account::empty();
+    let args = ["policy", "daemon", "--account-id", "123456789012"];
+    for (name, value) in [
+        (&b"X"[..], &b"\xff"[..]),
+        (&b"\xff"[..], &b"1"[..]),
+        (&b"LANG"[..], &b"C.\xff"[..]),
+    ] {
+        let run = with_raw_variable(&a, &args, name, value);
+        assert_eq!(run.code, 0, "{name:?}: {}", run.stderr);
+        assert!(run.stdout.contains("iam:AddUserToGroup"), "{}", run.stdout);
+    }
+    for name in [
+        "FORCEMFA__DRY_RUN",
+        "FORCEMFA_ADMIN_TOKEN",
+        "FORCEMFA_LOG_FORMAT",
+        "RUST_LOG",
+        "AWS_PROFILE",
+    ] {
+        let run = with_raw_variable(&a, &args, name.as_bytes(), b"\xff");
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(name), "{name}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        run.log_lines();
+    }
 }
