@@ -34,6 +34,33 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// Names the environment variable among `variables` that set the invalid key, if one did.
+    fn naming_variable(self, variables: &[String]) -> Self {
+        let ConfigError::Invalid { key, message } = self else {
+            return self;
+        };
+        match variables.iter().find(|v| variable_sets(v, &key)) {
+            Some(variable) => ConfigError::Invalid {
+                key,
+                message: format!("{message} (set by {variable})"),
+            },
+            None => ConfigError::Invalid { key, message },
+        }
+    }
+}
+
+/// Whether the override `variable` sets `key` or a table holding it: `FORCEMFA__AWS__PAGE_SIZE`
+/// sets `aws.page_size`, `FORCEMFA__ACCOUNTS` sets `accounts[0].role_arn`.
+fn variable_sets(variable: &str, key: &str) -> bool {
+    let Some(path) = variable.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    let path = path.to_ascii_lowercase().replace("__", ".");
+    key == path
+        || key
+            .strip_prefix(path.as_str())
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// The file as written; every field optional so that defaults live in one place ([`Config`]).
@@ -309,7 +336,7 @@ impl Config {
                 .try_into()
                 .map_err(|e| parse_error(&origin, e))?
         };
-        Config::from_raw(raw)
+        Config::from_raw(raw).map_err(|e| e.naming_variable(&overridden))
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -761,7 +788,42 @@ mod tests {
         let err = Config::parse_layered("", "test", env(&[("FORCEMFA__MAX_CHANGES", "-1")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("max_changes"), "{err}");
+        assert!(
+            err.contains("`max_changes`") && err.contains("FORCEMFA__MAX_CHANGES"),
+            "{err}"
+        );
+        let err = Config::parse_layered(
+            "",
+            "test",
+            env(&[("FORCEMFA__AWS__PAGE_SIZE", "0"), ("FORCEMFA__GROUP", "G")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`aws.page_size`") && err.contains("set by FORCEMFA__AWS__PAGE_SIZE"),
+            "{err}"
+        );
+        assert!(!err.contains("FORCEMFA__GROUP"), "{err}");
+        let err = Config::parse_layered(
+            "",
+            "test",
+            env(&[("FORCEMFA__ACCOUNTS", "[{ role_arn = \"nope\" }]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`accounts[0].role_arn`") && err.contains("FORCEMFA__ACCOUNTS"),
+            "{err}"
+        );
+        // A bad key from the file is not blamed on a variable.
+        let err =
+            Config::parse_layered("max_changes = 0", "test", env(&[("FORCEMFA__GROUP", "G")]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("`max_changes`") && !err.contains("FORCEMFA__"),
+            "{err}"
+        );
         let err = Config::parse_layered("", "test", env(&[("FORCEMFA__GROUP__X", "1")]))
             .unwrap_err()
             .to_string();

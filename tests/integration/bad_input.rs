@@ -158,3 +158,23 @@ async fn a_variable_that_is_not_utf8_is_ignored_unless_read_and_then_named() {
         run.log_lines();
     }
 }
+
+#[tokio::test]
+async fn a_bad_value_from_the_environment_names_its_key_and_variable() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    for (name, value, key) in [
+        ("FORCEMFA__MAX_CHANGES", "-5", "max_changes"),
+        ("FORCEMFA__AWS__MAX_CONCURRENCY", "0", "aws.max_concurrency"),
+        ("FORCEMFA__ADMIN__LISTEN", "everywhere", "admin.listen"),
+    ] {
+        let run = a.forcemfa_with(&["reconcile"], &[(name, value)]);
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(key) && run.stderr.contains(name),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
