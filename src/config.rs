@@ -532,14 +532,16 @@ fn validate_accounts(raw: Vec<RawAccount>) -> Result<Vec<AccountTarget>, ConfigE
         .collect()
 }
 
-fn validate_organization(raw: RawOrganization) -> Result<OrganizationSettings, ConfigError> {
-    let name_ok = !raw.role_name.is_empty()
-        && raw.role_name.len() <= 64
-        && raw
-            .role_name
+/// IAM user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
+pub fn is_iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
-    if !name_ok {
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn validate_organization(raw: RawOrganization) -> Result<OrganizationSettings, ConfigError> {
+    if !is_iam_name(&raw.role_name) {
         return Err(ConfigError::invalid(
             "organization.role_name",
             format!(
@@ -605,10 +607,14 @@ fn validate_log_level(level: &str) -> Result<(), ConfigError> {
 }
 
 fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
-    if let Some(i) = raw.users.iter().position(|u| u.trim().is_empty()) {
+    // A name IAM would refuse matches nobody: the user meant to be exempt would be enforced.
+    if let Some((i, user)) = raw.users.iter().enumerate().find(|(_, u)| !is_iam_name(u)) {
         return Err(ConfigError::invalid(
             "exempt.users",
-            format!("entry {} is empty", i + 1),
+            format!(
+                "entry {} `{user}` is not an IAM user name (1 to 64 letters, digits and +=,.@_-)",
+                i + 1
+            ),
         ));
     }
     for prefix in &raw.path_prefixes {
@@ -899,6 +905,29 @@ mod tests {
             key_of(Config::parse("[exempt]\npath_prefixes = [\"svc/\"]").unwrap_err()),
             "exempt.path_prefixes"
         );
+        for bad in [
+            "",
+            " ",
+            "breakglass ",
+            " breakglass",
+            "ops/admin",
+            "émile",
+            "a b",
+        ] {
+            let text = format!("[exempt]\nusers = [\"ok\", {bad:?}]");
+            assert_eq!(
+                key_of(Config::parse(&text).unwrap_err()),
+                "exempt.users",
+                "{bad:?}"
+            );
+        }
+        let too_long = format!("[exempt]\nusers = [\"{}\"]", "a".repeat(65));
+        assert_eq!(
+            key_of(Config::parse(&too_long).unwrap_err()),
+            "exempt.users"
+        );
+        let longest = format!("[exempt]\nusers = [\"{}\", \"a+=,.@_-Z9\"]", "a".repeat(64));
+        assert!(Config::parse(&longest).is_ok());
         assert_eq!(
             key_of(Config::parse("[aws]\nmax_concurrency = 0").unwrap_err()),
             "aws.max_concurrency"

@@ -54,6 +54,33 @@ async fn invalid_values_are_named() {
 }
 
 #[tokio::test]
+async fn an_exempt_user_name_iam_would_refuse_is_named() {
+    // The trailing space would exempt nobody, and lock the break-glass user into the group.
+    refused("[exempt]\nusers = [\"breakglass \"]\n", "exempt.users").await;
+    refused("[exempt]\nusers = [\"breakglass \"]\n", "`breakglass `").await;
+    refused("[exempt]\nusers = [\"ops/admin\"]\n", "exempt.users").await;
+    refused(
+        &format!("[exempt]\nusers = [\"{}\"]\n", "a".repeat(65)),
+        "exempt.users",
+    )
+    .await;
+
+    let a = Account::with_group().await;
+    a.user("breakglass").await;
+    let run = a.forcemfa_with(
+        &["reconcile"],
+        &[("FORCEMFA__EXEMPT__USERS", "[\"breakglass \"]")],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exempt.users") && run.stderr.contains("FORCEMFA__EXEMPT__USERS"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
+
+#[tokio::test]
 async fn missing_config_file_is_named() {
     let a = Account::empty();
     let run = a.forcemfa(&["reconcile", "--config", "/nonexistent/forcemfa.toml"]);
