@@ -225,6 +225,11 @@ pub struct CleanupSettings {
     pub state_file: Option<PathBuf>,
 }
 
+/// The shortest `cleanup.unassigned_min_age`. A virtual MFA device is unassigned from its creation
+/// until its user has typed two codes from it, which takes minutes; deleting it then breaks the
+/// setup under way.
+pub const MIN_UNASSIGNED_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 impl Default for CleanupSettings {
     fn default() -> Self {
         CleanupSettings {
@@ -378,8 +383,12 @@ impl Config {
                 .unwrap_or(defaults.unassigned_mfa_devices),
             unassigned_min_age: match raw.cleanup.unassigned_min_age {
                 None => defaults.unassigned_min_age,
-                Some(text) => parse_duration(&text)
-                    .map_err(|m| ConfigError::invalid("cleanup.unassigned_min_age", m))?,
+                Some(text) => at_least(
+                    "cleanup.unassigned_min_age",
+                    &text,
+                    MIN_UNASSIGNED_AGE,
+                    "a device is unassigned while its user is still setting it up",
+                )?,
             },
             state_file: raw.cleanup.state_file,
         };
@@ -689,6 +698,35 @@ fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
         max_backoff_secs,
         max_accounts_in_parallel,
     })
+}
+
+/// The duration `text` of `key`, refused below `floor` with the reason `why`.
+fn at_least(
+    key: &str,
+    text: &str,
+    floor: std::time::Duration,
+    why: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    let duration = parse_duration(text).map_err(|m| ConfigError::invalid(key, m))?;
+    if duration < floor {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{text}` is shorter than {}: {why}", humanize(floor)),
+        ));
+    }
+    Ok(duration)
+}
+
+/// A duration in the largest unit of [`parse_duration`] that divides it: `5m`, `90s`, `2h`.
+pub fn humanize(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
 }
 
 fn positive(key: &str, n: i64) -> Result<u64, ConfigError> {
@@ -1004,6 +1042,24 @@ mod tests {
             key_of(Config::parse("[cleanup]\nunassigned_min_age = \"soon\"").unwrap_err()),
             "cleanup.unassigned_min_age"
         );
+        assert_eq!(humanize(parse_duration("90s").unwrap()), "90s");
+        assert_eq!(humanize(parse_duration("300s").unwrap()), "5m");
+        assert_eq!(humanize(parse_duration("120m").unwrap()), "2h");
+        assert_eq!(humanize(parse_duration("48h").unwrap()), "2d");
+    }
+
+    #[test]
+    fn cleanup_never_touches_a_device_being_set_up() {
+        for short in ["0s", "1s", "90s", "4m", "299s"] {
+            let text = format!("[cleanup]\nunassigned_min_age = \"{short}\"");
+            assert_eq!(
+                key_of(Config::parse(&text).unwrap_err()),
+                "cleanup.unassigned_min_age",
+                "{short}"
+            );
+        }
+        let c = Config::parse("[cleanup]\nunassigned_min_age = \"300s\"").unwrap();
+        assert_eq!(c.cleanup.unassigned_min_age, MIN_UNASSIGNED_AGE);
     }
 
     #[test]

@@ -81,6 +81,17 @@ async fn an_exempt_user_name_iam_would_refuse_is_named() {
 }
 
 #[tokio::test]
+async fn a_cleanup_age_short_enough_to_catch_a_device_being_set_up_is_refused() {
+    for age in ["0s", "90s", "4m", "299s"] {
+        refused(
+            &format!("[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"{age}\"\n"),
+            "cleanup.unassigned_min_age",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn missing_config_file_is_named() {
     let a = Account::empty();
     let run = a.forcemfa(&["reconcile", "--config", "/nonexistent/forcemfa.toml"]);
