@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -393,6 +394,10 @@ impl Config {
             state_file: raw.cleanup.state_file,
         };
 
+        if let (Some(audit_log), Some(state_file)) = (&raw.audit_log, &cleanup.state_file) {
+            validate_separate_files(audit_log, state_file)?;
+        }
+
         Ok(Config {
             group,
             dry_run: raw.dry_run.unwrap_or(false),
@@ -539,6 +544,63 @@ fn validate_accounts(raw: Vec<RawAccount>) -> Result<Vec<AccountTarget>, ConfigE
             })
         })
         .collect()
+}
+
+/// The audit log is only ever appended to; the state file is rewritten whole, through a temporary
+/// file beside it. Were they one file, each run would wipe the audit trail.
+fn validate_separate_files(audit_log: &Path, state_file: &Path) -> Result<(), ConfigError> {
+    let temporary = state_file.with_extension("tmp");
+    for (state, what) in [
+        (state_file, "the same file as"),
+        (temporary.as_path(), "the temporary file of"),
+    ] {
+        if same_file(audit_log, state) {
+            return Err(ConfigError::invalid(
+                "cleanup.state_file",
+                format!(
+                    "audit_log `{}` is {what} cleanup.state_file `{}`; rewriting the state would destroy the audit trail",
+                    audit_log.display(),
+                    state_file.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file, now or once created: both resolved as the system would, and,
+/// when both exist, compared by device and inode (which also catches hard links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if (ma.dev(), ma.ino()) == (mb.dev(), mb.ino()) {
+            return true;
+        }
+    }
+    resolve(a) == resolve(b)
+}
+
+/// `path` made absolute against the working directory, with every part that exists resolved
+/// through symbolic links, and `.` and `..` applied to the rest.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut resolved = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            // `resolved` holds no symbolic link, so its parent is the real one.
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(name) => {
+                resolved.push(name);
+                if let Ok(real) = std::fs::canonicalize(&resolved) {
+                    resolved = real;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => resolved.push(component),
+        }
+    }
+    resolved
 }
 
 /// IAM user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
@@ -1060,6 +1122,44 @@ mod tests {
         }
         let c = Config::parse("[cleanup]\nunassigned_min_age = \"300s\"").unwrap();
         assert_eq!(c.cleanup.unassigned_min_age, MIN_UNASSIGNED_AGE);
+    }
+
+    #[test]
+    fn the_audit_log_and_the_state_file_must_be_two_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("real"), "").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        std::os::unix::fs::symlink(d.join("sub"), d.join("sublink")).unwrap();
+        std::fs::hard_link(d.join("real"), d.join("hard")).unwrap();
+        let same = [
+            ("a", "a"),
+            ("sub/../a", "a"),
+            ("./sub/./../a", "a"),
+            ("missing/../a", "a"),
+            ("missing/x", "missing/./x"),
+            ("link", "real"),
+            ("hard", "real"),
+            // sublink/.. is the parent of sub, as the system resolves it: d itself.
+            ("sublink/../a", "a"),
+            ("sublink/x", "sub/x"),
+            ("state.tmp", "state.json"),
+        ];
+        for (audit, state) in same {
+            let err = validate_separate_files(&d.join(audit), &d.join(state)).unwrap_err();
+            assert_eq!(key_of(err), "cleanup.state_file", "{audit} and {state}");
+        }
+        for (audit, state) in [("a", "b"), ("sub/a", "a"), ("a.jsonl", "a.json")] {
+            assert!(
+                validate_separate_files(&d.join(audit), &d.join(state)).is_ok(),
+                "{audit} and {state}"
+            );
+        }
+        // Relative to the working directory, as the files are opened.
+        let cwd = std::env::current_dir().unwrap();
+        assert!(same_file(Path::new("./x"), &cwd.join("x")));
+        assert!(same_file(Path::new("x"), Path::new("./y/../x")));
     }
 
     #[test]

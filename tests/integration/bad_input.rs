@@ -92,6 +92,48 @@ async fn a_cleanup_age_short_enough_to_catch_a_device_being_set_up_is_refused() 
 }
 
 #[tokio::test]
+async fn the_audit_log_and_the_state_file_cannot_be_one_file() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let dir = a.dir.path();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("real.jsonl"), "").unwrap();
+    std::os::unix::fs::symlink(dir.join("real.jsonl"), dir.join("link.jsonl")).unwrap();
+    std::fs::hard_link(dir.join("real.jsonl"), dir.join("hard.jsonl")).unwrap();
+    let absolute = dir.join("a.jsonl");
+    for (audit, state) in [
+        ("a.jsonl", "a.jsonl"),
+        ("./a.jsonl", "a.jsonl"),
+        ("sub/../a.jsonl", "a.jsonl"),
+        ("missing/../a.jsonl", "./sub/../a.jsonl"),
+        (absolute.to_str().unwrap(), "a.jsonl"),
+        ("link.jsonl", "real.jsonl"),
+        ("hard.jsonl", "real.jsonl"),
+        // The state file is rewritten through a temporary file beside it.
+        ("state.tmp", "state.json"),
+    ] {
+        let config = a.config(&format!(
+            "audit_log = \"{audit}\"\n[cleanup]\nstate_file = \"{state}\"\n"
+        ));
+        let out = a
+            .command(
+                &a.moto.endpoint,
+                &["reconcile", "--config", config.to_str().unwrap()],
+            )
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{audit} and {state}: {stderr}");
+        assert!(
+            stderr.contains("audit_log") && stderr.contains("cleanup.state_file"),
+            "{audit} and {state}: {stderr}"
+        );
+    }
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
+
+#[tokio::test]
 async fn missing_config_file_is_named() {
     let a = Account::empty();
     let run = a.forcemfa(&["reconcile", "--config", "/nonexistent/forcemfa.toml"]);
