@@ -293,6 +293,10 @@ pub struct Config {
     pub organization: Option<OrganizationSettings>,
 }
 
+/// The shortest interval between two scheduled runs. A run reads every user of every account
+/// from IAM, which throttles at low rates; a schedule of seconds is a mistake.
+pub const MIN_SCHEDULE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub const DEFAULT_GROUP: &str = "ForceMFA";
 pub const DEFAULT_SCHEDULE: &str = "0 0 * * * *";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9464";
@@ -357,6 +361,17 @@ impl Config {
         let schedule_text = raw.schedule.unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
         let schedule = Schedule::parse(&schedule_text)
             .map_err(|message| ConfigError::invalid("schedule", message))?;
+        let interval = schedule.shortest_interval();
+        if let Some(every) = interval.filter(|i| *i < MIN_SCHEDULE_INTERVAL) {
+            return Err(ConfigError::invalid(
+                "schedule",
+                format!(
+                    "`{schedule_text}` fires as often as every {}; runs must be at least {} apart",
+                    humanize(every),
+                    humanize(MIN_SCHEDULE_INTERVAL)
+                ),
+            ));
+        }
 
         let log_level = raw.log_level.unwrap_or_else(|| "info".to_string());
         validate_log_level(&log_level)?;
@@ -997,6 +1012,22 @@ mod tests {
             key_of(Config::parse("schedule = \"every hour\"").unwrap_err()),
             "schedule"
         );
+        for too_often in [
+            "*/10 * * * * *",
+            "* * * * * *",
+            "0,59 * * * * *",
+            "0-1 0 0 * * *",
+        ] {
+            let text = format!("schedule = \"{too_often}\"");
+            assert_eq!(
+                key_of(Config::parse(&text).unwrap_err()),
+                "schedule",
+                "{too_often}"
+            );
+        }
+        for often_enough in ["* * * * *", "0 * * * * *", "0 0,1 * * * *"] {
+            assert!(Config::parse(&format!("schedule = \"{often_enough}\"")).is_ok());
+        }
         assert_eq!(
             key_of(Config::parse("[admin]\nlisten = \"localhost\"").unwrap_err()),
             "admin.listen"

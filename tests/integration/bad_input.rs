@@ -134,6 +134,22 @@ async fn the_audit_log_and_the_state_file_cannot_be_one_file() {
 }
 
 #[tokio::test]
+async fn a_schedule_firing_more_than_once_a_minute_is_refused() {
+    for schedule in [
+        "*/10 * * * * *",
+        "* * * * * *",
+        "0,30 * * * * *",
+        "0,59 * * * * *",
+    ] {
+        refused(&format!("schedule = \"{schedule}\"\n"), "schedule").await;
+    }
+    let a = Account::with_group().await;
+    let run = a.forcemfa_with(&["reconcile"], &[("FORCEMFA__SCHEDULE", "*/10 * * * * *")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("FORCEMFA__SCHEDULE"), "{}", run.stderr);
+}
+
+#[tokio::test]
 async fn missing_config_file_is_named() {
     let a = Account::empty();
     let run = a.forcemfa(&["reconcile", "--config", "/nonexistent/forcemfa.toml"]);
