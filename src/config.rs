@@ -73,6 +73,7 @@ struct RawConfig {
     max_changes: Option<i64>,
     console_users_only: Option<bool>,
     schedule: Option<String>,
+    run_timeout: Option<String>,
     run_on_start: Option<bool>,
     log_level: Option<String>,
     audit_log: Option<PathBuf>,
@@ -275,6 +276,10 @@ pub struct Config {
     pub max_changes: Option<u64>,
     pub console_users_only: bool,
     pub schedule: Schedule,
+    /// The deadline of one run: a run still going when the next is due would hold the next one
+    /// back. By default [`DEFAULT_RUN_TIMEOUT`], or the schedule's shortest interval when that is
+    /// shorter; a value given is shorter than that interval.
+    pub run_timeout: std::time::Duration,
     /// The daemon reconciles once right after it starts.
     pub run_on_start: bool,
     /// forcemfa's log level, or a full filter directive list.
@@ -296,6 +301,9 @@ pub struct Config {
 /// The shortest interval between two scheduled runs. A run reads every user of every account
 /// from IAM, which throttles at low rates; a schedule of seconds is a mistake.
 pub const MIN_SCHEDULE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The deadline of a run unless the schedule asks for a shorter one.
+pub const DEFAULT_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45 * 60);
 
 pub const DEFAULT_GROUP: &str = "ForceMFA";
 pub const DEFAULT_SCHEDULE: &str = "0 0 * * * *";
@@ -373,6 +381,8 @@ impl Config {
             ));
         }
 
+        let run_timeout = validate_run_timeout(raw.run_timeout.as_deref(), interval)?;
+
         let log_level = raw.log_level.unwrap_or_else(|| "info".to_string());
         validate_log_level(&log_level)?;
 
@@ -419,6 +429,7 @@ impl Config {
             max_changes,
             console_users_only: raw.console_users_only.unwrap_or(false),
             schedule,
+            run_timeout,
             run_on_start: raw.run_on_start.unwrap_or(true),
             log_level,
             audit_log: raw.audit_log,
@@ -559,6 +570,34 @@ fn validate_accounts(raw: Vec<RawAccount>) -> Result<Vec<AccountTarget>, ConfigE
             })
         })
         .collect()
+}
+
+/// `run_timeout`, given as `text` or by default, for a schedule whose runs may be `interval` apart
+/// (None: less than twice in the coming 400 days).
+fn validate_run_timeout(
+    text: Option<&str>,
+    interval: Option<std::time::Duration>,
+) -> Result<std::time::Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(interval.map_or(DEFAULT_RUN_TIMEOUT, |i| i.min(DEFAULT_RUN_TIMEOUT)));
+    };
+    let timeout = parse_duration(text).map_err(|m| ConfigError::invalid("run_timeout", m))?;
+    if timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "run_timeout",
+            "must be longer than 0s",
+        ));
+    }
+    if let Some(interval) = interval.filter(|i| timeout >= *i) {
+        return Err(ConfigError::invalid(
+            "run_timeout",
+            format!(
+                "`{text}` is not shorter than the {} between two runs of the schedule; a run must end before the next is due",
+                humanize(interval)
+            ),
+        ));
+    }
+    Ok(timeout)
 }
 
 /// The audit log is only ever appended to; the state file is rewritten whole, through a temporary
@@ -849,6 +888,40 @@ mod tests {
         assert_eq!(c.admin_token_file, None);
         assert_eq!(c.aws, AwsSettings::default());
         assert_eq!(c.exempt, ExemptRules::default());
+        assert_eq!(c.run_timeout, DEFAULT_RUN_TIMEOUT);
+    }
+
+    #[test]
+    fn run_timeout_ends_a_run_before_the_next_is_due() {
+        let timeout = |text: &str| Config::parse(text).map(|c| c.run_timeout.as_secs());
+        assert_eq!(timeout("").unwrap(), 45 * 60);
+        assert_eq!(timeout("schedule = \"0 0 * * *\"").unwrap(), 45 * 60);
+        assert_eq!(timeout("schedule = \"*/5 * * * *\"").unwrap(), 5 * 60);
+        assert_eq!(timeout("schedule = \"* * * * *\"").unwrap(), 60);
+        assert_eq!(timeout("run_timeout = \"59m\"").unwrap(), 59 * 60);
+        assert_eq!(
+            timeout("schedule = \"*/5 * * * *\"\nrun_timeout = \"299s\"").unwrap(),
+            299
+        );
+        // Fewer than two firings in the horizon: no interval bounds it.
+        assert_eq!(
+            timeout("schedule = \"0 0 29 2 *\"\nrun_timeout = \"3h\"").unwrap(),
+            3 * 3600
+        );
+        for bad in [
+            "run_timeout = \"1h\"",
+            "run_timeout = \"61m\"",
+            "schedule = \"*/5 * * * *\"\nrun_timeout = \"5m\"",
+            "run_timeout = \"0s\"",
+            "run_timeout = \"0m\"",
+            "run_timeout = \"soon\"",
+        ] {
+            assert_eq!(
+                key_of(Config::parse(bad).unwrap_err()),
+                "run_timeout",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

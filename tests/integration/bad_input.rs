@@ -150,6 +150,31 @@ async fn a_schedule_firing_more_than_once_a_minute_is_refused() {
 }
 
 #[tokio::test]
+async fn run_timeout_is_read_and_must_end_a_run_before_the_next_is_due() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let config = a.config("run_timeout = \"30m\"\n");
+    let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members("ForceMFA").await, set(&["carol"]));
+
+    let named = "invalid config key `run_timeout`";
+    // The default schedule is hourly.
+    refused("run_timeout = \"1h\"\n", named).await;
+    refused("run_timeout = \"2d\"\n", named).await;
+    refused("schedule = \"*/5 * * * *\"\nrun_timeout = \"5m\"\n", named).await;
+    refused("run_timeout = \"0s\"\n", named).await;
+    refused("run_timeout = \"soon\"\n", named).await;
+    let run = a.forcemfa_with(&["reconcile"], &[("FORCEMFA__RUN_TIMEOUT", "2h")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(named) && run.stderr.contains("FORCEMFA__RUN_TIMEOUT"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
 async fn missing_config_file_is_named() {
     let a = Account::empty();
     let run = a.forcemfa(&["reconcile", "--config", "/nonexistent/forcemfa.toml"]);
