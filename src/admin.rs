@@ -4,17 +4,23 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::HttpBody;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::{Config, ConfigError};
 use crate::daemon::Shared;
+use crate::environment;
 
 /// Environment variable that may hold the admin token instead of `admin.token_file`.
 pub const TOKEN_ENV: &str = "FORCEMFA_ADMIN_TOKEN";
+
+/// No endpoint reads a request body; a longer one is refused before a byte of it is read.
+pub const MAX_BODY_BYTES: usize = 1024;
 
 /// A bearer token. Never printed: its Debug form is masked.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,8 +64,7 @@ pub fn load_token(config: &Config) -> Result<Option<Token>, ConfigError> {
         }
         return Ok(Some(Token(token.to_string())));
     }
-    Ok(std::env::var(TOKEN_ENV)
-        .ok()
+    Ok(environment::var(TOKEN_ENV)?
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .map(Token))
@@ -87,12 +92,19 @@ pub fn trigger_access(listen: SocketAddr, token: Option<&Token>, headers: &Heade
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_credentials);
     match presented {
         Some(p) if token.matches(p) => Access::Allowed,
         _ => Access::Unauthorized,
     }
+}
+
+/// The credentials of an `Authorization` header of the `Bearer` scheme, whose name is
+/// case-insensitive (RFC 7235): `bearer TOKEN` is as good as `Bearer TOKEN`.
+fn bearer_credentials(authorization: &str) -> Option<&str> {
+    let (scheme, credentials) = authorization.trim_start().split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("Bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -101,7 +113,23 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/reconcile", post(reconcile))
+        .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
+}
+
+/// 413 for a request that announces a body longer than [`MAX_BODY_BYTES`], before any handler
+/// runs; [`DefaultBodyLimit`] stops a body without a length at the same size, should a handler
+/// ever read one.
+async fn refuse_large_bodies(request: Request, next: Next) -> Response {
+    if request.body().size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("no endpoint takes a request body of more than {MAX_BODY_BYTES} bytes\n"),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn healthz() -> &'static str {
@@ -232,6 +260,37 @@ mod tests {
             trigger_access(listen, t, &headers(Some("Bearer s3cret"))),
             Access::Allowed
         );
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let listen: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let token = Token("s3cret".into());
+        for auth in [
+            "bearer s3cret",
+            "BEARER s3cret",
+            "BeArEr s3cret",
+            "Bearer   s3cret ",
+        ] {
+            assert_eq!(
+                trigger_access(listen, Some(&token), &headers(Some(auth))),
+                Access::Allowed,
+                "{auth}"
+            );
+        }
+        for auth in [
+            "Bearers3cret",
+            "Bearer",
+            "Bearer ",
+            "Bear s3cret",
+            "bearer s3cret x",
+        ] {
+            assert_eq!(
+                trigger_access(listen, Some(&token), &headers(Some(auth))),
+                Access::Unauthorized,
+                "{auth}"
+            );
+        }
     }
 
     #[test]

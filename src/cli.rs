@@ -20,6 +20,7 @@ use crate::cleanup::Sightings;
 use crate::client;
 use crate::config::Config;
 use crate::daemon;
+use crate::environment;
 use crate::inventory;
 use crate::policy;
 use crate::reconcile::{self, RunContext, RunOptions};
@@ -164,6 +165,12 @@ enum Output {
 
 /// Entry point: returns the process exit code.
 pub fn main() -> ExitCode {
+    // Before the command line is parsed, since FORCEMFA_LOG_FORMAT may be the culprit.
+    if let Err(e) = environment::check() {
+        let _telemetry = Telemetry::init(LogFormat::detect());
+        error!(error = %e, variable = %e.name, "invalid environment; nothing was changed");
+        return ExitCode::from(exit::USAGE);
+    }
     let cli = Cli::parse();
     let telemetry = Telemetry::init(cli.log_format.unwrap_or_else(LogFormat::detect));
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::arn::{is_account_id, Arn};
+use crate::environment::{self, NotUnicode};
 use crate::schedule::Schedule;
 
 /// Errors found while reading or validating the configuration. Each names the file or the key.
@@ -23,6 +25,8 @@ pub enum ConfigError {
     Parse { origin: String, message: String },
     #[error("invalid config key `{key}`: {message}")]
     Invalid { key: String, message: String },
+    #[error(transparent)]
+    Environment(#[from] NotUnicode),
 }
 
 impl ConfigError {
@@ -32,6 +36,33 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// Names the environment variable among `variables` that set the invalid key, if one did.
+    fn naming_variable(self, variables: &[String]) -> Self {
+        let ConfigError::Invalid { key, message } = self else {
+            return self;
+        };
+        match variables.iter().find(|v| variable_sets(v, &key)) {
+            Some(variable) => ConfigError::Invalid {
+                key,
+                message: format!("{message} (set by {variable})"),
+            },
+            None => ConfigError::Invalid { key, message },
+        }
+    }
+}
+
+/// Whether the override `variable` sets `key` or a table holding it: `FORCEMFA__AWS__PAGE_SIZE`
+/// sets `aws.page_size`, `FORCEMFA__ACCOUNTS` sets `accounts[0].role_arn`.
+fn variable_sets(variable: &str, key: &str) -> bool {
+    let Some(path) = variable.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    let path = path.to_ascii_lowercase().replace("__", ".");
+    key == path
+        || key
+            .strip_prefix(path.as_str())
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// The file as written; every field optional so that defaults live in one place ([`Config`]).
@@ -43,6 +74,7 @@ struct RawConfig {
     max_changes: Option<i64>,
     console_users_only: Option<bool>,
     schedule: Option<String>,
+    run_timeout: Option<String>,
     run_on_start: Option<bool>,
     log_level: Option<String>,
     audit_log: Option<PathBuf>,
@@ -204,6 +236,11 @@ pub struct CleanupSettings {
     pub state_file: Option<PathBuf>,
 }
 
+/// The shortest `cleanup.unassigned_min_age`. A virtual MFA device is unassigned from its creation
+/// until its user has typed two codes from it, which takes minutes; deleting it then breaks the
+/// setup under way.
+pub const MIN_UNASSIGNED_AGE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
 impl Default for CleanupSettings {
     fn default() -> Self {
         CleanupSettings {
@@ -256,10 +293,12 @@ pub struct Config {
     pub group: String,
     pub dry_run: bool,
     pub max_changes: Option<u64>,
-    /// The deadline of one run.
-    pub run_timeout: std::time::Duration,
     pub console_users_only: bool,
     pub schedule: Schedule,
+    /// The deadline of one run: a run still going when the next is due would hold the next one
+    /// back. By default [`DEFAULT_RUN_TIMEOUT`], or the schedule's shortest interval when that is
+    /// shorter; a value given is shorter than that interval.
+    pub run_timeout: std::time::Duration,
     /// The daemon reconciles once right after it starts.
     pub run_on_start: bool,
     /// forcemfa's log level, or a full filter directive list.
@@ -278,6 +317,13 @@ pub struct Config {
     pub accounts: Vec<AccountTarget>,
     pub organization: Option<OrganizationSettings>,
 }
+
+/// The shortest interval between two scheduled runs. A run reads every user of every account
+/// from IAM, which throttles at low rates; a schedule of seconds is a mistake.
+pub const MIN_SCHEDULE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The deadline of a run unless the schedule asks for a shorter one.
+pub const DEFAULT_RUN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45 * 60);
 
 pub const DEFAULT_GROUP: &str = "ForceMFA";
 pub const DEFAULT_SCHEDULE: &str = "0 0 * * * *";
@@ -298,7 +344,7 @@ impl Config {
             Some(path) => format!("config file {}", path.display()),
             None => "configuration".to_string(),
         };
-        Config::parse_layered(&text, &origin, std::env::vars())
+        Config::parse_layered(&text, &origin, environment::with_prefix(ENV_PREFIX)?)
     }
 
     /// Parses and validates TOML text.
@@ -328,7 +374,7 @@ impl Config {
                 .try_into()
                 .map_err(|e| parse_error(&origin, e))?
         };
-        Config::from_raw(raw)
+        Config::from_raw(raw).map_err(|e| e.naming_variable(&overridden))
     }
 
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -343,6 +389,19 @@ impl Config {
         let schedule_text = raw.schedule.unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
         let schedule = Schedule::parse(&schedule_text)
             .map_err(|message| ConfigError::invalid("schedule", message))?;
+        let interval = schedule.shortest_interval();
+        if let Some(every) = interval.filter(|i| *i < MIN_SCHEDULE_INTERVAL) {
+            return Err(ConfigError::invalid(
+                "schedule",
+                format!(
+                    "`{schedule_text}` fires as often as every {}; runs must be at least {} apart",
+                    humanize(every),
+                    humanize(MIN_SCHEDULE_INTERVAL)
+                ),
+            ));
+        }
+
+        let run_timeout = validate_run_timeout(raw.run_timeout.as_deref(), interval)?;
 
         let log_level = raw.log_level.unwrap_or_else(|| "info".to_string());
         validate_log_level(&log_level)?;
@@ -370,19 +429,27 @@ impl Config {
                 .unwrap_or(defaults.unassigned_mfa_devices),
             unassigned_min_age: match raw.cleanup.unassigned_min_age {
                 None => defaults.unassigned_min_age,
-                Some(text) => parse_duration(&text)
-                    .map_err(|m| ConfigError::invalid("cleanup.unassigned_min_age", m))?,
+                Some(text) => at_least(
+                    "cleanup.unassigned_min_age",
+                    &text,
+                    MIN_UNASSIGNED_AGE,
+                    "a device is unassigned while its user is still setting it up",
+                )?,
             },
             state_file: raw.cleanup.state_file,
         };
+
+        if let (Some(audit_log), Some(state_file)) = (&raw.audit_log, &cleanup.state_file) {
+            validate_separate_files(audit_log, state_file)?;
+        }
 
         Ok(Config {
             group,
             dry_run: raw.dry_run.unwrap_or(false),
             max_changes,
-            run_timeout: std::time::Duration::from_secs(45 * 60),
             console_users_only: raw.console_users_only.unwrap_or(false),
             schedule,
+            run_timeout,
             run_on_start: raw.run_on_start.unwrap_or(true),
             log_level,
             audit_log: raw.audit_log,
@@ -517,14 +584,101 @@ fn validate_accounts(raw: Vec<RawAccount>) -> Result<Vec<AccountTarget>, ConfigE
         .collect()
 }
 
-fn validate_organization(raw: RawOrganization) -> Result<OrganizationSettings, ConfigError> {
-    let name_ok = !raw.role_name.is_empty()
-        && raw.role_name.len() <= 64
-        && raw
-            .role_name
+/// `run_timeout`, given as `text` or by default, for a schedule whose runs may be `interval` apart
+/// (None: less than twice in the coming 400 days).
+fn validate_run_timeout(
+    text: Option<&str>,
+    interval: Option<std::time::Duration>,
+) -> Result<std::time::Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(interval.map_or(DEFAULT_RUN_TIMEOUT, |i| i.min(DEFAULT_RUN_TIMEOUT)));
+    };
+    let timeout = parse_duration(text).map_err(|m| ConfigError::invalid("run_timeout", m))?;
+    if timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "run_timeout",
+            "must be longer than 0s",
+        ));
+    }
+    if let Some(interval) = interval.filter(|i| timeout >= *i) {
+        return Err(ConfigError::invalid(
+            "run_timeout",
+            format!(
+                "`{text}` is not shorter than the {} between two runs of the schedule; a run must end before the next is due",
+                humanize(interval)
+            ),
+        ));
+    }
+    Ok(timeout)
+}
+
+/// The audit log is only ever appended to; the state file is rewritten whole, through a temporary
+/// file beside it. Were they one file, each run would wipe the audit trail.
+fn validate_separate_files(audit_log: &Path, state_file: &Path) -> Result<(), ConfigError> {
+    let temporary = state_file.with_extension("tmp");
+    for (state, what) in [
+        (state_file, "the same file as"),
+        (temporary.as_path(), "the temporary file of"),
+    ] {
+        if same_file(audit_log, state) {
+            return Err(ConfigError::invalid(
+                "cleanup.state_file",
+                format!(
+                    "audit_log `{}` is {what} cleanup.state_file `{}`; rewriting the state would destroy the audit trail",
+                    audit_log.display(),
+                    state_file.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one file, now or once created: both resolved as the system would, and,
+/// when both exist, compared by device and inode (which also catches hard links).
+fn same_file(a: &Path, b: &Path) -> bool {
+    if let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+        if (ma.dev(), ma.ino()) == (mb.dev(), mb.ino()) {
+            return true;
+        }
+    }
+    resolve(a) == resolve(b)
+}
+
+/// `path` made absolute against the working directory, with every part that exists resolved
+/// through symbolic links, and `.` and `..` applied to the rest.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut resolved = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            // `resolved` holds no symbolic link, so its parent is the real one.
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(name) => {
+                resolved.push(name);
+                if let Ok(real) = std::fs::canonicalize(&resolved) {
+                    resolved = real;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => resolved.push(component),
+        }
+    }
+    resolved
+}
+
+/// IAM user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
+pub fn is_iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
-    if !name_ok {
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+fn validate_organization(raw: RawOrganization) -> Result<OrganizationSettings, ConfigError> {
+    if !is_iam_name(&raw.role_name) {
         return Err(ConfigError::invalid(
             "organization.role_name",
             format!(
@@ -590,10 +744,14 @@ fn validate_log_level(level: &str) -> Result<(), ConfigError> {
 }
 
 fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
-    if let Some(i) = raw.users.iter().position(|u| u.trim().is_empty()) {
+    // A name IAM would refuse matches nobody: the user meant to be exempt would be enforced.
+    if let Some((i, user)) = raw.users.iter().enumerate().find(|(_, u)| !is_iam_name(u)) {
         return Err(ConfigError::invalid(
             "exempt.users",
-            format!("entry {} is empty", i + 1),
+            format!(
+                "entry {} `{user}` is not an IAM user name (1 to 64 letters, digits and +=,.@_-)",
+                i + 1
+            ),
         ));
     }
     for prefix in &raw.path_prefixes {
@@ -670,6 +828,35 @@ fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
     })
 }
 
+/// The duration `text` of `key`, refused below `floor` with the reason `why`.
+fn at_least(
+    key: &str,
+    text: &str,
+    floor: std::time::Duration,
+    why: &str,
+) -> Result<std::time::Duration, ConfigError> {
+    let duration = parse_duration(text).map_err(|m| ConfigError::invalid(key, m))?;
+    if duration < floor {
+        return Err(ConfigError::invalid(
+            key,
+            format!("`{text}` is shorter than {}: {why}", humanize(floor)),
+        ));
+    }
+    Ok(duration)
+}
+
+/// A duration in the largest unit of [`parse_duration`] that divides it: `5m`, `90s`, `2h`.
+pub fn humanize(duration: std::time::Duration) -> String {
+    let secs = duration.as_secs();
+    match secs {
+        0 => "0s".to_string(),
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 fn positive(key: &str, n: i64) -> Result<u64, ConfigError> {
     if n < 1 {
         return Err(ConfigError::invalid(
@@ -714,6 +901,40 @@ mod tests {
         assert_eq!(c.aws, AwsSettings::default());
         assert_eq!(c.exempt, ExemptRules::default());
         assert!(!c.group_policy.allow_enrolment_with_access_keys);
+        assert_eq!(c.run_timeout, DEFAULT_RUN_TIMEOUT);
+    }
+
+    #[test]
+    fn run_timeout_ends_a_run_before_the_next_is_due() {
+        let timeout = |text: &str| Config::parse(text).map(|c| c.run_timeout.as_secs());
+        assert_eq!(timeout("").unwrap(), 45 * 60);
+        assert_eq!(timeout("schedule = \"0 0 * * *\"").unwrap(), 45 * 60);
+        assert_eq!(timeout("schedule = \"*/5 * * * *\"").unwrap(), 5 * 60);
+        assert_eq!(timeout("schedule = \"* * * * *\"").unwrap(), 60);
+        assert_eq!(timeout("run_timeout = \"59m\"").unwrap(), 59 * 60);
+        assert_eq!(
+            timeout("schedule = \"*/5 * * * *\"\nrun_timeout = \"299s\"").unwrap(),
+            299
+        );
+        // Fewer than two firings in the horizon: no interval bounds it.
+        assert_eq!(
+            timeout("schedule = \"0 0 29 2 *\"\nrun_timeout = \"3h\"").unwrap(),
+            3 * 3600
+        );
+        for bad in [
+            "run_timeout = \"1h\"",
+            "run_timeout = \"61m\"",
+            "schedule = \"*/5 * * * *\"\nrun_timeout = \"5m\"",
+            "run_timeout = \"0s\"",
+            "run_timeout = \"0m\"",
+            "run_timeout = \"soon\"",
+        ] {
+            assert_eq!(
+                key_of(Config::parse(bad).unwrap_err()),
+                "run_timeout",
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -779,7 +1000,42 @@ mod tests {
         let err = Config::parse_layered("", "test", env(&[("FORCEMFA__MAX_CHANGES", "-1")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("max_changes"), "{err}");
+        assert!(
+            err.contains("`max_changes`") && err.contains("FORCEMFA__MAX_CHANGES"),
+            "{err}"
+        );
+        let err = Config::parse_layered(
+            "",
+            "test",
+            env(&[("FORCEMFA__AWS__PAGE_SIZE", "0"), ("FORCEMFA__GROUP", "G")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`aws.page_size`") && err.contains("set by FORCEMFA__AWS__PAGE_SIZE"),
+            "{err}"
+        );
+        assert!(!err.contains("FORCEMFA__GROUP"), "{err}");
+        let err = Config::parse_layered(
+            "",
+            "test",
+            env(&[("FORCEMFA__ACCOUNTS", "[{ role_arn = \"nope\" }]")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`accounts[0].role_arn`") && err.contains("FORCEMFA__ACCOUNTS"),
+            "{err}"
+        );
+        // A bad key from the file is not blamed on a variable.
+        let err =
+            Config::parse_layered("max_changes = 0", "test", env(&[("FORCEMFA__GROUP", "G")]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("`max_changes`") && !err.contains("FORCEMFA__"),
+            "{err}"
+        );
         let err = Config::parse_layered("", "test", env(&[("FORCEMFA__GROUP__X", "1")]))
             .unwrap_err()
             .to_string();
@@ -850,6 +1106,22 @@ mod tests {
             key_of(Config::parse("schedule = \"every hour\"").unwrap_err()),
             "schedule"
         );
+        for too_often in [
+            "*/10 * * * * *",
+            "* * * * * *",
+            "0,59 * * * * *",
+            "0-1 0 0 * * *",
+        ] {
+            let text = format!("schedule = \"{too_often}\"");
+            assert_eq!(
+                key_of(Config::parse(&text).unwrap_err()),
+                "schedule",
+                "{too_often}"
+            );
+        }
+        for often_enough in ["* * * * *", "0 * * * * *", "0 0,1 * * * *"] {
+            assert!(Config::parse(&format!("schedule = \"{often_enough}\"")).is_ok());
+        }
         assert_eq!(
             key_of(Config::parse("[admin]\nlisten = \"localhost\"").unwrap_err()),
             "admin.listen"
@@ -858,6 +1130,29 @@ mod tests {
             key_of(Config::parse("[exempt]\npath_prefixes = [\"svc/\"]").unwrap_err()),
             "exempt.path_prefixes"
         );
+        for bad in [
+            "",
+            " ",
+            "breakglass ",
+            " breakglass",
+            "ops/admin",
+            "émile",
+            "a b",
+        ] {
+            let text = format!("[exempt]\nusers = [\"ok\", {bad:?}]");
+            assert_eq!(
+                key_of(Config::parse(&text).unwrap_err()),
+                "exempt.users",
+                "{bad:?}"
+            );
+        }
+        let too_long = format!("[exempt]\nusers = [\"{}\"]", "a".repeat(65));
+        assert_eq!(
+            key_of(Config::parse(&too_long).unwrap_err()),
+            "exempt.users"
+        );
+        let longest = format!("[exempt]\nusers = [\"{}\", \"a+=,.@_-Z9\"]", "a".repeat(64));
+        assert!(Config::parse(&longest).is_ok());
         assert_eq!(
             key_of(Config::parse("[aws]\nmax_concurrency = 0").unwrap_err()),
             "aws.max_concurrency"
@@ -934,6 +1229,62 @@ mod tests {
             key_of(Config::parse("[cleanup]\nunassigned_min_age = \"soon\"").unwrap_err()),
             "cleanup.unassigned_min_age"
         );
+        assert_eq!(humanize(parse_duration("90s").unwrap()), "90s");
+        assert_eq!(humanize(parse_duration("300s").unwrap()), "5m");
+        assert_eq!(humanize(parse_duration("120m").unwrap()), "2h");
+        assert_eq!(humanize(parse_duration("48h").unwrap()), "2d");
+    }
+
+    #[test]
+    fn cleanup_never_touches_a_device_being_set_up() {
+        for short in ["0s", "1s", "90s", "4m", "299s"] {
+            let text = format!("[cleanup]\nunassigned_min_age = \"{short}\"");
+            assert_eq!(
+                key_of(Config::parse(&text).unwrap_err()),
+                "cleanup.unassigned_min_age",
+                "{short}"
+            );
+        }
+        let c = Config::parse("[cleanup]\nunassigned_min_age = \"300s\"").unwrap();
+        assert_eq!(c.cleanup.unassigned_min_age, MIN_UNASSIGNED_AGE);
+    }
+
+    #[test]
+    fn the_audit_log_and_the_state_file_must_be_two_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("real"), "").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        std::os::unix::fs::symlink(d.join("sub"), d.join("sublink")).unwrap();
+        std::fs::hard_link(d.join("real"), d.join("hard")).unwrap();
+        let same = [
+            ("a", "a"),
+            ("sub/../a", "a"),
+            ("./sub/./../a", "a"),
+            ("missing/../a", "a"),
+            ("missing/x", "missing/./x"),
+            ("link", "real"),
+            ("hard", "real"),
+            // sublink/.. is the parent of sub, as the system resolves it: d itself.
+            ("sublink/../a", "a"),
+            ("sublink/x", "sub/x"),
+            ("state.tmp", "state.json"),
+        ];
+        for (audit, state) in same {
+            let err = validate_separate_files(&d.join(audit), &d.join(state)).unwrap_err();
+            assert_eq!(key_of(err), "cleanup.state_file", "{audit} and {state}");
+        }
+        for (audit, state) in [("a", "b"), ("sub/a", "a"), ("a.jsonl", "a.json")] {
+            assert!(
+                validate_separate_files(&d.join(audit), &d.join(state)).is_ok(),
+                "{audit} and {state}"
+            );
+        }
+        // Relative to the working directory, as the files are opened.
+        let cwd = std::env::current_dir().unwrap();
+        assert!(same_file(Path::new("./x"), &cwd.join("x")));
+        assert!(same_file(Path::new("x"), Path::new("./y/../x")));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::admin::{self, Token};
 use crate::audit::AuditLog;
 use crate::cleanup::Sightings;
 use crate::config::{Config, ConfigError};
+use crate::listener;
 use crate::metrics::Metrics;
 use crate::reconcile::{self, RunContext, RunOptions};
 use crate::report::exit;
@@ -295,11 +296,7 @@ pub async fn run(config_path: Option<PathBuf>, config: Config, telemetry: &Telem
     let server = {
         let stop = shared.stop.clone();
         let app = admin::router(shared.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
+        tokio::spawn(listener::serve(listener, app, stop))
     };
     let runner_task = tokio::spawn(runner(shared.clone()));
 

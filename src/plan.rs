@@ -113,9 +113,15 @@ impl Action {
     }
 }
 
+/// Whether two IAM user names name the same user: IAM keeps user names unique regardless of
+/// case, so `BreakGlass` and `breakglass` cannot both exist.
+pub fn same_user_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
 /// Which exemption, if any, applies to a user. The first matching rule is named.
 pub fn exemption(user: &UserFacts, rules: &ExemptRules) -> Option<Exemption> {
-    if rules.users.contains(&user.name.0) {
+    if rules.users.iter().any(|u| same_user_name(u, &user.name.0)) {
         return Some(Exemption::Listed);
     }
     if let Some(prefix) = rules
@@ -130,6 +136,17 @@ pub fn exemption(user: &UserFacts, rules: &ExemptRules) -> Option<Exemption> {
         .iter()
         .find(|(k, v)| user.tags.get(*k) == Some(*v))
         .map(|(k, v)| Exemption::Tag(k.clone(), v.clone()))
+}
+
+/// The names in `exempt.users` that match no user of the account, in the order listed: most
+/// likely a typo, which leaves the user meant to be exempt enforced.
+pub fn unmatched_exempt_users<'a>(rules: &'a ExemptRules, users: &[UserFacts]) -> Vec<&'a str> {
+    rules
+        .users
+        .iter()
+        .filter(|listed| !users.iter().any(|u| same_user_name(listed, &u.name.0)))
+        .map(String::as_str)
+        .collect()
 }
 
 /// The decision for one user, given every fact the inventory gathered.
@@ -315,6 +332,38 @@ mod tests {
             decide(&by_tag, &r),
             Decision::Exempt(Exemption::Tag("forcemfa".into(), "exempt".into()))
         );
+    }
+
+    #[test]
+    fn exempt_names_match_regardless_of_case_as_in_iam() {
+        let mut r = Rules::default();
+        r.exempt.users = vec!["breakglass".into()];
+        for name in ["breakglass", "BreakGlass", "BREAKGLASS"] {
+            assert_eq!(
+                decide(&user(name, false, MfaState::Absent), &r),
+                Decision::Exempt(Exemption::Listed),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            decide(&user("breakglass2", false, MfaState::Absent), &r),
+            Decision::Add
+        );
+    }
+
+    #[test]
+    fn exempt_names_that_match_no_user_are_listed() {
+        let mut r = Rules::default();
+        r.exempt.users = vec!["ghost".into(), "BreakGlass".into(), "other-ghost".into()];
+        let users = vec![
+            user("breakglass", false, MfaState::NotChecked),
+            user("carol", false, MfaState::Absent),
+        ];
+        assert_eq!(
+            unmatched_exempt_users(&r.exempt, &users),
+            vec!["ghost", "other-ghost"]
+        );
+        assert!(unmatched_exempt_users(&ExemptRules::default(), &users).is_empty());
     }
 
     #[test]

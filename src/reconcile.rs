@@ -16,7 +16,7 @@ use crate::aws::AccountClients;
 use crate::cleanup::Sightings;
 use crate::config::Config;
 use crate::inventory::{self, AccountError, GroupPolicyCheck};
-use crate::plan::{Action, MfaState, Plan, Rules};
+use crate::plan::{self, Action, MfaState, Plan, Rules};
 use crate::report::{AccountReport, FailedChange, RunReport, Skipped};
 use crate::sync::lock;
 
@@ -295,6 +295,11 @@ async fn reconcile_into(
     lock(ctx.sightings).observe(&account_id, &facts.unassigned_devices, unix_now());
 
     let plan = Plan::build(&facts.users, &rules);
+    for name in plan::unmatched_exempt_users(&config.exempt, &facts.users) {
+        let w = format!("exempt.users lists `{name}`, which matches no user of this account");
+        warn!(account_id = %account_id, user = name, "{w}");
+        report.warnings.push(w);
+    }
     report.users_scanned = facts.users.len() as u64;
     report.users_with_mfa = count_mfa(&facts.users, &MfaState::Present);
     report.users_without_mfa = count_mfa(&facts.users, &MfaState::Absent);

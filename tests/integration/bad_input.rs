@@ -1,6 +1,8 @@
 //! Bad configuration and flags: exit 2, a message naming the culprit, nothing touched.
 
-use crate::support::{set, Account};
+use std::ffi::OsStr;
+
+use crate::support::{set, Account, Run};
 
 /// Runs reconcile with `config_text` against an account holding one user to add, and checks that
 /// it is refused with exit 2, the message names `culprit`, and the group is unchanged.
@@ -49,6 +51,127 @@ async fn invalid_values_are_named() {
         "organization.role_name",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_exempt_user_name_iam_would_refuse_is_named() {
+    // The trailing space would exempt nobody, and lock the break-glass user into the group.
+    refused("[exempt]\nusers = [\"breakglass \"]\n", "exempt.users").await;
+    refused("[exempt]\nusers = [\"breakglass \"]\n", "`breakglass `").await;
+    refused("[exempt]\nusers = [\"ops/admin\"]\n", "exempt.users").await;
+    refused(
+        &format!("[exempt]\nusers = [\"{}\"]\n", "a".repeat(65)),
+        "exempt.users",
+    )
+    .await;
+
+    let a = Account::with_group().await;
+    a.user("breakglass").await;
+    let run = a.forcemfa_with(
+        &["reconcile"],
+        &[("FORCEMFA__EXEMPT__USERS", "[\"breakglass \"]")],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("exempt.users") && run.stderr.contains("FORCEMFA__EXEMPT__USERS"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
+
+#[tokio::test]
+async fn a_cleanup_age_short_enough_to_catch_a_device_being_set_up_is_refused() {
+    for age in ["0s", "90s", "4m", "299s"] {
+        refused(
+            &format!("[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"{age}\"\n"),
+            "cleanup.unassigned_min_age",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_and_the_state_file_cannot_be_one_file() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let dir = a.dir.path();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("real.jsonl"), "").unwrap();
+    std::os::unix::fs::symlink(dir.join("real.jsonl"), dir.join("link.jsonl")).unwrap();
+    std::fs::hard_link(dir.join("real.jsonl"), dir.join("hard.jsonl")).unwrap();
+    let absolute = dir.join("a.jsonl");
+    for (audit, state) in [
+        ("a.jsonl", "a.jsonl"),
+        ("./a.jsonl", "a.jsonl"),
+        ("sub/../a.jsonl", "a.jsonl"),
+        ("missing/../a.jsonl", "./sub/../a.jsonl"),
+        (absolute.to_str().unwrap(), "a.jsonl"),
+        ("link.jsonl", "real.jsonl"),
+        ("hard.jsonl", "real.jsonl"),
+        // The state file is rewritten through a temporary file beside it.
+        ("state.tmp", "state.json"),
+    ] {
+        let config = a.config(&format!(
+            "audit_log = \"{audit}\"\n[cleanup]\nstate_file = \"{state}\"\n"
+        ));
+        let out = a
+            .command(
+                &a.moto.endpoint,
+                &["reconcile", "--config", config.to_str().unwrap()],
+            )
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{audit} and {state}: {stderr}");
+        assert!(
+            stderr.contains("audit_log") && stderr.contains("cleanup.state_file"),
+            "{audit} and {state}: {stderr}"
+        );
+    }
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
+
+#[tokio::test]
+async fn a_schedule_firing_more_than_once_a_minute_is_refused() {
+    for schedule in [
+        "*/10 * * * * *",
+        "* * * * * *",
+        "0,30 * * * * *",
+        "0,59 * * * * *",
+    ] {
+        refused(&format!("schedule = \"{schedule}\"\n"), "schedule").await;
+    }
+    let a = Account::with_group().await;
+    let run = a.forcemfa_with(&["reconcile"], &[("FORCEMFA__SCHEDULE", "*/10 * * * * *")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("FORCEMFA__SCHEDULE"), "{}", run.stderr);
+}
+
+#[tokio::test]
+async fn run_timeout_is_read_and_must_end_a_run_before_the_next_is_due() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let config = a.config("run_timeout = \"30m\"\n");
+    let run = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members("ForceMFA").await, set(&["carol"]));
+
+    let named = "invalid config key `run_timeout`";
+    // The default schedule is hourly.
+    refused("run_timeout = \"1h\"\n", named).await;
+    refused("run_timeout = \"2d\"\n", named).await;
+    refused("schedule = \"*/5 * * * *\"\nrun_timeout = \"5m\"\n", named).await;
+    refused("run_timeout = \"0s\"\n", named).await;
+    refused("run_timeout = \"soon\"\n", named).await;
+    let run = a.forcemfa_with(&["reconcile"], &[("FORCEMFA__RUN_TIMEOUT", "2h")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(named) && run.stderr.contains("FORCEMFA__RUN_TIMEOUT"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
@@ -112,4 +235,67 @@ async fn environment_overrides_apply_and_bad_ones_are_named() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("FORCEMFA__GRUOP"), "{}", run.stderr);
     assert_eq!(a.members("Enforced").await, set(&[]));
+}
+
+/// Runs `forcemfa ARGS` with one more environment variable, given as raw bytes.
+fn with_raw_variable(a: &Account, args: &[&str], name: &[u8], value: &[u8]) -> Run {
+    use std::os::unix::ffi::OsStrExt;
+    let out = a
+        .command(&a.moto.endpoint, args)
+        .env(OsStr::from_bytes(name), OsStr::from_bytes(value))
+        .output()
+        .expect("run forcemfa");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_variable_that_is_not_utf8_is_ignored_unless_read_and_then_named() {
+    let a = Account::empty();
+    let args = ["policy", "daemon", "--account-id", "123456789012"];
+    for (name, value) in [
+        (&b"X"[..], &b"\xff"[..]),
+        (&b"\xff"[..], &b"1"[..]),
+        (&b"LANG"[..], &b"C.\xff"[..]),
+    ] {
+        let run = with_raw_variable(&a, &args, name, value);
+        assert_eq!(run.code, 0, "{name:?}: {}", run.stderr);
+        assert!(run.stdout.contains("iam:AddUserToGroup"), "{}", run.stdout);
+    }
+    for name in [
+        "FORCEMFA__DRY_RUN",
+        "FORCEMFA_ADMIN_TOKEN",
+        "FORCEMFA_LOG_FORMAT",
+        "RUST_LOG",
+        "AWS_PROFILE",
+    ] {
+        let run = with_raw_variable(&a, &args, name.as_bytes(), b"\xff");
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(run.stderr.contains(name), "{name}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        run.log_lines();
+    }
+}
+
+#[tokio::test]
+async fn a_bad_value_from_the_environment_names_its_key_and_variable() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    for (name, value, key) in [
+        ("FORCEMFA__MAX_CHANGES", "-5", "max_changes"),
+        ("FORCEMFA__AWS__MAX_CONCURRENCY", "0", "aws.max_concurrency"),
+        ("FORCEMFA__ADMIN__LISTEN", "everywhere", "admin.listen"),
+    ] {
+        let run = a.forcemfa_with(&["reconcile"], &[(name, value)]);
+        assert_eq!(run.code, 2, "{name}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(key) && run.stderr.contains(name),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
 }

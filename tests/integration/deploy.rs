@@ -69,6 +69,7 @@ fn the_service_unit_is_a_hardened_notify_service() {
         "RestrictAddressFamilies=",
         "SystemCallFilter=@system-service",
         "EnvironmentFile=",
+        "LimitNOFILE=65536",
     ] {
         assert!(unit.contains(line), "forcemfa.service lacks {line:?}");
     }

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against a real IAM API (moto_server) over HTTP.
 
 mod accounts;
+mod admin;
 mod bad_input;
 mod broken_answers;
 mod daemon;

@@ -364,13 +364,22 @@ async fn unassigned_devices_are_reported_and_left_alone_by_default() {
     assert!(device_exists(&a, &serial).await);
 }
 
+/// Moves the first sighting of `serial` in a state file `secs` into the past, as if that much
+/// time had gone by since.
+fn age_sighting(state: &Path, serial: &str, secs: u64) {
+    let mut record: Value = serde_json::from_str(&std::fs::read_to_string(state).unwrap()).unwrap();
+    let first_seen = record["first_seen"][serial].as_u64().expect("a sighting");
+    record["first_seen"][serial] = (first_seen - secs).into();
+    std::fs::write(state, record.to_string()).unwrap();
+}
+
 #[tokio::test]
 async fn cleanup_deletes_only_devices_seen_unassigned_long_enough() {
     let a = Account::with_group().await;
     let old = abandoned_device(&a, "old-attempt").await;
     let state = a.dir.path().join("state.json");
     let config = a.config(&format!(
-        "[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"2s\"\nstate_file = \"{}\"\n",
+        "[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"5m\"\nstate_file = \"{}\"\n",
         state.display()
     ));
     let config = config.to_str().unwrap();
@@ -380,7 +389,7 @@ async fn cleanup_deletes_only_devices_seen_unassigned_long_enough() {
     assert!(names(&run.account()["deleted_mfa_devices"]).is_empty());
     assert!(Path::new(&state).exists());
 
-    std::thread::sleep(std::time::Duration::from_millis(2200));
+    age_sighting(&state, &old, 5 * 60);
     let young = abandoned_device(&a, "setting-up-now").await;
 
     let dry = a.forcemfa(&[
@@ -422,7 +431,7 @@ async fn the_daemon_policy_grants_every_call_the_code_makes() {
     a.user("bob").await.hardware_mfa().await;
     a.user("carol").await.console_password().await;
     a.user("dave").await;
-    abandoned_device(&a, "abandoned").await;
+    let abandoned = abandoned_device(&a, "abandoned").await;
     let created = a
         .iam
         .create_policy()
@@ -438,10 +447,25 @@ async fn the_daemon_policy_grants_every_call_the_code_makes() {
         .send()
         .await
         .unwrap();
-    let config = a.config(
-        "console_users_only = true\n[cleanup]\nunassigned_mfa_devices = true\nunassigned_min_age = \"0s\"\n",
-    );
+    let state = a.dir.path().join("state.json");
+    let config = a.config(&format!(
+        "console_users_only = true\n[cleanup]\nunassigned_mfa_devices = true\nstate_file = \"{}\"\n",
+        state.display()
+    ));
     let config = config.to_str().unwrap();
+
+    // The abandoned device was first seen unassigned an hour ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut first_seen = serde_json::Map::new();
+    first_seen.insert(abandoned, (now - 3600).into());
+    std::fs::write(
+        &state,
+        serde_json::json!({ "first_seen": first_seen }).to_string(),
+    )
+    .unwrap();
 
     let run = a.forcemfa(&["reconcile", "--config", config, "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);

@@ -150,6 +150,35 @@ async fn exempt_users_are_never_touched() {
 }
 
 #[tokio::test]
+async fn exempt_names_match_as_iam_does_and_unmatched_ones_are_warned_about() {
+    let a = Account::with_group().await;
+    a.user("BreakGlass").await; // no MFA, not a member
+    a.user("carol").await;
+    let config = a.config("[exempt]\nusers = [\"breakglass\", \"ghost\"]\n");
+
+    let run = a.reconcile_json(&config);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, set(&["carol"]));
+    let acct = run.account();
+    assert_eq!(names(&acct["exempt"]), ["BreakGlass"]);
+    let warnings = names(&acct["warnings"]);
+    assert!(
+        warnings.iter().any(|w| w.contains("`ghost`")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("breakglass")),
+        "{warnings:?}"
+    );
+    assert!(
+        run.log_lines().iter().any(|l| l["level"] == "WARN"
+            && l["message"].as_str().is_some_and(|m| m.contains("`ghost`"))),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test]
 async fn console_users_only_leaves_api_only_users_out() {
     let a = Account::with_group().await;
     a.user("person").await.console_password().await;

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +31,38 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     check().await
+}
+
+/// Sends `request` as it is and reads the answer to the end: its status code and body, or why
+/// there was none within `within` (for connecting, and again for the answer).
+pub fn http_raw(
+    addr: SocketAddr,
+    request: &str,
+    within: Duration,
+) -> Result<(u16, String), String> {
+    let mut stream =
+        TcpStream::connect_timeout(&addr, within).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(within))
+        .map_err(|e| format!("timeout: {e}"))?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {answer:?}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// A minimal HTTP/1.1 exchange: status code and body.
@@ -73,6 +106,26 @@ impl Daemon {
         config_text: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
+        Daemon::launch(account, endpoint, config_text, env, None)
+    }
+
+    /// Starts it with a soft limit of `nofile` open files, as a service manager would set.
+    pub fn start_with_nofile(
+        account: &Account,
+        endpoint: &str,
+        config_text: &str,
+        nofile: u64,
+    ) -> Daemon {
+        Daemon::launch(account, endpoint, config_text, &[], Some(nofile))
+    }
+
+    fn launch(
+        account: &Account,
+        endpoint: &str,
+        config_text: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Daemon {
         let port = free_port();
         let text = if config_text.contains("[admin]") {
             config_text.replace("{port}", &port.to_string())
@@ -86,6 +139,22 @@ impl Daemon {
             account.command(endpoint, &["run", "--config", config.to_str().unwrap()]);
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(soft) = nofile {
+            let hard = super::nofile_limit().1;
+            // SAFETY: setrlimit is async-signal-safe, and nothing else runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: soft.min(hard) as libc::rlim_t,
+                        rlim_max: hard as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let child = cmd
             .stdout(Stdio::from(
@@ -117,6 +186,20 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    /// The process's resident memory now and at its peak, in KiB (VmRSS, VmHWM).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process's status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {status}"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     pub fn signal(&self, name: &str) {

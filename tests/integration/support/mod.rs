@@ -470,6 +470,38 @@ pub async fn members(iam: &aws_sdk_iam::Client, group: &str) -> BTreeSet<String>
         .collect()
 }
 
+/// This process's limit on open files: (soft, hard).
+pub fn nofile_limit() -> (u64, u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `limit`.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    (limit.rlim_cur, limit.rlim_max)
+}
+
+/// Raises this process's soft limit on open files to at least `needed` (up to the hard limit);
+/// fails when the hard limit is lower.
+pub fn raise_nofile(needed: u64) {
+    let (soft, hard) = nofile_limit();
+    if soft >= needed {
+        return;
+    }
+    assert!(
+        hard >= needed,
+        "this test needs {needed} open files; the hard limit is {hard}"
+    );
+    let limit = libc::rlimit {
+        rlim_cur: needed as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads only `limit`.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "setrlimit: {}", std::io::Error::last_os_error());
+}
+
 /// Sorted set of names, for comparing group membership.
 pub fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
