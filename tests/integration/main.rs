@@ -5,6 +5,7 @@ mod admin;
 mod bad_input;
 mod broken_answers;
 mod daemon;
+mod deadline;
 mod deploy;
 mod fail_safe;
 mod group_policy;
