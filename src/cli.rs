@@ -10,21 +10,21 @@ use tracing::{error, info};
 
 use std::sync::Mutex;
 
-use crate::accounts::ClientPool;
-use crate::admin;
+use crate::reconcile::targets::ClientPool;
+use crate::service::admin;
 use crate::arn::{self, Partition};
-use crate::audit::AuditLog;
+use crate::reconcile::audit::AuditLog;
 use crate::aws::{load_sdk_config, AccountClients};
-use crate::bootstrap;
-use crate::cleanup::Sightings;
-use crate::client;
+use crate::policy::bootstrap;
+use crate::reconcile::devices::Sightings;
+use crate::service::client;
 use crate::config::Config;
-use crate::daemon;
+use crate::service;
 use crate::environment;
-use crate::inventory;
+use crate::reconcile::inventory;
 use crate::policy;
 use crate::reconcile::{self, RunContext, RunOptions};
-use crate::report::exit;
+use crate::reconcile::report::exit;
 use crate::signals;
 use crate::sync::lock;
 use crate::telemetry::{LogFormat, Telemetry};
@@ -254,7 +254,7 @@ async fn run_command(args: ConfigArg, telemetry: &Telemetry) -> u8 {
     let Some(config) = load_config(args.config.as_deref(), telemetry) else {
         return exit::USAGE;
     };
-    daemon::run(args.config, config, telemetry).await
+    service::run(args.config, config, telemetry).await
 }
 
 /// The admin address and token a client command uses.

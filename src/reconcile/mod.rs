@@ -1,5 +1,13 @@
 //! One reconciliation: read, plan, guard, apply (unless dry-run), report.
 
+pub mod apply;
+pub mod audit;
+pub mod devices;
+pub mod inventory;
+pub mod plan;
+pub mod report;
+pub mod targets;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -9,15 +17,15 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
-use crate::accounts::{ClientPool, Target};
-use crate::apply::{self, Change, Journal, Outcome};
-use crate::audit::{self, AuditLog, Step};
+use targets::{ClientPool, Target};
+use apply::{Change, Journal, Outcome};
+use audit::{AuditLog, Step};
 use crate::aws::AccountClients;
-use crate::cleanup::Sightings;
+use devices::Sightings;
 use crate::config::Config;
-use crate::inventory::{self, AccountError, GroupPolicyCheck};
-use crate::plan::{self, Action, MfaState, Plan, Rules};
-use crate::report::{AccountReport, FailedChange, RunReport, Skipped};
+use inventory::{AccountError, GroupPolicyCheck};
+use plan::{Action, MfaState, Plan, Rules};
+use report::{AccountReport, FailedChange, RunReport, Skipped};
 use crate::sync::lock;
 
 /// What a single run is asked to do, after the command line has overridden the file.
@@ -556,11 +564,11 @@ fn unix_now() -> u64 {
         .unwrap_or_default()
 }
 
-fn count_mfa(users: &[crate::plan::UserFacts], state: &MfaState) -> u64 {
+fn count_mfa(users: &[crate::reconcile::plan::UserFacts], state: &MfaState) -> u64 {
     users.iter().filter(|u| u.mfa == *state).count() as u64
 }
 
-fn names<'a>(users: impl Iterator<Item = &'a crate::plan::UserName>) -> Vec<String> {
+fn names<'a>(users: impl Iterator<Item = &'a crate::reconcile::plan::UserName>) -> Vec<String> {
     users.map(|u| u.0.clone()).collect()
 }
 
@@ -575,7 +583,7 @@ fn push_change(report: &mut AccountReport, action: Action, user: String) {
 /// Records changes that were not carried out (dry run, or the guard).
 fn record_planned(
     report: &mut AccountReport,
-    changes: &[(crate::plan::UserName, Action)],
+    changes: &[(crate::reconcile::plan::UserName, Action)],
     account_id: &str,
     dry_run: bool,
     outcome: &str,

@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use crate::arn;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::config::GroupPolicySettings;
-use crate::inventory;
+use crate::reconcile::inventory;
 use crate::policy::{self, GROUP_POLICY_NAME};
 
 /// What bootstrap did to the group's inline policy.

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::report::{AccountReport, RunReport, RunResult};
+use crate::reconcile::report::{AccountReport, RunReport, RunResult};
 use crate::sync::lock;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -360,7 +360,7 @@ fn to_prometheus_text(openmetrics: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Skipped;
+    use crate::reconcile::report::Skipped;
 
     #[test]
     fn a_run_shows_up_under_forcemfa_names() {

@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::{Config, ConfigError};
-use crate::daemon::Shared;
+use crate::service::Shared;
 use crate::environment;
 
 /// Environment variable that may hold the admin token instead of `admin.token_file`.

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, HashSet};
 use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
 use futures::stream::{self, StreamExt};
 
-use crate::answers::Pages;
+use crate::aws::answers::Pages;
 use crate::arn::Arn;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
-use crate::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
+use crate::reconcile::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
 use crate::policy;
 
 /// A failure that stops the whole account: nothing is changed in it.

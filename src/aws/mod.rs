@@ -1,6 +1,8 @@
 //! The AWS SDK set-up: the standard credential chain and environment, IAM's global endpoint, the
 //! retry and timeout policy, and a count of every request sent, by operation.
 
+pub mod answers;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +23,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use crate::answers::AnswerCheck;
+use answers::AnswerCheck;
 use crate::config::{AwsSettings, RetryMode};
 use crate::sync::lock;
 

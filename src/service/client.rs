@@ -9,7 +9,7 @@ use hyper::body::Bytes;
 use hyper::{header, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::admin::Token;
+use crate::service::admin::Token;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

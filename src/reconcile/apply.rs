@@ -9,7 +9,7 @@ use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{describe, AccountClients};
-use crate::plan::{Action, UserName};
+use crate::reconcile::plan::{Action, UserName};
 
 /// One write to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]

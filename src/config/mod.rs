@@ -1,6 +1,8 @@
 //! Typed configuration: a TOML file (optional) whose every key has a default, validated as a whole
 //! before anything talks to AWS, so a bad value stops the process with the key named.
 
+pub mod schedule;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
@@ -10,7 +12,7 @@ use serde::Deserialize;
 
 use crate::arn::{is_account_id, Arn};
 use crate::environment::{self, NotUnicode};
-use crate::schedule::Schedule;
+use schedule::Schedule;
 
 /// Errors found while reading or validating the configuration. Each names the file or the key.
 #[derive(Debug, thiserror::Error)]

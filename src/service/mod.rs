@@ -6,6 +6,11 @@
 //! signals: SIGHUP reloads the configuration, SIGTERM/SIGINT stop the service, and the systemd
 //! watchdog is pinged from it so that a stuck main loop is noticed.
 
+pub mod admin;
+pub mod client;
+pub mod listener;
+pub mod metrics;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,15 +25,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
-use crate::accounts::ClientPool;
-use crate::admin::{self, Token};
-use crate::audit::AuditLog;
-use crate::cleanup::Sightings;
+use crate::reconcile::targets::ClientPool;
+use admin::{Token};
+use crate::reconcile::audit::AuditLog;
+use crate::reconcile::devices::Sightings;
 use crate::config::{Config, ConfigError};
-use crate::listener;
-use crate::metrics::Metrics;
+use metrics::Metrics;
 use crate::reconcile::{self, RunContext, RunOptions};
-use crate::report::exit;
+use crate::reconcile::report::exit;
 use crate::sync;
 use crate::telemetry::Telemetry;
 
