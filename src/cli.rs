@@ -8,25 +8,19 @@ use hyper::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use std::sync::Mutex;
-
-use crate::reconcile::targets::ClientPool;
-use crate::service::admin;
 use crate::arn::{self, Partition};
-use crate::reconcile::audit::AuditLog;
+use crate::aws::identity;
 use crate::aws::{load_sdk_config, AccountClients};
-use crate::policy::bootstrap;
-use crate::reconcile::devices::Sightings;
-use crate::service::client;
 use crate::config::Config;
-use crate::service;
 use crate::environment;
-use crate::reconcile::inventory;
 use crate::policy;
-use crate::reconcile::{self, RunContext, RunOptions};
+use crate::policy::bootstrap;
 use crate::reconcile::report::exit;
+use crate::reconcile::{Reconciler, RunOptions};
+use crate::service;
+use crate::service::client;
+use crate::service::token;
 use crate::signals;
-use crate::sync::lock;
 use crate::telemetry::{LogFormat, Telemetry};
 
 #[derive(Debug, Parser)]
@@ -222,27 +216,17 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
         options.max_changes = args.max_changes;
     }
 
-    let pool = ClientPool::new(&config).await;
-    // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
-    let stop = CancellationToken::new();
-    tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
-    let audit = match config.audit_log.as_deref().map(AuditLog::open).transpose() {
-        Ok(audit) => audit,
+    let reconciler = match Reconciler::open(config).await {
+        Ok(r) => r,
         Err(e) => {
-            error!(error = %e, "invalid config key `audit_log`; nothing was changed");
+            error!(error = %e, "invalid configuration; nothing was changed");
             return exit::USAGE;
         }
     };
-    let sightings = Mutex::new(Sightings::restore(&config.cleanup));
-    let ctx = RunContext {
-        config: &config,
-        options,
-        stop: &stop,
-        sightings: &sightings,
-        audit: audit.as_ref(),
-    };
-    let report = reconcile::run(&ctx, &pool).await;
-    lock(&sightings).keep(&config.cleanup);
+    // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
+    let stop = CancellationToken::new();
+    tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
+    let report = reconciler.run(options, &stop).await;
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),
@@ -261,9 +245,9 @@ async fn run_command(args: ConfigArg, telemetry: &Telemetry) -> u8 {
 fn client_target(
     args: &ClientArgs,
     telemetry: &Telemetry,
-) -> Option<(std::net::SocketAddr, Option<admin::Token>)> {
+) -> Option<(std::net::SocketAddr, Option<token::Token>)> {
     let config = load_config(args.config.config.as_deref(), telemetry)?;
-    let token = match admin::load_token(&config) {
+    let token = match token::load_token(&config) {
         Ok(t) => t,
         Err(e) => {
             error!(error = %e, "invalid configuration");
@@ -324,7 +308,7 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
         Some(id) => (account.partition.unwrap_or_default(), id.clone()),
         None => {
             let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
-            let identity = match inventory::caller_identity(&clients).await {
+            let identity = match identity::caller_identity(&clients).await {
                 Ok(identity) => identity,
                 Err(e) => {
                     error!(error = %e, "cannot determine the account id; pass --account-id");

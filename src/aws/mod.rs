@@ -2,6 +2,7 @@
 //! retry and timeout policy, and a count of every request sent, by operation.
 
 pub mod answers;
+pub mod identity;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -23,9 +24,9 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
-use answers::AnswerCheck;
 use crate::config::{AwsSettings, RetryMode};
 use crate::sync::lock;
+use answers::AnswerCheck;
 
 /// Retry tokens per account: a retry costs 5, a retried timeout 10, a success returns 1.
 const RETRY_QUOTA: usize = 10_000;

@@ -5,9 +5,9 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::arn;
+use crate::aws::identity;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::config::GroupPolicySettings;
-use crate::reconcile::inventory;
 use crate::policy::{self, GROUP_POLICY_NAME};
 
 /// What bootstrap did to the group's inline policy.
@@ -71,9 +71,9 @@ pub async fn bootstrap(
     settings: &GroupPolicySettings,
     dry_run: bool,
 ) -> Result<BootstrapReport, String> {
-    let identity = inventory::caller_identity(clients)
-        .await
-        .map_err(|e| e.to_string())?;
+    let identity = identity::caller_identity(clients).await.map_err(|e| {
+        format!("cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}")
+    })?;
     let account_id = identity.account_id;
     let partition = arn::partition_of(&identity.arn)
         .map_err(|e| format!("the partition of the credentials' ARN: {e}"))?;

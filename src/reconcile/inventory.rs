@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, HashSet};
 use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
 use futures::stream::{self, StreamExt};
 
-use crate::aws::answers::Pages;
 use crate::arn::Arn;
+use crate::aws::answers::Pages;
+use crate::aws::identity::Identity;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
-use crate::reconcile::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
 use crate::policy;
+use crate::reconcile::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
 
 /// A failure that stops the whole account: nothing is changed in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -48,15 +49,6 @@ impl AccountError {
     }
 }
 
-/// Who the credentials belong to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub account_id: String,
-    pub arn: String,
-    /// Set when the credentials are an IAM user's own.
-    pub user: Option<UserName>,
-}
-
 /// Whether the enforcement group's policies deny access without MFA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupPolicyCheck {
@@ -86,26 +78,6 @@ pub fn user_from_arn(arn: &str) -> Option<UserName> {
     Arn::parse(arn)?
         .user_name()
         .map(|name| UserName(name.to_string()))
-}
-
-pub async fn caller_identity(clients: &AccountClients) -> Result<Identity, AccountError> {
-    let out = clients
-        .sts
-        .get_caller_identity()
-        .send()
-        .await
-        .map_err(|e| AccountError::Identity(describe(&e)))?;
-    let account_id = out
-        .account()
-        .filter(|a| !a.is_empty())
-        .ok_or_else(|| AccountError::Identity("the answer holds no account id".to_string()))?
-        .to_string();
-    let arn = out.arn().unwrap_or_default().to_string();
-    Ok(Identity {
-        user: user_from_arn(&arn),
-        account_id,
-        arn,
-    })
 }
 
 /// What GetAccountAuthorizationDetails says of the enforcement group.

@@ -8,7 +8,7 @@ pub mod plan;
 pub mod report;
 pub mod targets;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -17,16 +17,16 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
-use targets::{ClientPool, Target};
+use crate::aws::{identity, AccountClients};
+use crate::config::{Config, ConfigError};
+use crate::sync::lock;
 use apply::{Change, Journal, Outcome};
 use audit::{AuditLog, Step};
-use crate::aws::AccountClients;
 use devices::Sightings;
-use crate::config::Config;
 use inventory::{AccountError, GroupPolicyCheck};
-use plan::{Action, MfaState, Plan, Rules};
+use plan::{Action, MfaState, Plan, Rules, UserName};
 use report::{AccountReport, FailedChange, RunReport, Skipped};
-use crate::sync::lock;
+use targets::{ClientPool, Target};
 
 /// What a single run is asked to do, after the command line has overridden the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,20 +78,95 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| OffsetDateTime::now_utc().unix_timestamp().to_string())
 }
 
-/// Everything a run needs besides the clients.
-pub struct RunContext<'a> {
-    pub config: &'a Config,
-    pub options: RunOptions,
-    /// Once cancelled, no new read or change starts; changes already sent are let finish.
-    pub stop: &'a CancellationToken,
-    /// First sightings of abandoned MFA devices, kept across runs.
-    pub sightings: &'a Mutex<Sightings>,
-    /// Where every change made is recorded (`audit_log`).
-    pub audit: Option<&'a AuditLog>,
+/// Everything runs need, opened once from a configuration: the clients of every account, the
+/// audit log, and the first sightings of abandoned MFA devices. The one-shot command opens one;
+/// the service opens one at start and a new one on each reload, which takes over the clients
+/// (when the accounts are the same) and the sightings of the one it replaces.
+pub struct Reconciler {
+    config: Arc<Config>,
+    clients: Arc<ClientPool>,
+    audit: Option<AuditLog>,
+    sightings: Mutex<Sightings>,
+}
+
+impl Reconciler {
+    /// Opens the audit log, restores the sightings and builds the clients.
+    pub async fn open(config: Config) -> Result<Reconciler, ConfigError> {
+        let audit = open_audit_log(&config)?;
+        let clients = Arc::new(ClientPool::new(&config).await);
+        let sightings = Mutex::new(Sightings::restore(&config.cleanup));
+        Ok(Reconciler {
+            config: Arc::new(config),
+            clients,
+            audit,
+            sightings,
+        })
+    }
+
+    /// The reconciler for `config` that follows this one.
+    pub async fn reopen(&self, config: Config) -> Result<Reconciler, ConfigError> {
+        let audit = open_audit_log(&config)?;
+        let old = &self.config;
+        let same_accounts = config.aws == old.aws
+            && config.accounts == old.accounts
+            && config.organization == old.organization;
+        let clients = if same_accounts {
+            self.clients.clone()
+        } else {
+            Arc::new(ClientPool::new(&config).await)
+        };
+        let sightings = Mutex::new(lock(&self.sightings).clone());
+        Ok(Reconciler {
+            config: Arc::new(config),
+            clients,
+            audit,
+            sightings,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// One reconciliation of every account. Once `stop` is cancelled no new read or change
+    /// starts; changes already sent are let finish.
+    pub async fn run(&self, options: RunOptions, stop: &CancellationToken) -> RunReport {
+        let ctx = RunContext {
+            config: &self.config,
+            options,
+            stop,
+            sightings: &self.sightings,
+            audit: self.audit.as_ref(),
+        };
+        let report = run(&ctx, &self.clients).await;
+        lock(&self.sightings).keep(&self.config.cleanup);
+        report
+    }
+}
+
+fn open_audit_log(config: &Config) -> Result<Option<AuditLog>, ConfigError> {
+    config
+        .audit_log
+        .as_deref()
+        .map(AuditLog::open)
+        .transpose()
+        .map_err(|message| ConfigError::Invalid {
+            key: "audit_log".to_string(),
+            message,
+        })
+}
+
+/// What one run works with.
+struct RunContext<'a> {
+    config: &'a Config,
+    options: RunOptions,
+    stop: &'a CancellationToken,
+    sightings: &'a Mutex<Sightings>,
+    audit: Option<&'a AuditLog>,
 }
 
 /// Reconciles every account the configuration covers, a few at a time, and reports.
-pub async fn run(ctx: &RunContext<'_>, pool: &ClientPool) -> RunReport {
+async fn run(ctx: &RunContext<'_>, pool: &ClientPool) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
     // Every event of the run carries its id; the span is attached to the future, not entered,
     // so that it never leaks onto other tasks sharing the thread.
@@ -274,17 +349,18 @@ async fn reconcile_into(
 ) -> Result<(), AccountError> {
     let (config, options, stop) = (ctx.config, ctx.options, &halt.token);
     let identity = stop
-        .run_until_cancelled(inventory::caller_identity(clients))
+        .run_until_cancelled(identity::caller_identity(clients))
         .await
-        .ok_or_else(|| AccountError::Stopped(halt.reason()))??;
+        .ok_or_else(|| AccountError::Stopped(halt.reason()))?
+        .map_err(AccountError::Identity)?;
     let account_id = identity.account_id.clone();
     report.account_id = Some(account_id.clone());
-    report.own_user = identity.user.as_ref().map(|u| u.0.clone());
+    report.own_user = identity.user.clone();
 
     let rules = Rules {
         exempt: config.exempt.clone(),
         console_users_only: config.console_users_only,
-        own_user: identity.user.clone(),
+        own_user: identity.user.clone().map(UserName),
     };
     // Reads change nothing: on shutdown they are abandoned at once.
     let facts = stop

@@ -9,8 +9,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 
-use crate::aws::answers::Pages;
 use crate::arn::Partition;
+use crate::aws::answers::Pages;
 use crate::aws::{describe, load_sdk_config, AccountClients, CallCounter};
 use crate::config::{AccountTarget, Config};
 use crate::sync::lock;

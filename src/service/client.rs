@@ -9,7 +9,7 @@ use hyper::body::Bytes;
 use hyper::{header, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::service::admin::Token;
+use super::token::Token;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
