@@ -264,17 +264,14 @@ async fn trigger_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
     let Some((addr, token)) = client_target(&args, telemetry) else {
         return exit::USAGE;
     };
-    match client::call(Method::POST, addr, "/reconcile", token.as_ref()).await {
-        Ok((StatusCode::ACCEPTED, body)) => {
+    let answer = client::call(Method::POST, addr, "/reconcile", token.as_ref()).await;
+    match expect(answer, StatusCode::ACCEPTED) {
+        Ok(body) => {
             info!(admin = %addr, answer = %body, "run requested");
             exit::OK
         }
-        Ok((status, body)) => {
-            error!(admin = %addr, status = status.as_u16(), answer = %body, "run request refused");
-            exit::INCOMPLETE
-        }
         Err(e) => {
-            error!(admin = %addr, error = %e, "cannot reach forcemfa's admin listener");
+            error!(admin = %addr, error = %e, "run request refused");
             exit::INCOMPLETE
         }
     }
@@ -284,16 +281,25 @@ async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
     let Some((addr, _)) = client_target(&args, telemetry) else {
         return exit::USAGE;
     };
-    match client::call(Method::GET, addr, "/healthz", None).await {
-        Ok((StatusCode::OK, _)) => exit::OK,
-        Ok((status, body)) => {
-            error!(admin = %addr, status = status.as_u16(), answer = %body, "unhealthy");
-            exit::INCOMPLETE
-        }
+    let answer = client::call(Method::GET, addr, "/healthz", None).await;
+    match expect(answer, StatusCode::OK) {
+        Ok(_) => exit::OK,
         Err(e) => {
             error!(admin = %addr, error = %e, "unhealthy");
             exit::INCOMPLETE
         }
+    }
+}
+
+/// The body of an answer with the `wanted` status; otherwise what went wrong.
+fn expect(
+    answer: Result<(StatusCode, String), String>,
+    wanted: StatusCode,
+) -> Result<String, String> {
+    match answer {
+        Ok((status, body)) if status == wanted => Ok(body),
+        Ok((status, body)) => Err(format!("HTTP {}: {body}", status.as_u16())),
+        Err(e) => Err(format!("cannot reach forcemfa's admin listener: {e}")),
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod arn;
 pub mod aws;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod environment;
 pub mod policy;

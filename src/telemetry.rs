@@ -34,11 +34,28 @@ pub struct Telemetry {
 
 /// A bare level (`debug`) applies to forcemfa; a full directive list is used as written.
 fn directives(level: &str) -> String {
-    if level.contains('=') || level.contains(',') {
+    if is_directive_list(level) {
         level.to_string()
     } else {
         format!("warn,forcemfa={level}")
     }
+}
+
+fn is_directive_list(level: &str) -> bool {
+    level.contains('=') || level.contains(',')
+}
+
+/// The filter for the configured `log_level`. A bare level must be a level's name (a bare word
+/// would otherwise be taken for a target name and silently change nothing); a directive list
+/// must parse.
+pub fn level_filter(level: &str) -> Result<EnvFilter, String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    if !is_directive_list(level) && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+        return Err(format!("`{level}` is not one of {}", LEVELS.join(", ")));
+    }
+    EnvFilter::builder()
+        .parse(directives(level))
+        .map_err(|e| e.to_string())
 }
 
 fn rust_log() -> Option<EnvFilter> {
@@ -86,7 +103,7 @@ impl Telemetry {
         if rust_log().is_some() {
             return;
         }
-        if let Ok(filter) = EnvFilter::builder().parse(directives(level)) {
+        if let Ok(filter) = level_filter(level) {
             let _ = self.filter.reload(filter);
         }
     }

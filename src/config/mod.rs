@@ -728,21 +728,11 @@ fn validate_group_name(group: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// A bare level must be a level's name (a bare word would otherwise be taken for a target name and
-/// silently change nothing); a directive list must parse.
+/// The level must be one forcemfa's logging can apply.
 fn validate_log_level(level: &str) -> Result<(), ConfigError> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
-    let is_directive_list = level.contains('=') || level.contains(',');
-    if !is_directive_list && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-        return Err(ConfigError::invalid(
-            "log_level",
-            format!("`{level}` is not one of {}", LEVELS.join(", ")),
-        ));
-    }
-    tracing_subscriber::EnvFilter::builder()
-        .parse(level)
+    crate::telemetry::level_filter(level)
         .map(|_| ())
-        .map_err(|e| ConfigError::invalid("log_level", e.to_string()))
+        .map_err(|m| ConfigError::invalid("log_level", m))
 }
 
 fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
@@ -779,26 +769,29 @@ fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
 
 fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
     let d = AwsSettings::default();
-    let max_concurrency = match raw.max_concurrency {
-        None => d.max_concurrency,
-        Some(n) => in_range("aws.max_concurrency", n, 1, 256)? as usize,
-    };
-    let max_attempts = match raw.max_attempts {
-        None => d.max_attempts,
-        Some(n) => in_range("aws.max_attempts", n, 1, 20)? as u32,
-    };
-    let connect_timeout_secs = match raw.connect_timeout_secs {
-        None => d.connect_timeout_secs,
-        Some(n) => in_range("aws.connect_timeout_secs", n, 1, 300)? as u64,
-    };
-    let operation_timeout_secs = match raw.operation_timeout_secs {
-        None => d.operation_timeout_secs,
-        Some(n) => in_range("aws.operation_timeout_secs", n, 1, 3600)? as u64,
-    };
-    let page_size = match raw.page_size {
-        None => d.page_size,
-        Some(n) => in_range("aws.page_size", n, 1, 1000)? as i32,
-    };
+    let max_concurrency = ranged(
+        "aws.max_concurrency",
+        raw.max_concurrency,
+        d.max_concurrency,
+        1,
+        256,
+    )?;
+    let max_attempts = ranged("aws.max_attempts", raw.max_attempts, d.max_attempts, 1, 20)?;
+    let connect_timeout_secs = ranged(
+        "aws.connect_timeout_secs",
+        raw.connect_timeout_secs,
+        d.connect_timeout_secs,
+        1,
+        300,
+    )?;
+    let operation_timeout_secs = ranged(
+        "aws.operation_timeout_secs",
+        raw.operation_timeout_secs,
+        d.operation_timeout_secs,
+        1,
+        3600,
+    )?;
+    let page_size = ranged("aws.page_size", raw.page_size, d.page_size, 1, 1000)?;
     let retry_mode = match raw.retry_mode.as_deref() {
         None => d.retry_mode,
         Some("adaptive") => RetryMode::Adaptive,
@@ -810,14 +803,20 @@ fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
             ))
         }
     };
-    let max_backoff_secs = match raw.max_backoff_secs {
-        None => d.max_backoff_secs,
-        Some(n) => in_range("aws.max_backoff_secs", n, 1, 300)? as u64,
-    };
-    let max_accounts_in_parallel = match raw.max_accounts_in_parallel {
-        None => d.max_accounts_in_parallel,
-        Some(n) => in_range("aws.max_accounts_in_parallel", n, 1, 64)? as usize,
-    };
+    let max_backoff_secs = ranged(
+        "aws.max_backoff_secs",
+        raw.max_backoff_secs,
+        d.max_backoff_secs,
+        1,
+        300,
+    )?;
+    let max_accounts_in_parallel = ranged(
+        "aws.max_accounts_in_parallel",
+        raw.max_accounts_in_parallel,
+        d.max_accounts_in_parallel,
+        1,
+        64,
+    )?;
     Ok(AwsSettings {
         max_concurrency,
         max_attempts,
@@ -867,6 +866,21 @@ fn positive(key: &str, n: i64) -> Result<u64, ConfigError> {
         ));
     }
     Ok(n as u64)
+}
+
+/// A numeric key: `default` when absent, else a value within `min..=max`.
+fn ranged<T: TryFrom<i64>>(
+    key: &str,
+    value: Option<i64>,
+    default: T,
+    min: i64,
+    max: i64,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(n) => T::try_from(in_range(key, n, min, max)?)
+            .map_err(|_| ConfigError::invalid(key, format!("{n} is out of range"))),
+    }
 }
 
 fn in_range(key: &str, n: i64, min: i64, max: i64) -> Result<i64, ConfigError> {

@@ -1,4 +1,5 @@
-//! Reading IAM: the only module that asks AWS what is there.
+//! Reading IAM during a run: the one place a reconciliation asks AWS what is there. (`bootstrap`
+//! reads the group and its policy for itself; `aws::identity` asks whose the credentials are.)
 //!
 //! Bulk reads first (every user with path, tags and groups; every holder of a virtual MFA device),
 //! then per-user calls only for the facts the plan still needs, with bounded concurrency.
@@ -38,7 +39,7 @@ pub enum AccountError {
 
 impl AccountError {
     /// A short stable label, for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    pub fn metric_label(&self) -> &'static str {
         match self {
             AccountError::Identity(_) => "identity",
             AccountError::GroupMissing { .. } => "group_missing",

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn, Instrument};
 
 use crate::aws::{identity, AccountClients};
+use crate::clock::unix_now_secs;
 use crate::config::{Config, ConfigError};
 use crate::sync::lock;
 use apply::{Change, Journal, Outcome};
@@ -304,6 +305,7 @@ fn abandoned(ctx: &RunContext<'_>, target: &Target, halt: &Halt<'_>) -> AccountR
         group: ctx.config.group.clone(),
         max_changes: ctx.options.max_changes,
         error: Some(error),
+        error_kind: Some("stopped"),
         ..AccountReport::default()
     }
 }
@@ -327,11 +329,11 @@ async fn reconcile_account(
     if let Err(e) = reconcile_into(ctx, run_id, clients, &mut report, halt).await {
         warn!(
             account_id = report.account_id.as_deref().unwrap_or(""),
-            error_kind = e.kind(),
+            error_kind = e.metric_label(),
             error = %e,
             "account not reconciled"
         );
-        report.error = Some(e.to_string());
+        report.fail(e.metric_label(), e.to_string());
     }
     let counts = clients.calls.take();
     report.api_calls = counts.calls;
@@ -376,7 +378,7 @@ async fn reconcile_into(
         .ok_or_else(|| AccountError::Stopped(halt.reason()))??;
 
     record_account_checks(report, &facts, &config.group, &account_id);
-    lock(ctx.sightings).observe(&account_id, &facts.unassigned_devices, unix_now());
+    lock(ctx.sightings).observe(&account_id, &facts.unassigned_devices, unix_now_secs());
 
     let plan = Plan::build(&facts.users, &rules);
     for name in plan::unmatched_exempt_users(&config.exempt, &facts.users) {
@@ -409,8 +411,7 @@ async fn reconcile_into(
             plan.change_count()
         );
         warn!(account_id = %account_id, planned = plan.change_count(), max_changes = max, "guard tripped: {message}");
-        report.guard_tripped = true;
-        report.error = Some(message);
+        report.trip_guard(message);
         record_planned(report, &changes, &account_id, options.dry_run, "blocked");
         return Ok(());
     }
@@ -446,7 +447,10 @@ async fn reconcile_into(
         record_outcomes(report, outcomes);
         report.applied = true;
         if unfinished > 0 {
-            report.error = Some(format!("{unfinished} changes not made: {}", halt.reason()));
+            report.fail(
+                "stopped",
+                format!("{unfinished} changes not made: {}", halt.reason()),
+            );
         }
     }
     if config.cleanup.unassigned_mfa_devices {
@@ -597,7 +601,7 @@ async fn clean_up_devices(
 ) {
     let account_id = recorder.account_id;
     let min_age = ctx.config.cleanup.unassigned_min_age;
-    let due = lock(ctx.sightings).due(account_id, unix_now(), min_age);
+    let due = lock(ctx.sightings).due(account_id, unix_now_secs(), min_age);
     if ctx.options.dry_run {
         for serial in &due {
             info!(account_id, serial = %serial, dry_run = true, outcome = "planned", "MFA device deletion");
@@ -631,13 +635,6 @@ async fn clean_up_devices(
         }
     }
     report.deleted_mfa_devices.sort();
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 fn count_mfa(users: &[crate::reconcile::plan::UserFacts], state: &MfaState) -> u64 {

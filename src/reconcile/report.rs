@@ -94,9 +94,53 @@ pub struct AccountReport {
     /// Attempts that failed (throttled, refused, timed out), by operation.
     pub api_errors: BTreeMap<String, u64>,
     pub duration_seconds: f64,
+    /// Why the account failed, as a metric label; set with `error` by [`AccountReport::fail`].
+    #[serde(skip)]
+    pub error_kind: Option<&'static str>,
+}
+
+/// How one account's reconciliation ended, as the exit code, readiness and metrics see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountOutcome {
+    /// Read and planned; its changes applied, or listed in a dry run. Users may still have been
+    /// skipped or changes refused.
+    Reconciled,
+    /// The plan had more changes than `max_changes`: nothing was changed.
+    GuardTripped,
+    /// Not (wholly) reconciled; the label says why.
+    Failed { kind: &'static str },
 }
 
 impl AccountReport {
+    /// Records why the account could not be reconciled.
+    pub fn fail(&mut self, kind: &'static str, message: String) {
+        self.error = Some(message);
+        self.error_kind = Some(kind);
+    }
+
+    /// Records that the guard stopped every change.
+    pub fn trip_guard(&mut self, message: String) {
+        self.guard_tripped = true;
+        self.error = Some(message);
+    }
+
+    pub fn outcome(&self) -> AccountOutcome {
+        if self.guard_tripped {
+            AccountOutcome::GuardTripped
+        } else if self.error.is_some() {
+            AccountOutcome::Failed {
+                kind: self.error_kind.unwrap_or("other"),
+            }
+        } else {
+            AccountOutcome::Reconciled
+        }
+    }
+
+    /// Whether every fact of the account was read (the guard may still have stopped changes).
+    pub fn was_read(&self) -> bool {
+        !matches!(self.outcome(), AccountOutcome::Failed { .. })
+    }
+
     /// The account needs attention: an error, a user skipped, or a change refused.
     fn incomplete(&self) -> bool {
         self.error.is_some()
@@ -128,7 +172,11 @@ impl RunResult {
 
 impl RunReport {
     pub fn result(&self) -> RunResult {
-        if self.accounts.iter().any(|a| a.guard_tripped) {
+        if self
+            .accounts
+            .iter()
+            .any(|a| a.outcome() == AccountOutcome::GuardTripped)
+        {
             RunResult::GuardTripped
         } else if self.error.is_some() || self.accounts.iter().any(AccountReport::incomplete) {
             RunResult::Incomplete
@@ -139,11 +187,7 @@ impl RunReport {
 
     /// True when every account was read and planned (users may still have been skipped).
     pub fn accounts_ok(&self) -> bool {
-        self.error.is_none()
-            && self
-                .accounts
-                .iter()
-                .all(|a| a.error.is_none() || a.guard_tripped)
+        self.error.is_none() && self.accounts.iter().all(AccountReport::was_read)
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -225,7 +269,8 @@ impl RunReport {
             if let Some(error) = &a.error {
                 let _ = writeln!(out, "  error: {error}");
             }
-            if a.added.is_empty() && a.removed.is_empty() && !a.incomplete() && !a.guard_tripped {
+            let unchanged = a.added.is_empty() && a.removed.is_empty();
+            if unchanged && !a.incomplete() && a.outcome() == AccountOutcome::Reconciled {
                 let _ = writeln!(out, "  nothing to change");
             }
         }

@@ -1,7 +1,6 @@
 //! Prometheus metrics, all named `forcemfa_*`, fed from each run's report.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,8 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::reconcile::report::{AccountReport, RunReport, RunResult};
-use crate::sync::lock;
+use crate::reconcile::report::{AccountOutcome, AccountReport, RunReport, RunResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
@@ -21,6 +19,12 @@ struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountLabel {
     account: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccountErrorLabels {
+    account: String,
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,26 +52,14 @@ struct VersionLabel {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Every metric forcemfa exports. Cheap to clone; clones share their values.
+/// Every metric forcemfa exports, in three groups: the runs, each account's state, and the
+/// requests to AWS; plus the service's own reloads and run requests.
 pub struct Metrics {
-    registry: Mutex<Registry>,
-    runs: Family<ResultLabel, Counter>,
-    last_run_duration: FloatGauge,
-    last_run_time: FloatGauge,
-    last_success_time: FloatGauge,
-    users: Family<UserStateLabels, Gauge>,
-    changes: Family<ChangeLabels, Counter>,
-    planned_changes: Family<AccountLabel, Gauge>,
-    account_errors: Family<AccountLabel, Counter>,
-    audit_errors: Family<AccountLabel, Counter>,
-    api_calls: Family<ApiLabels, Counter>,
-    api_errors: Family<ApiLabels, Counter>,
-    config_reloads: Family<ResultLabel, Counter>,
-    run_requests: Family<ResultLabel, Counter>,
-    group_policy_enforces_mfa: Family<AccountLabel, Gauge>,
-    root_mfa_enabled: Family<AccountLabel, Gauge>,
-    unassigned_devices: Family<AccountLabel, Gauge>,
-    deleted_devices: Family<AccountLabel, Counter>,
+    registry: Registry,
+    run: RunMetrics,
+    account: AccountMetrics,
+    api: ApiMetrics,
+    service: ServiceMetrics,
 }
 
 impl Default for Metrics {
@@ -79,26 +71,6 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("forcemfa");
-        let mut m = Metrics {
-            registry: Mutex::new(Registry::default()),
-            runs: Family::default(),
-            last_run_duration: FloatGauge::default(),
-            last_run_time: FloatGauge::default(),
-            last_success_time: FloatGauge::default(),
-            users: Family::default(),
-            changes: Family::default(),
-            planned_changes: Family::default(),
-            account_errors: Family::default(),
-            audit_errors: Family::default(),
-            api_calls: Family::default(),
-            api_errors: Family::default(),
-            config_reloads: Family::default(),
-            run_requests: Family::default(),
-            group_policy_enforces_mfa: Family::default(),
-            root_mfa_enabled: Family::default(),
-            unassigned_devices: Family::default(),
-            deleted_devices: Family::default(),
-        };
         let build_info: Family<VersionLabel, Gauge> = Family::default();
         build_info
             .get_or_create(&VersionLabel {
@@ -106,212 +78,45 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "forcemfa's version (always 1)", build_info);
-        registry.register(
-            "runs",
-            "Reconciliation runs by result: success, incomplete (a user or account not handled), guard_tripped",
-            m.runs.clone(),
-        );
-        registry.register(
-            "last_run_duration_seconds",
-            "Duration of the last run",
-            m.last_run_duration.clone(),
-        );
-        registry.register(
-            "last_run_timestamp_seconds",
-            "Unix time at which the last run finished",
-            m.last_run_time.clone(),
-        );
-        registry.register(
-            "last_success_timestamp_seconds",
-            "Unix time at which the last run with result success finished",
-            m.last_success_time.clone(),
-        );
-        registry.register(
-            "users",
-            "Users by MFA state in the last run: compliant (MFA), non_compliant (no MFA), exempt, skipped (state unknown)",
-            m.users.clone(),
-        );
-        registry.register(
-            "changes",
-            "Group membership changes made, by action (add, remove); dry runs change nothing",
-            m.changes.clone(),
-        );
-        registry.register(
-            "planned_changes",
-            "Changes the last run planned (made, or not made in a dry run or by the guard)",
-            m.planned_changes.clone(),
-        );
-        registry.register(
-            "account_errors",
-            "Runs in which an account could not be reconciled",
-            m.account_errors.clone(),
-        );
-        registry.register(
-            "audit_errors",
-            "Audit log lines that could not be written (a change whose intent line fails is not made)",
-            m.audit_errors.clone(),
-        );
-        registry.register(
-            "api_calls",
-            "Requests sent to AWS by operation, retries included",
-            m.api_calls.clone(),
-        );
-        registry.register(
-            "api_errors",
-            "Requests to AWS that failed (throttled, refused, timed out), by operation",
-            m.api_errors.clone(),
-        );
-        registry.register(
-            "config_reloads",
-            "Configuration reloads by result (success, error)",
-            m.config_reloads.clone(),
-        );
-        registry.register(
-            "run_requests",
-            "Requests for a run by outcome: started, queued (after the current run), coalesced (one already queued)",
-            m.run_requests.clone(),
-        );
-        registry.register(
-            "group_policy_enforces_mfa",
-            "1 when a policy of the enforcement group denies access without MFA, 0 when none does (the group protects nothing)",
-            m.group_policy_enforces_mfa.clone(),
-        );
-        registry.register(
-            "root_mfa_enabled",
-            "1 when the account's root user has MFA, 0 when it has not",
-            m.root_mfa_enabled.clone(),
-        );
-        registry.register(
-            "unassigned_mfa_devices",
-            "Virtual MFA devices that belong to nobody (abandoned set-ups) in the last run",
-            m.unassigned_devices.clone(),
-        );
-        registry.register(
-            "deleted_mfa_devices",
-            "Abandoned virtual MFA devices deleted",
-            m.deleted_devices.clone(),
-        );
-        m.registry = Mutex::new(registry);
-        m
+        let (run, account, api, service) = Default::default();
+        RunMetrics::register(&run, &mut registry);
+        AccountMetrics::register(&account, &mut registry);
+        ApiMetrics::register(&api, &mut registry);
+        ServiceMetrics::register(&service, &mut registry);
+        Metrics {
+            registry,
+            run,
+            account,
+            api,
+            service,
+        }
     }
 
     /// Records one finished run.
     pub fn record_run(&self, report: &RunReport, duration_secs: f64, finished_unix: f64) {
-        let result = report.result();
-        self.runs
-            .get_or_create(&ResultLabel {
-                result: result.as_str(),
-            })
-            .inc();
-        self.last_run_duration.set(duration_secs);
-        self.last_run_time.set(finished_unix);
-        if result == RunResult::Success {
-            self.last_success_time.set(finished_unix);
-        }
-        for account in &report.accounts {
-            self.record_account(account);
-        }
-    }
-
-    fn record_account(&self, a: &AccountReport) {
-        let account = a
-            .account_id
-            .clone()
-            .unwrap_or_else(|| "unknown".to_string());
-        if a.error.is_some() && !a.guard_tripped {
-            self.account_errors
-                .get_or_create(&AccountLabel {
-                    account: account.clone(),
-                })
-                .inc();
-        }
-        if !a.audit_errors.is_empty() {
-            self.audit_errors
-                .get_or_create(&AccountLabel {
-                    account: account.clone(),
-                })
-                .inc_by(a.audit_errors.len() as u64);
-        }
-        for (op, n) in &a.api_calls {
-            let labels = ApiLabels {
-                account: account.clone(),
-                operation: op.clone(),
-            };
-            self.api_calls.get_or_create(&labels).inc_by(*n);
-        }
-        for (op, n) in &a.api_errors {
-            let labels = ApiLabels {
-                account: account.clone(),
-                operation: op.clone(),
-            };
-            self.api_errors.get_or_create(&labels).inc_by(*n);
-        }
-        self.planned_changes
-            .get_or_create(&AccountLabel {
-                account: account.clone(),
-            })
-            .set(a.planned_changes as i64);
-        if a.applied {
-            for (action, n) in [("add", a.added.len()), ("remove", a.removed.len())] {
-                self.changes
-                    .get_or_create(&ChangeLabels {
-                        account: account.clone(),
-                        action,
-                    })
-                    .inc_by(n as u64);
-            }
-        }
-        let label = AccountLabel {
-            account: account.clone(),
-        };
-        if let Some(enforces) = a.group_policy_enforces_mfa {
-            self.group_policy_enforces_mfa
-                .get_or_create(&label)
-                .set(i64::from(enforces));
-        }
-        if let Some(enabled) = a.root_mfa_enabled {
-            self.root_mfa_enabled
-                .get_or_create(&label)
-                .set(i64::from(enabled));
-        }
-        if a.error.is_none() || a.guard_tripped {
-            self.unassigned_devices
-                .get_or_create(&label)
-                .set(a.unassigned_mfa_devices.len() as i64);
-        }
-        if a.applied {
-            self.deleted_devices
-                .get_or_create(&label)
-                .inc_by(a.deleted_mfa_devices.len() as u64);
-        }
-        // A failed read leaves the last known counts rather than zeros that would look compliant.
-        if a.error.is_none() || a.guard_tripped {
-            for (state, n) in [
-                ("compliant", a.users_with_mfa),
-                ("non_compliant", a.users_without_mfa),
-                ("exempt", a.exempt.len() as u64),
-                ("skipped", a.skipped.len() as u64),
-            ] {
-                self.users
-                    .get_or_create(&UserStateLabels {
-                        account: account.clone(),
-                        state,
-                    })
-                    .set(n as i64);
-            }
+        self.run.record(report, duration_secs, finished_unix);
+        for a in &report.accounts {
+            let account = a
+                .account_id
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string());
+            self.account.record(&account, a);
+            self.api.record(&account, a);
         }
     }
 
     pub fn record_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "error" };
-        self.config_reloads
+        self.service
+            .config_reloads
             .get_or_create(&ResultLabel { result })
             .inc();
     }
 
     /// `outcome`: started, queued or coalesced.
     pub fn record_request(&self, outcome: &'static str) {
-        self.run_requests
+        self.service
+            .run_requests
             .get_or_create(&ResultLabel { result: outcome })
             .inc();
     }
@@ -325,7 +130,7 @@ impl Metrics {
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if encode(&mut out, &lock(&self.registry)).is_err() {
+        if encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
@@ -355,6 +160,241 @@ fn to_prometheus_text(openmetrics: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// How runs end and when.
+#[derive(Default)]
+struct RunMetrics {
+    runs: Family<ResultLabel, Counter>,
+    last_run_duration: FloatGauge,
+    last_run_time: FloatGauge,
+    last_success_time: FloatGauge,
+}
+
+impl RunMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "runs",
+            "Reconciliation runs by result: success, incomplete (a user or account not handled), guard_tripped",
+            self.runs.clone(),
+        );
+        registry.register(
+            "last_run_duration_seconds",
+            "Duration of the last run",
+            self.last_run_duration.clone(),
+        );
+        registry.register(
+            "last_run_timestamp_seconds",
+            "Unix time at which the last run finished",
+            self.last_run_time.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time at which the last run with result success finished",
+            self.last_success_time.clone(),
+        );
+    }
+
+    fn record(&self, report: &RunReport, duration_secs: f64, finished_unix: f64) {
+        let result = report.result();
+        self.runs
+            .get_or_create(&ResultLabel {
+                result: result.as_str(),
+            })
+            .inc();
+        self.last_run_duration.set(duration_secs);
+        self.last_run_time.set(finished_unix);
+        if result == RunResult::Success {
+            self.last_success_time.set(finished_unix);
+        }
+    }
+}
+
+/// What each account looked like at its last run, and what was changed in it.
+#[derive(Default)]
+struct AccountMetrics {
+    users: Family<UserStateLabels, Gauge>,
+    changes: Family<ChangeLabels, Counter>,
+    planned_changes: Family<AccountLabel, Gauge>,
+    account_errors: Family<AccountErrorLabels, Counter>,
+    audit_errors: Family<AccountLabel, Counter>,
+    group_policy_enforces_mfa: Family<AccountLabel, Gauge>,
+    root_mfa_enabled: Family<AccountLabel, Gauge>,
+    unassigned_devices: Family<AccountLabel, Gauge>,
+    deleted_devices: Family<AccountLabel, Counter>,
+}
+
+impl AccountMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "users",
+            "Users by MFA state in the last run: compliant (MFA), non_compliant (no MFA), exempt, skipped (state unknown)",
+            self.users.clone(),
+        );
+        registry.register(
+            "changes",
+            "Group membership changes made, by action (add, remove); dry runs change nothing",
+            self.changes.clone(),
+        );
+        registry.register(
+            "planned_changes",
+            "Changes the last run planned (made, or not made in a dry run or by the guard)",
+            self.planned_changes.clone(),
+        );
+        registry.register(
+            "account_errors",
+            "Runs in which an account could not be reconciled, by kind of failure",
+            self.account_errors.clone(),
+        );
+        registry.register(
+            "audit_errors",
+            "Audit log lines that could not be written (a change whose intent line fails is not made)",
+            self.audit_errors.clone(),
+        );
+        registry.register(
+            "group_policy_enforces_mfa",
+            "1 when a policy of the enforcement group denies access without MFA, 0 when none does (the group protects nothing)",
+            self.group_policy_enforces_mfa.clone(),
+        );
+        registry.register(
+            "root_mfa_enabled",
+            "1 when the account's root user has MFA, 0 when it has not",
+            self.root_mfa_enabled.clone(),
+        );
+        registry.register(
+            "unassigned_mfa_devices",
+            "Virtual MFA devices that belong to nobody (abandoned set-ups) in the last run",
+            self.unassigned_devices.clone(),
+        );
+        registry.register(
+            "deleted_mfa_devices",
+            "Abandoned virtual MFA devices deleted",
+            self.deleted_devices.clone(),
+        );
+    }
+
+    fn record(&self, account: &str, a: &AccountReport) {
+        let label = AccountLabel {
+            account: account.to_string(),
+        };
+        if let AccountOutcome::Failed { kind } = a.outcome() {
+            self.account_errors
+                .get_or_create(&AccountErrorLabels {
+                    account: account.to_string(),
+                    kind,
+                })
+                .inc();
+        }
+        if !a.audit_errors.is_empty() {
+            self.audit_errors
+                .get_or_create(&label)
+                .inc_by(a.audit_errors.len() as u64);
+        }
+        self.planned_changes
+            .get_or_create(&label)
+            .set(a.planned_changes as i64);
+        if a.applied {
+            for (action, n) in [("add", a.added.len()), ("remove", a.removed.len())] {
+                self.changes
+                    .get_or_create(&ChangeLabels {
+                        account: account.to_string(),
+                        action,
+                    })
+                    .inc_by(n as u64);
+            }
+            self.deleted_devices
+                .get_or_create(&label)
+                .inc_by(a.deleted_mfa_devices.len() as u64);
+        }
+        if let Some(enforces) = a.group_policy_enforces_mfa {
+            self.group_policy_enforces_mfa
+                .get_or_create(&label)
+                .set(i64::from(enforces));
+        }
+        if let Some(enabled) = a.root_mfa_enabled {
+            self.root_mfa_enabled
+                .get_or_create(&label)
+                .set(i64::from(enabled));
+        }
+        // A failed read leaves the last known counts rather than zeros that would look compliant.
+        if a.was_read() {
+            self.unassigned_devices
+                .get_or_create(&label)
+                .set(a.unassigned_mfa_devices.len() as i64);
+            for (state, n) in [
+                ("compliant", a.users_with_mfa),
+                ("non_compliant", a.users_without_mfa),
+                ("exempt", a.exempt.len() as u64),
+                ("skipped", a.skipped.len() as u64),
+            ] {
+                self.users
+                    .get_or_create(&UserStateLabels {
+                        account: account.to_string(),
+                        state,
+                    })
+                    .set(n as i64);
+            }
+        }
+    }
+}
+
+/// The requests sent to AWS, by account and operation.
+#[derive(Default)]
+struct ApiMetrics {
+    api_calls: Family<ApiLabels, Counter>,
+    api_errors: Family<ApiLabels, Counter>,
+}
+
+impl ApiMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "api_calls",
+            "Requests sent to AWS by operation, retries included",
+            self.api_calls.clone(),
+        );
+        registry.register(
+            "api_errors",
+            "Requests to AWS that failed (throttled, refused, timed out), by operation",
+            self.api_errors.clone(),
+        );
+    }
+
+    fn record(&self, account: &str, a: &AccountReport) {
+        for (counts, family) in [
+            (&a.api_calls, &self.api_calls),
+            (&a.api_errors, &self.api_errors),
+        ] {
+            for (op, n) in counts {
+                let labels = ApiLabels {
+                    account: account.to_string(),
+                    operation: op.clone(),
+                };
+                family.get_or_create(&labels).inc_by(*n);
+            }
+        }
+    }
+}
+
+/// The service's own events: reloads and requests for a run.
+#[derive(Default)]
+struct ServiceMetrics {
+    config_reloads: Family<ResultLabel, Counter>,
+    run_requests: Family<ResultLabel, Counter>,
+}
+
+impl ServiceMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (success, error)",
+            self.config_reloads.clone(),
+        );
+        registry.register(
+            "run_requests",
+            "Requests for a run by outcome: started, queued (after the current run), coalesced (one already queued)",
+            self.run_requests.clone(),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::clock::unix_now;
 use crate::config::{Config, ConfigError};
 use crate::reconcile::report::exit;
 use crate::reconcile::{Reconciler, RunOptions};
@@ -261,13 +262,6 @@ impl Control {
         });
         Ok(())
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
 }
 
 fn notify_systemd(state: &[NotifyState]) {
