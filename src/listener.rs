@@ -4,9 +4,8 @@
 //! connections without a token. Each connection costs a file descriptor and a read buffer, and the
 //! process shares its descriptors with the AWS clients. So connections are bounded in number
 //! ([`MAX_CONNECTIONS`], and a quarter of the limit on open files), in the time they may take to
-//! send their request headers
-//! ([`HEADER_READ_TIMEOUT`]) and in their whole life ([`MAX_LIFETIME`]), and each serves one
-//! request. At the cap, a newcomer takes the place of the oldest connection that has not sent its
+//! send their request headers ([`HEADER_READ_TIMEOUT`]) and in their whole life
+//! ([`MAX_LIFETIME`]), and each serves one request. At the cap, a newcomer takes the place of the oldest connection that has not sent its
 //! request headers yet (then of one stuck answering for longer than [`SLOW_ANSWER`]); it is
 //! refused only when every connection is answering a request. An attacker holding every slot with
 //! idle connections therefore cannot keep a health probe out: its connections are the ones closed.
