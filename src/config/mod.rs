@@ -672,7 +672,7 @@ fn resolve(path: &Path) -> PathBuf {
 }
 
 /// IAM user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
-pub fn is_iam_name(name: &str) -> bool {
+fn is_iam_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .chars()
@@ -847,7 +847,7 @@ fn at_least(
 }
 
 /// A duration in the largest unit of [`parse_duration`] that divides it: `5m`, `90s`, `2h`.
-pub fn humanize(duration: std::time::Duration) -> String {
+fn humanize(duration: std::time::Duration) -> String {
     let secs = duration.as_secs();
     match secs {
         0 => "0s".to_string(),

@@ -28,7 +28,7 @@ fn cron(expression: &str) -> Result<Cron, CronError> {
 }
 
 /// The shortest distance between two of `values`, counting round the cycle of `period` (from
-/// the last value of one minute to the first of the next); None for fewer than two values.
+/// the last value of one cycle to the first of the next); None for fewer than two values.
 fn closest(values: &[u32], period: u32) -> Option<u64> {
     let (first, last) = (values.first()?, values.last()?);
     let wrap = period - last + first;

@@ -3,9 +3,9 @@
 //! The listener may face the network (`0.0.0.0` in a container), where anyone can open
 //! connections without a token. Each connection costs a file descriptor and a read buffer, and the
 //! process shares its descriptors with the AWS clients. So connections are bounded in number
-//! ([`MAX_CONNECTIONS`]), in the time they may take to send their request headers
-//! ([`HEADER_READ_TIMEOUT`]) and in their whole life ([`MAX_LIFETIME`]), and each serves one
-//! request. At the cap, a newcomer takes the place of the oldest connection that has not sent its
+//! ([`MAX_CONNECTIONS`], and a quarter of the limit on open files), in the time they may take to
+//! send their request headers ([`HEADER_READ_TIMEOUT`]) and in their whole life
+//! ([`MAX_LIFETIME`]), and each serves one request. At the cap, a newcomer takes the place of the oldest connection that has not sent its
 //! request headers yet (then of one stuck answering for longer than [`SLOW_ANSWER`]); it is
 //! refused only when every connection is answering a request. An attacker holding every slot with
 //! idle connections therefore cannot keep a health probe out: its connections are the ones closed.
@@ -27,7 +27,8 @@ use tracing::warn;
 use crate::sync::lock;
 
 /// Connections open at once. Far more than probes and scrapers need, and few enough that the
-/// AWS clients keep most of a default soft limit of 1,024 open files.
+/// AWS clients keep most of a default soft limit of 1,024 open files; under a lower limit, a
+/// quarter of it ([`connection_cap`]).
 pub const MAX_CONNECTIONS: usize = 256;
 /// Time a client has to send its request headers once connected.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -163,6 +164,7 @@ impl Drop for Ticket {
 /// Counts what the listener had to do under pressure, and says so now and then.
 #[derive(Default)]
 struct Pressure {
+    cap: usize,
     evicted: u64,
     refused: u64,
     accept_errors: u64,
@@ -179,7 +181,7 @@ impl Pressure {
             return;
         }
         warn!(
-            max_connections = MAX_CONNECTIONS,
+            max_connections = self.cap,
             evicted = self.evicted,
             refused = self.refused,
             accept_errors = self.accept_errors,
@@ -187,10 +189,36 @@ impl Pressure {
             "admin listener under pressure: idle connections closed to admit new ones, connections refused, or accept failing"
         );
         *self = Pressure {
+            cap: self.cap,
             last_warning: Some(now),
             ..Pressure::default()
         };
     }
+}
+
+/// How many connections the listener holds: [`MAX_CONNECTIONS`], or a quarter of the soft limit on
+/// open files when that is fewer, so that whatever the limit, most descriptors stay with the AWS
+/// clients.
+pub fn connection_cap() -> usize {
+    cap_for(open_files_limit())
+}
+
+fn cap_for(open_files: Option<u64>) -> usize {
+    open_files
+        .and_then(|n| usize::try_from(n / 4).ok())
+        .unwrap_or(MAX_CONNECTIONS)
+        .clamp(1, MAX_CONNECTIONS)
+}
+
+/// The soft limit on open files; None when unlimited or unknown.
+fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only into `limit`, which outlives the call.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (known && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 /// Errors that concern one connection only; the next accept may succeed at once.
@@ -206,8 +234,12 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 /// Serves `app` on `listener` until `stop`, then closes every connection.
 pub async fn serve(listener: TcpListener, app: Router, stop: CancellationToken) {
-    let slots = Arc::new(Mutex::new(Slots::new(MAX_CONNECTIONS)));
-    let mut pressure = Pressure::default();
+    let cap = connection_cap();
+    let slots = Arc::new(Mutex::new(Slots::new(cap)));
+    let mut pressure = Pressure {
+        cap,
+        ..Pressure::default()
+    };
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let accepted = tokio::select! {
@@ -370,6 +402,16 @@ mod tests {
         slots.release(id(&a));
         let (b, _) = admit(&mut slots, now);
         assert!(matches!(b, Admission::Admitted { evicted: false, .. }));
+    }
+
+    #[test]
+    fn the_cap_leaves_most_open_files_to_the_aws_clients() {
+        assert_eq!(cap_for(None), MAX_CONNECTIONS);
+        assert_eq!(cap_for(Some(1_048_576)), MAX_CONNECTIONS);
+        assert_eq!(cap_for(Some(1_024)), 256);
+        assert_eq!(cap_for(Some(128)), 32);
+        assert_eq!(cap_for(Some(2)), 1);
+        assert!(open_files_limit().is_some_and(|n| n > 0));
     }
 
     #[test]

@@ -38,18 +38,28 @@ fn post_with_token(token: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn idle_connections_starve_neither_health_nor_runs_nor_memory() {
-    raise_nofile(FLOOD as u64 + 1_024);
-    let a = Account::with_group().await;
-    a.user("carol").await;
+/// A daemon on `0.0.0.0` whose trigger needs the token `s3cret-admin-token`, with a soft limit of
+/// `nofile` open files when given.
+fn off_loopback_daemon(a: &Account, nofile: Option<u64>) -> Daemon {
     let token_file = a.dir.path().join("token");
     std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
     let config = format!(
         "{NEVER}[admin]\nlisten = \"0.0.0.0:{{port}}\"\ntoken_file = \"{}\"\n",
         token_file.display()
     );
-    let mut d = Daemon::start_with_nofile(&a, &a.moto.endpoint, &config, SERVICE_NOFILE);
+    match nofile {
+        Some(nofile) => Daemon::start_with_nofile(a, &a.moto.endpoint, &config, nofile),
+        None => Daemon::start(a, &a.moto.endpoint, &config),
+    }
+}
+
+/// Floods a daemon limited to `nofile` open files with idle, half-sent connections, and checks
+/// that health checks, triggers, runs and memory are unaffected.
+async fn under_flood(nofile: u64) {
+    raise_nofile(FLOOD as u64 + 1_024);
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let mut d = off_loopback_daemon(&a, Some(nofile));
     let wait = Duration::from_secs(10);
     assert_eq!(http_raw(d.admin, &get("/healthz"), wait).unwrap().0, 200);
     let (before_kib, _) = d.memory_kib();
@@ -75,8 +85,9 @@ async fn idle_connections_starve_neither_health_nor_runs_nor_memory() {
     let (now_kib, peak_kib) = d.memory_kib();
 
     eprintln!(
-        "{} of {FLOOD} idle connections opened in {flood_secs:.2}s; /healthz: {health:?} in {health_secs:.2}s; \
-         trigger: {trigger:?} in {trigger_secs:.2}s; run: exit_code {} account_errors {}; \
+        "limit {nofile} open files: {} of {FLOOD} idle connections opened in {flood_secs:.2}s; \
+         /healthz: {health:?} in {health_secs:.2}s; trigger: {trigger:?} in {trigger_secs:.2}s; \
+         run: exit_code {} account_errors {}; \
          VmRSS {before_kib} KiB before, {now_kib} KiB after, VmHWM {peak_kib} KiB",
         flood.len(),
         run["exit_code"],
@@ -104,24 +115,20 @@ async fn idle_connections_starve_neither_health_nor_runs_nor_memory() {
     assert_eq!(d.stop().0, 0);
 }
 
-/// A daemon on `0.0.0.0` whose trigger needs the token `s3cret-admin-token`.
-fn off_loopback_daemon(a: &Account) -> Daemon {
-    let token_file = a.dir.path().join("token");
-    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
-    Daemon::start(
-        a,
-        &a.moto.endpoint,
-        &format!(
-            "{NEVER}[admin]\nlisten = \"0.0.0.0:{{port}}\"\ntoken_file = \"{}\"\n",
-            token_file.display()
-        ),
-    )
+#[tokio::test]
+async fn idle_connections_starve_neither_health_nor_runs_nor_memory() {
+    under_flood(SERVICE_NOFILE).await;
+}
+
+#[tokio::test]
+async fn with_few_open_files_idle_connections_still_leave_room_for_runs() {
+    under_flood(128).await;
 }
 
 #[tokio::test]
 async fn a_request_body_beyond_the_limit_is_refused_unread() {
     let a = Account::with_group().await;
-    let mut d = off_loopback_daemon(&a);
+    let mut d = off_loopback_daemon(&a, None);
     let wait = Duration::from_secs(10);
     let request = "POST /reconcile HTTP/1.1\r\nHost: forcemfa\r\nAuthorization: Bearer s3cret-admin-token\r\nContent-Length: 1048576\r\n\r\n";
     let (status, body) = http_raw(d.admin, request, wait).unwrap();
@@ -136,7 +143,7 @@ async fn a_request_body_beyond_the_limit_is_refused_unread() {
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
     let a = Account::with_group().await;
-    let mut d = off_loopback_daemon(&a);
+    let mut d = off_loopback_daemon(&a, None);
     let wait = Duration::from_secs(10);
     for (authorization, expected) in [
         ("bearer s3cret-admin-token", 202),
