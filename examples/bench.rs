@@ -10,6 +10,8 @@
 //!
 //! `--concurrency` runs forcemfa once per value of `aws.max_concurrency` (default: 8, its
 //! default, and 2, which suits a single-process emulator best).
+// The benchmark reads its children's peak memory and limits.
+#![allow(unsafe_code)]
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -42,7 +44,7 @@ fn args() -> Result<Args, String> {
                 a.users = it
                     .next()
                     .and_then(|v| v.parse().ok())
-                    .ok_or("--users takes a number")?
+                    .ok_or("--users takes a number")?;
             }
             "--concurrency" => {
                 a.concurrency = it
@@ -50,7 +52,7 @@ fn args() -> Result<Args, String> {
                     .ok_or("--concurrency takes a list")?
                     .split(',')
                     .map(|v| v.trim().parse().map_err(|_| format!("bad concurrency {v}")))
-                    .collect::<Result<_, _>>()?
+                    .collect::<Result<_, _>>()?;
             }
             "--skip-seed" => a.skip_seed = true,
             "--forcemfa" => a.forcemfa = it.next().ok_or("--forcemfa takes a path")?,
@@ -170,7 +172,7 @@ fn calls_in_report(report: &str) -> Result<(u64, u64), String> {
     }
     let calls = account["api_calls"]
         .as_object()
-        .map(|m| m.values().filter_map(|x| x.as_u64()).sum())
+        .map(|m| m.values().filter_map(serde_json::Value::as_u64).sum())
         .unwrap_or(0);
     Ok((calls, account["planned_changes"].as_u64().unwrap_or(0)))
 }

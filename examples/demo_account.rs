@@ -92,7 +92,11 @@ async fn seed(iam: &Client) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn members(iam: &Client) -> Result<(), Box<dyn std::error::Error>> {
     let out = iam.get_group().group_name(GROUP).send().await?;
-    let mut names: Vec<&str> = out.users().iter().map(|u| u.user_name()).collect();
+    let mut names: Vec<&str> = out
+        .users()
+        .iter()
+        .map(aws_sdk_iam::types::User::user_name)
+        .collect();
     names.sort();
     println!("{GROUP} members: {}", names.join(", "));
     Ok(())

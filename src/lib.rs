@@ -6,14 +6,14 @@
 //! it on a schedule and on request; [`policy`] renders the IAM policies and bootstraps the group.
 
 pub mod arn;
-pub mod aws;
+pub(crate) mod aws;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod environment;
+pub(crate) mod environment;
 pub mod policy;
-pub mod reconcile;
-pub mod service;
-pub mod signals;
-pub mod sync;
-pub mod telemetry;
+pub(crate) mod reconcile;
+pub(crate) mod service;
+pub(crate) mod signals;
+pub(crate) mod sync;
+pub(crate) mod telemetry;

@@ -421,7 +421,7 @@ impl Config {
             )
         })?;
 
-        let aws = validate_aws(raw.aws)?;
+        let aws = validate_aws(&raw.aws)?;
 
         let defaults = CleanupSettings::default();
         let cleanup = CleanupSettings {
@@ -491,9 +491,9 @@ fn overlay_env(
     for (name, value) in vars {
         let path: Vec<String> = name[ENV_PREFIX.len()..]
             .split("__")
-            .map(|p| p.to_ascii_lowercase())
+            .map(str::to_ascii_lowercase)
             .collect();
-        if path.iter().any(|p| p.is_empty()) {
+        if path.iter().any(std::string::String::is_empty) {
             return Err(ConfigError::invalid(
                 &name,
                 "is not of the form FORCEMFA__KEY or FORCEMFA__SECTION__KEY",
@@ -754,7 +754,7 @@ fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
             ));
         }
     }
-    if raw.tags.keys().any(|k| k.is_empty()) {
+    if raw.tags.keys().any(std::string::String::is_empty) {
         return Err(ConfigError::invalid(
             "exempt.tags",
             "a tag key must not be empty",
@@ -767,7 +767,7 @@ fn validate_exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
     })
 }
 
-fn validate_aws(raw: RawAws) -> Result<AwsSettings, ConfigError> {
+fn validate_aws(raw: &RawAws) -> Result<AwsSettings, ConfigError> {
     let d = AwsSettings::default();
     let max_concurrency = ranged(
         "aws.max_concurrency",

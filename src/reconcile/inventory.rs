@@ -11,7 +11,6 @@ use futures::stream::{self, StreamExt};
 
 use crate::arn::Arn;
 use crate::aws::answers::Pages;
-use crate::aws::identity::Identity;
 use crate::aws::{describe, is_no_such_entity, AccountClients};
 use crate::policy;
 use crate::reconcile::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
@@ -64,7 +63,6 @@ pub enum GroupPolicyCheck {
 /// Everything known about one account after reading it.
 #[derive(Debug, Clone)]
 pub struct AccountFacts {
-    pub identity: Identity,
     pub users: Vec<UserFacts>,
     pub group_policy: GroupPolicyCheck,
     /// Serial numbers of virtual MFA devices that belong to nobody (abandoned set-ups).
@@ -396,7 +394,7 @@ where
 /// Reads every fact the plan needs for one account.
 pub async fn read_account(
     clients: &AccountClients,
-    identity: Identity,
+    account_id: &str,
     group: &str,
     rules: &Rules,
     page_size: i32,
@@ -411,7 +409,7 @@ pub async fn read_account(
     let Some(group_detail) = group_detail else {
         return Err(AccountError::GroupMissing {
             group: group.to_string(),
-            account_id: identity.account_id.clone(),
+            account_id: account_id.to_string(),
         });
     };
     let (holders, unassigned_devices) = devices?;
@@ -435,7 +433,6 @@ pub async fn read_account(
     }
 
     Ok(AccountFacts {
-        identity,
         users,
         group_policy,
         unassigned_devices,

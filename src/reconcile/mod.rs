@@ -368,7 +368,7 @@ async fn reconcile_into(
     let facts = stop
         .run_until_cancelled(inventory::read_account(
             clients,
-            identity,
+            &account_id,
             &config.group,
             &rules,
             config.aws.page_size,

@@ -181,7 +181,12 @@ impl ClientPool {
 
     /// The partition of the configured region (aws, aws-cn, aws-us-gov).
     fn partition(&self) -> Partition {
-        Partition::of_region(self.base.region().map(|r| r.as_ref()).unwrap_or_default())
+        Partition::of_region(
+            self.base
+                .region()
+                .map(std::convert::AsRef::as_ref)
+                .unwrap_or_default(),
+        )
     }
 }
 
@@ -213,7 +218,7 @@ mod tests {
         );
         let discovered: Vec<String> = ["111111111111", "222222222222", "444444444444"]
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         let targets = with_organization(listed_targets(&c), &discovered, &c, Partition::Aws);
         let arns: Vec<String> = targets

@@ -211,6 +211,7 @@ fn cap_for(open_files: Option<u64>) -> usize {
 }
 
 /// The soft limit on open files; None when unlimited or unknown.
+#[allow(unsafe_code)]
 fn open_files_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

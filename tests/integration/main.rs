@@ -1,4 +1,6 @@
 //! Integration tests: the real binary against a real IAM API (moto_server) over HTTP.
+// The tests set resource limits and send signals to the processes they start.
+#![allow(unsafe_code)]
 
 mod accounts;
 mod admin;

@@ -504,5 +504,5 @@ pub fn raise_nofile(needed: u64) {
 
 /// Sorted set of names, for comparing group membership.
 pub fn set(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|s| s.to_string()).collect()
+    names.iter().map(std::string::ToString::to_string).collect()
 }

@@ -50,7 +50,10 @@ pub struct Rule {
 impl Rule {
     pub fn new(needles: &[&str], fault: Fault) -> Rule {
         Rule {
-            needles: needles.iter().map(|s| s.to_string()).collect(),
+            needles: needles
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             absent: Vec::new(),
             fault,
             times: None,
@@ -70,7 +73,10 @@ impl Rule {
     /// Matches only requests that contain none of `needles`.
     pub fn unless(self, needles: &[&str]) -> Rule {
         Rule {
-            absent: needles.iter().map(|s| s.to_string()).collect(),
+            absent: needles
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect(),
             ..self
         }
     }
