@@ -301,7 +301,8 @@ async fn off_loopback_the_trigger_needs_the_token() {
     assert!(eventually(10, || has_member(&a, "carol")).await);
     // `forcemfa trigger` reads the token from the same file.
     let config = d.config.to_str().unwrap().to_string();
-    let run = a.forcemfa(&["trigger", "--config", &config]);
+    let admin = d.admin.to_string();
+    let run = a.forcemfa(&["trigger", "--config", &config, "--admin", &admin]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         !d.stderr_text().contains("s3cret"),

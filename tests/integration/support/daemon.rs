@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, Account};
+use super::Account;
 
 pub struct Daemon {
     child: Option<Child>,
@@ -126,11 +126,12 @@ impl Daemon {
         env: &[(&str, &str)],
         nofile: Option<u64>,
     ) -> Daemon {
-        let port = free_port();
+        // Port 0: the daemon binds a free port itself and logs the address it got, so no other
+        // process can take the port between a test's choice and the daemon's bind.
         let text = if config_text.contains("[admin]") {
-            config_text.replace("{port}", &port.to_string())
+            config_text.replace("{port}", "0")
         } else {
-            format!("{config_text}\n[admin]\nlisten = \"127.0.0.1:{port}\"\n")
+            format!("{config_text}\n[admin]\nlisten = \"127.0.0.1:0\"\n")
         };
         let config = account.config(&text);
         let stdout = account.dir.path().join("daemon.stdout");
@@ -165,23 +166,39 @@ impl Daemon {
             ))
             .spawn()
             .expect("start forcemfa run");
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             child: Some(child),
-            admin: ([127, 0, 0, 1], port).into(),
+            admin: ([127, 0, 0, 1], 0).into(),
             config,
             stdout,
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect_timeout(&daemon.admin, Duration::from_millis(200)).is_err() {
+        daemon.admin = loop {
+            if let Some(listen) = daemon.bound_address() {
+                break listen;
+            }
             assert!(
                 Instant::now() < deadline,
                 "the admin listener never came up:\n{}",
                 daemon.stderr_text()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
         daemon
+    }
+
+    /// The admin listener's address, from the `forcemfa started` log line (a wildcard bind is
+    /// reached on loopback).
+    fn bound_address(&self) -> Option<SocketAddr> {
+        let text = self.stderr_text();
+        let started = text.lines().find(|l| l.contains("\"forcemfa started\""))?;
+        let line: serde_json::Value = serde_json::from_str(started).ok()?;
+        let mut addr: SocketAddr = line["listen"].as_str()?.parse().ok()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip([127, 0, 0, 1].into());
+        }
+        Some(addr)
     }
 
     pub fn pid(&self) -> u32 {
