@@ -1,7 +1,7 @@
 //! Who the credentials belong to: sts:GetCallerIdentity, the one call every command starts with.
 
 use crate::arn::Arn;
-use crate::aws::{describe, AccountClients};
+use crate::aws::{AccountClients, AwsError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -18,7 +18,7 @@ pub async fn caller_identity(clients: &AccountClients) -> Result<Identity, Strin
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| describe(&e))?;
+        .map_err(|e| AwsError::of("sts", "GetCallerIdentity", &e).detail)?;
     let account_id = out
         .account()
         .filter(|a| !a.is_empty())

@@ -2,7 +2,10 @@
 //! retry and timeout policy, and a count of every request sent, by operation.
 
 pub mod answers;
+pub mod error;
 pub mod identity;
+
+pub use error::AwsError;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -13,16 +16,14 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::retry::{RetryPartition, TokenBucket};
-use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::config::{AwsSettings, RetryMode};
 use crate::sync::lock;
@@ -158,33 +159,4 @@ impl AccountClients {
         );
         AccountClients { iam, sts, calls }
     }
-}
-
-/// A one-line description of a failed call: the service's code and message when IAM answered,
-/// otherwise the whole chain of causes (timeouts, connection errors, credentials).
-pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-{
-    if let SdkError::ServiceError(service) = err {
-        let e = service.err();
-        return match (e.code(), e.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            (Some(code), None) => code.to_string(),
-            // An answer the SDK could not read as an IAM error: its status says the most.
-            (None, _) => format!(
-                "HTTP {} with an error response that is not IAM's",
-                service.raw().status().as_u16()
-            ),
-        };
-    }
-    DisplayErrorContext(err).to_string()
-}
-
-/// True when IAM answered that the entity does not exist.
-pub fn is_no_such_entity<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: ProvideErrorMetadata,
-{
-    matches!(err, SdkError::ServiceError(s) if s.err().code() == Some("NoSuchEntity"))
 }

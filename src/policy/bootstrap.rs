@@ -6,7 +6,7 @@ use tracing::{info, warn};
 
 use crate::arn;
 use crate::aws::identity;
-use crate::aws::{describe, is_no_such_entity, AccountClients};
+use crate::aws::{AccountClients, AwsError};
 use crate::config::GroupPolicySettings;
 use crate::policy::{self, GROUP_POLICY_NAME};
 
@@ -92,8 +92,10 @@ pub async fn bootstrap(
         .await
     {
         Ok(_) => true,
-        Err(e) if is_no_such_entity(&e) => false,
-        Err(e) => return Err(format!("iam:GetGroup {group} failed: {}", describe(&e))),
+        Err(e) => match AwsError::iam("GetGroup", &e) {
+            e if e.is_not_found() => false,
+            e => return Err(format!("iam:GetGroup {group} failed: {}", e.detail)),
+        },
     };
     if !exists && !dry_run {
         clients
@@ -102,7 +104,10 @@ pub async fn bootstrap(
             .group_name(group)
             .send()
             .await
-            .map_err(|e| format!("iam:CreateGroup {group} failed: {}", describe(&e)))?;
+            .map_err(|e| {
+                let e = AwsError::iam("CreateGroup", &e);
+                format!("iam:CreateGroup {group} failed: {}", e.detail)
+            })?;
         info!(account_id, group, "group created");
     }
 
@@ -119,13 +124,15 @@ pub async fn bootstrap(
                 policy::decode_document(out.policy_document())
                     .map_err(|e| format!("group {group}'s policy {GROUP_POLICY_NAME}: {e}"))?,
             ),
-            Err(e) if is_no_such_entity(&e) => None,
-            Err(e) => {
-                return Err(format!(
-                    "iam:GetGroupPolicy {group}/{GROUP_POLICY_NAME} failed: {}",
-                    describe(&e)
-                ))
-            }
+            Err(e) => match AwsError::iam("GetGroupPolicy", &e) {
+                e if e.is_not_found() => None,
+                e => {
+                    return Err(format!(
+                        "iam:GetGroupPolicy {group}/{GROUP_POLICY_NAME} failed: {}",
+                        e.detail
+                    ))
+                }
+            },
         }
     } else {
         None
@@ -157,7 +164,7 @@ pub async fn bootstrap(
             .map_err(|e| {
                 format!(
                     "iam:PutGroupPolicy {group}/{GROUP_POLICY_NAME} failed: {}",
-                    describe(&e)
+                    AwsError::iam("PutGroupPolicy", &e).detail
                 )
             })?;
         info!(account_id, group, policy = GROUP_POLICY_NAME, outcome = ?outcome, "group policy written");

@@ -8,7 +8,7 @@
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{describe, AccountClients};
+use crate::aws::{AccountClients, AwsError};
 use crate::reconcile::plan::{Action, UserName};
 
 /// One write to IAM.
@@ -101,7 +101,7 @@ async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("iam:AddUserToGroup failed: {}", describe(&e))),
+            .map_err(|e| AwsError::iam("AddUserToGroup", &e).to_string()),
         Change::Membership(user, Action::Remove) => clients
             .iam
             .remove_user_from_group()
@@ -110,7 +110,7 @@ async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("iam:RemoveUserFromGroup failed: {}", describe(&e))),
+            .map_err(|e| AwsError::iam("RemoveUserFromGroup", &e).to_string()),
         // IAM refuses to delete a device that a user has enabled in the meantime, so a race with
         // a user finishing their set-up cannot take their device away.
         Change::DeleteDevice(serial) => clients
@@ -120,6 +120,6 @@ async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| format!("iam:DeleteVirtualMFADevice failed: {}", describe(&e))),
+            .map_err(|e| AwsError::iam("DeleteVirtualMFADevice", &e).to_string()),
     }
 }

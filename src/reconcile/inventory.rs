@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 
 use crate::arn::Arn;
 use crate::aws::answers::Pages;
-use crate::aws::{describe, is_no_such_entity, AccountClients};
+use crate::aws::{AccountClients, AwsError};
 use crate::policy;
 use crate::reconcile::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
 
@@ -22,11 +22,8 @@ pub enum AccountError {
     Identity(String),
     #[error("group {group} does not exist in account {account_id}: create it, or set `group` to the enforcement group's name")]
     GroupMissing { group: String, account_id: String },
-    #[error("iam:{operation} failed: {message}")]
-    Read {
-        operation: &'static str,
-        message: String,
-    },
+    #[error(transparent)]
+    Read(AwsError),
     #[error("iam:{operation} returned {what}")]
     Nonsense {
         operation: &'static str,
@@ -42,7 +39,8 @@ impl AccountError {
         match self {
             AccountError::Identity(_) => "identity",
             AccountError::GroupMissing { .. } => "group_missing",
-            AccountError::Read { .. } => "read",
+            // The kind of failure the read met: throttled, refused, timeout, ...
+            AccountError::Read(e) => e.kind.metric_label(),
             AccountError::Nonsense { .. } => "invalid_response",
             AccountError::Stopped(_) => "stopped",
         }
@@ -109,10 +107,7 @@ async fn list_users_and_group(
             .set_marker(pages.marker().map(str::to_string))
             .send()
             .await
-            .map_err(|e| AccountError::Read {
-                operation: OP,
-                message: describe(&e),
-            })?;
+            .map_err(|e| AccountError::Read(AwsError::iam(OP, &e)))?;
         for detail in page.user_detail_list() {
             let name = detail
                 .user_name()
@@ -191,10 +186,7 @@ async fn virtual_devices(
             .set_marker(pages.marker().map(str::to_string))
             .send()
             .await
-            .map_err(|e| AccountError::Read {
-                operation: OP,
-                message: describe(&e),
-            })?;
+            .map_err(|e| AccountError::Read(AwsError::iam(OP, &e)))?;
         for device in page.virtual_mfa_devices() {
             let nonsense = |what: &str| AccountError::Nonsense {
                 operation: OP,
@@ -238,7 +230,12 @@ async fn managed_policy_document(
         .policy_arn(arn)
         .send()
         .await
-        .map_err(|e| format!("iam:GetPolicy {arn} failed: {}", describe(&e)))?;
+        .map_err(|e| {
+            format!(
+                "iam:GetPolicy {arn} failed: {}",
+                AwsError::iam("GetPolicy", &e).detail
+            )
+        })?;
     let version = policy
         .policy()
         .and_then(|p| p.default_version_id())
@@ -250,7 +247,10 @@ async fn managed_policy_document(
         .version_id(version)
         .send()
         .await
-        .map_err(|e| format!("iam:GetPolicyVersion {arn} failed: {}", describe(&e)))?;
+        .map_err(|e| {
+            let e = AwsError::iam("GetPolicyVersion", &e);
+            format!("iam:GetPolicyVersion {arn} failed: {}", e.detail)
+        })?;
     let text = document
         .policy_version()
         .and_then(|v| v.document())
@@ -294,7 +294,7 @@ async fn root_mfa(clients: &AccountClients) -> Result<bool, String> {
         .get_account_summary()
         .send()
         .await
-        .map_err(|e| format!("iam:GetAccountSummary failed: {}", describe(&e)))?;
+        .map_err(|e| AwsError::iam("GetAccountSummary", &e).to_string())?;
     summary
         .summary_map()
         .and_then(|m| m.get(&SummaryKeyType::AccountMfaEnabled))
@@ -319,13 +319,14 @@ async fn mfa_state(clients: &AccountClients, user: &str, page_size: i32) -> MfaS
             .await
         {
             Ok(page) => page,
-            Err(e) if is_no_such_entity(&e) => {
-                return MfaState::Unknown(format!(
-                    "{OP}: the user no longer exists ({})",
-                    describe(&e)
-                ))
+            Err(e) => {
+                let e = AwsError::iam("ListMFADevices", &e);
+                return MfaState::Unknown(if e.is_not_found() {
+                    format!("{OP}: the user no longer exists ({})", e.detail)
+                } else {
+                    e.to_string()
+                });
             }
-            Err(e) => return MfaState::Unknown(format!("{OP} failed: {}", describe(&e))),
         };
         // A device is a fact only when the answer names it and says whose it is.
         for device in page.mfa_devices() {
@@ -359,8 +360,10 @@ async fn mfa_state(clients: &AccountClients, user: &str, page_size: i32) -> MfaS
 async fn console_access(clients: &AccountClients, user: &str) -> ConsoleAccess {
     match clients.iam.get_login_profile().user_name(user).send().await {
         Ok(_) => ConsoleAccess::Present,
-        Err(e) if is_no_such_entity(&e) => ConsoleAccess::Absent,
-        Err(e) => ConsoleAccess::Unknown(format!("iam:GetLoginProfile failed: {}", describe(&e))),
+        Err(e) => match AwsError::iam("GetLoginProfile", &e) {
+            e if e.is_not_found() => ConsoleAccess::Absent,
+            e => ConsoleAccess::Unknown(e.to_string()),
+        },
     }
 }
 

@@ -11,7 +11,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::arn::Partition;
 use crate::aws::answers::Pages;
-use crate::aws::{describe, load_sdk_config, AccountClients, CallCounter};
+use crate::aws::{load_sdk_config, AccountClients, AwsError, CallCounter};
 use crate::config::{AccountTarget, Config};
 use crate::sync::lock;
 
@@ -158,7 +158,7 @@ impl ClientPool {
                 .set_next_token(pages.marker().map(str::to_string))
                 .send()
                 .await
-                .map_err(|e| format!("organizations:ListAccounts failed: {}", describe(&e)))?;
+                .map_err(|e| AwsError::of("organizations", "ListAccounts", &e).to_string())?;
             for account in page.accounts() {
                 let active = account.status().is_some_and(|s| s.as_str() == "ACTIVE");
                 if let (true, Some(id)) = (active, account.id()) {

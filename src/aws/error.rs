@@ -1,0 +1,121 @@
+//! A failed call to AWS as a value: which operation failed, what kind of failure it was (with a
+//! stable label for logs and metrics), and the service's own words.
+
+use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+/// What kind of failure a call met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The service throttled the call (after the SDK's retries).
+    Throttled,
+    /// The entity does not exist (`NoSuchEntity`).
+    NotFound,
+    /// The caller may not (`AccessDenied` and the like).
+    Refused,
+    /// Any other error the service answered with.
+    Service,
+    /// The answer arrived but was not one to act on (cut short, malformed, another answer).
+    BrokenAnswer,
+    Timeout,
+    /// No answer: connection, DNS, TLS, credentials.
+    Unreachable,
+}
+
+impl FailureKind {
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            FailureKind::Throttled => "throttled",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Refused => "refused",
+            FailureKind::Service => "service",
+            FailureKind::BrokenAnswer => "broken_answer",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// A call that failed: `iam:AddUserToGroup failed: Throttling: Rate exceeded`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service}:{operation} failed: {detail}")]
+pub struct AwsError {
+    pub service: &'static str,
+    pub operation: &'static str,
+    pub kind: FailureKind,
+    /// The service's code and message when it answered, otherwise the chain of causes.
+    pub detail: String,
+}
+
+impl AwsError {
+    /// The failure of an IAM call.
+    pub fn iam<E>(operation: &'static str, err: &SdkError<E, HttpResponse>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        AwsError::of("iam", operation, err)
+    }
+
+    pub fn of<E>(
+        service: &'static str,
+        operation: &'static str,
+        err: &SdkError<E, HttpResponse>,
+    ) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        AwsError {
+            service,
+            operation,
+            kind: kind_of(err),
+            detail: describe(err),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.kind == FailureKind::NotFound
+    }
+}
+
+fn kind_of<E>(err: &SdkError<E, HttpResponse>) -> FailureKind
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some("NoSuchEntity") => FailureKind::NotFound,
+            Some("Throttling" | "ThrottlingException" | "TooManyRequestsException") => {
+                FailureKind::Throttled
+            }
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation") => {
+                FailureKind::Refused
+            }
+            _ => FailureKind::Service,
+        },
+        SdkError::ResponseError(_) => FailureKind::BrokenAnswer,
+        SdkError::TimeoutError(_) => FailureKind::Timeout,
+        _ => FailureKind::Unreachable,
+    }
+}
+
+/// A one-line description of a failed call: the service's code and message when it answered,
+/// otherwise the whole chain of causes (timeouts, connection errors, credentials).
+fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if let SdkError::ServiceError(service) = err {
+        let e = service.err();
+        return match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_string(),
+            // An answer the SDK could not read as the service's error: its status says the most.
+            (None, _) => format!(
+                "HTTP {} with an error response that is not IAM's",
+                service.raw().status().as_u16()
+            ),
+        };
+    }
+    DisplayErrorContext(err).to_string()
+}
