@@ -1,6 +1,8 @@
 //! Typed configuration: a TOML file (optional) whose every key has a default, validated as a whole
 //! before anything talks to AWS, so a bad value stops the process with the key named.
 
+mod env;
+mod raw;
 pub mod schedule;
 
 use std::collections::BTreeMap;
@@ -8,10 +10,10 @@ use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::arn::{is_account_id, Arn};
 use crate::environment::{self, NotUnicode};
+use env::{overlay_env, variable_sets, ENV_PREFIX};
+use raw::{RawAccount, RawAws, RawConfig, RawExempt, RawOrganization};
 use schedule::Schedule;
 
 /// Errors found while reading or validating the configuration. Each names the file or the key.
@@ -52,109 +54,6 @@ impl ConfigError {
             None => ConfigError::Invalid { key, message },
         }
     }
-}
-
-/// Whether the override `variable` sets `key` or a table holding it: `FORCEMFA__AWS__PAGE_SIZE`
-/// sets `aws.page_size`, `FORCEMFA__ACCOUNTS` sets `accounts[0].role_arn`.
-fn variable_sets(variable: &str, key: &str) -> bool {
-    let Some(path) = variable.strip_prefix(ENV_PREFIX) else {
-        return false;
-    };
-    let path = path.to_ascii_lowercase().replace("__", ".");
-    key == path
-        || key
-            .strip_prefix(path.as_str())
-            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
-}
-
-/// The file as written; every field optional so that defaults live in one place ([`Config`]).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    group: Option<String>,
-    dry_run: Option<bool>,
-    max_changes: Option<i64>,
-    console_users_only: Option<bool>,
-    schedule: Option<String>,
-    run_timeout: Option<String>,
-    run_on_start: Option<bool>,
-    log_level: Option<String>,
-    audit_log: Option<PathBuf>,
-    #[serde(default)]
-    exempt: RawExempt,
-    #[serde(default)]
-    admin: RawAdmin,
-    #[serde(default)]
-    aws: RawAws,
-    #[serde(default)]
-    cleanup: RawCleanup,
-    #[serde(default)]
-    group_policy: RawGroupPolicy,
-    #[serde(default)]
-    accounts: Vec<RawAccount>,
-    organization: Option<RawOrganization>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAccount {
-    role_arn: String,
-    external_id: Option<String>,
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOrganization {
-    role_name: String,
-    #[serde(default)]
-    exclude_accounts: Vec<String>,
-    external_id: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCleanup {
-    unassigned_mfa_devices: Option<bool>,
-    unassigned_min_age: Option<String>,
-    state_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGroupPolicy {
-    allow_enrolment_with_access_keys: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExempt {
-    #[serde(default)]
-    users: Vec<String>,
-    #[serde(default)]
-    path_prefixes: Vec<String>,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    listen: Option<String>,
-    token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAws {
-    max_concurrency: Option<i64>,
-    max_attempts: Option<i64>,
-    connect_timeout_secs: Option<i64>,
-    operation_timeout_secs: Option<i64>,
-    page_size: Option<i64>,
-    retry_mode: Option<String>,
-    max_backoff_secs: Option<i64>,
-    max_accounts_in_parallel: Option<i64>,
 }
 
 /// Who is never added to nor removed from the group.
@@ -470,61 +369,6 @@ impl Config {
             organization: raw.organization.map(validate_organization).transpose()?,
         })
     }
-}
-
-/// Prefix of the environment variables that override configuration keys: `FORCEMFA__GROUP`,
-/// `FORCEMFA__ADMIN__LISTEN`, `FORCEMFA__EXEMPT__USERS='["breakglass"]'`.
-pub const ENV_PREFIX: &str = "FORCEMFA__";
-
-/// Writes every `FORCEMFA__*` variable into `table`; returns the variables' names. A value that
-/// reads as a TOML value (`true`, `25`, `["a"]`) is taken as one, anything else as a string.
-fn overlay_env(
-    table: &mut toml::Table,
-    vars: impl IntoIterator<Item = (String, String)>,
-) -> Result<Vec<String>, ConfigError> {
-    let mut names = Vec::new();
-    let mut vars: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
-    vars.sort();
-    for (name, value) in vars {
-        let path: Vec<String> = name[ENV_PREFIX.len()..]
-            .split("__")
-            .map(str::to_ascii_lowercase)
-            .collect();
-        if path.iter().any(std::string::String::is_empty) {
-            return Err(ConfigError::invalid(
-                &name,
-                "is not of the form FORCEMFA__KEY or FORCEMFA__SECTION__KEY",
-            ));
-        }
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.clone()));
-        let Some((key, sections)) = path.split_last() else {
-            return Err(ConfigError::invalid(&name, "names no key"));
-        };
-        let mut slot = &mut *table;
-        for section in sections {
-            let entry = slot
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            slot = match entry {
-                toml::Value::Table(t) => t,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        &name,
-                        format!("`{section}` is not a section"),
-                    ))
-                }
-            };
-        }
-        slot.insert(key.clone(), parsed);
-        names.push(name);
-    }
-    Ok(names)
 }
 
 /// The account id in a role ARN (`arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`).
