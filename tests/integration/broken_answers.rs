@@ -112,9 +112,9 @@ async fn a_broken_mfa_list_skips_the_user_instead_of_guessing() {
     }
 }
 
-/// Cuts a GetAccountAuthorizationDetails answer between its first and second user.
-fn cut_between_users(body: &str) -> String {
-    let end = body.find("</member>").expect("a user") + "</member>".len();
+/// The answer cut right after its first list member: between two users, or two devices.
+fn cut_after_first_member(body: &str) -> String {
+    let end = body.find("</member>").expect("a member") + "</member>".len();
     body[..end].to_string()
 }
 
@@ -125,21 +125,20 @@ fn says_truncated_without_marker(body: &str) -> String {
     )
 }
 
-fn without_group_list(body: &str) -> String {
-    let start = body.find("<GroupDetailList>").expect("group list");
-    let end = body.find("</GroupDetailList>").expect("group list end") + "</GroupDetailList>".len();
+/// The answer without its `element`.
+fn without(body: &str, element: &str) -> String {
+    let (open, close) = (format!("<{element}>"), format!("</{element}>"));
+    let start = body.find(&open).expect("the element");
+    let end = body.find(&close).expect("its end") + close.len();
     format!("{}{}", &body[..start], &body[end..])
+}
+
+fn without_group_list(body: &str) -> String {
+    without(body, "GroupDetailList")
 }
 
 fn without_virtual_list(body: &str) -> String {
-    let start = body.find("<VirtualMFADevices>").expect("device list");
-    let end = body.find("</VirtualMFADevices>").expect("list end") + "</VirtualMFADevices>".len();
-    format!("{}{}", &body[..start], &body[end..])
-}
-
-fn cut_between_devices(body: &str) -> String {
-    let end = body.find("</member>").expect("a device") + "</member>".len();
-    body[..end].to_string()
+    without(body, "VirtualMFADevices")
 }
 
 #[tokio::test]
@@ -168,7 +167,7 @@ async fn a_listing_that_cannot_be_read_whole_stops_the_account() {
         (
             "GetAccountAuthorizationDetails",
             "cut between two users",
-            cut_between_users,
+            cut_after_first_member,
         ),
         (
             "GetAccountAuthorizationDetails",
@@ -183,7 +182,7 @@ async fn a_listing_that_cannot_be_read_whole_stops_the_account() {
         (
             "ListVirtualMFADevices",
             "cut between two devices",
-            cut_between_devices,
+            cut_after_first_member,
         ),
         (
             "ListVirtualMFADevices",
