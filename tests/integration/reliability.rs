@@ -312,7 +312,8 @@ async fn kill_9_at_any_point_leaves_every_change_made_in_the_audit_log() {
     ));
     let path = config.to_str().unwrap().to_string();
 
-    // Kill points spread over the whole apply, drawn from a seed printed for replay.
+    // Kill points spread over the apply phase (from its first audit line on), drawn from a seed
+    // printed for replay.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -324,13 +325,22 @@ async fn kill_9_at_any_point_leaves_every_change_made_in_the_audit_log() {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let after_ms = 150 + (state >> 33) % 900;
+        let after_ms = (state >> 33) % 600;
+        let lines_before = audit_lines(&log).len();
         let mut child = a
             .command(&proxy.endpoint, &["reconcile", "--config", &path])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // Wait for the apply phase: a first new audit line (or the run's end).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while audit_lines(&log).len() == lines_before
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
         child.kill().unwrap();
         child.wait().unwrap();
@@ -342,14 +352,18 @@ async fn kill_9_at_any_point_leaves_every_change_made_in_the_audit_log() {
         let missing: Vec<_> = members.difference(&intended).collect();
         assert!(
             missing.is_empty(),
-            "round {round} (killed after {after_ms} ms): in the group but not in the audit log: {missing:?}"
+            "round {round} (killed {after_ms} ms into the apply): in the group but not in the audit log: {missing:?}"
         );
         // Nothing is confirmed that IAM did not do.
         let done = audited(&lines, "add", "done");
         assert!(done.is_subset(&members), "round {round}");
-        kills.push((after_ms, members.len(), done.len()));
+        kills.push((after_ms, members.len(), intended.len(), done.len()));
     }
-    println!("kill -9 points (ms after start, members, confirmed): {kills:?}");
+    println!("kill -9 points (ms into the apply, members, intents, confirmed): {kills:?}");
+    assert!(
+        kills.iter().any(|k| k.1 > 0 && k.1 < 150),
+        "no kill landed in the middle of the apply: {kills:?}"
+    );
 
     let run = a.forcemfa(&["reconcile", "--config", &path, "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
