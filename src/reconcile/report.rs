@@ -99,7 +99,7 @@ pub struct AccountReport {
     pub error_kind: Option<&'static str>,
 }
 
-/// How one account's reconciliation ended, as the exit code, readiness and metrics see it.
+/// How one account's reconciliation ended, as the exit code and the metrics see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountOutcome {
     /// Read and planned; its changes applied, or listed in a dry run. Users may still have been
@@ -183,11 +183,6 @@ impl RunReport {
         } else {
             RunResult::Success
         }
-    }
-
-    /// True when every account was read and planned (users may still have been skipped).
-    pub fn accounts_ok(&self) -> bool {
-        self.error.is_none() && self.accounts.iter().all(AccountReport::was_read)
     }
 
     pub fn exit_code(&self) -> u8 {

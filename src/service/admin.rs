@@ -83,16 +83,13 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no run has completed without an account error yet, or the last one failed\n",
-        )
-            .into_response()
-    }
+/// Ready means the service runs with a valid configuration, which holds from the moment the
+/// listener answers: it is bound only after the configuration loaded. Whether enforcement
+/// succeeds is not readiness (an AWS outage would take the service out of its load balancer and
+/// its scrapes with it, just when the metrics matter): it is the metrics
+/// `forcemfa_last_success_timestamp_seconds` and `forcemfa_account_errors_total`.
+async fn readyz() -> &'static str {
+    "ready\n"
 }
 
 /// OpenMetrics for scrapers that ask for it, the classic Prometheus text format otherwise.

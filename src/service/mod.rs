@@ -286,7 +286,6 @@ async fn runner(shared: Arc<Shared>) {
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());
-            shared.set_ready(report.accounts_ok());
             shared.run_finished();
         }
     }

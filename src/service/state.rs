@@ -26,7 +26,6 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The address the admin listener is bound to (fixed for the life of the process).
     pub listen: SocketAddr,
-    ready: AtomicBool,
     pending: AtomicBool,
     running: AtomicBool,
     pub(super) wake: Notify,
@@ -40,7 +39,6 @@ impl Shared {
             current: RwLock::new(Arc::new(current)),
             metrics: Metrics::new(),
             listen,
-            ready: AtomicBool::new(false),
             pending: AtomicBool::new(false),
             running: AtomicBool::new(false),
             wake: Notify::new(),
@@ -58,14 +56,6 @@ impl Shared {
 
     pub fn token(&self) -> Option<Token> {
         self.current().token.clone()
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
     }
 
     /// Asks for a run. Returns what became of the request: `started` (the runner was idle),
