@@ -1,4 +1,5 @@
-//! The daemon's admin HTTP listener: liveness, readiness, metrics, and a trigger for a run.
+//! The daemon's admin HTTP listener: liveness, readiness, metrics, a trigger for a run and the
+//! last run's report.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/reconcile", post(reconcile))
+        .route("/report", get(report))
         .layer(middleware::from_fn(refuse_large_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -119,17 +121,40 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     }
 }
 
+/// The last run's report, exactly as `reconcile --output json` prints it. It names users and
+/// accounts, so it is guarded like the trigger.
+async fn report(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guarded(&shared, &headers, || match shared.last_report() {
+        Some(report) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{}\n", report.to_json()),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no run has finished yet: there is no report\n",
+        )
+            .into_response(),
+    })
+}
+
 async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    match trigger_access(shared.listen, shared.token().as_ref(), &headers) {
-        Access::Allowed => {
-            let outcome = shared.request_run("http");
-            (
-                StatusCode::ACCEPTED,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{{\"outcome\":\"{outcome}\"}}\n"),
-            )
-                .into_response()
-        }
+    guarded(&shared, &headers, || {
+        let outcome = shared.request_run("http");
+        (
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"outcome\":\"{outcome}\"}}\n"),
+        )
+            .into_response()
+    })
+}
+
+/// Serves `allowed` to a caller [`trigger_access`] lets in, and refuses the others.
+fn guarded(shared: &Shared, headers: &HeaderMap, allowed: impl FnOnce() -> Response) -> Response {
+    match trigger_access(shared.listen, shared.token().as_ref(), headers) {
+        Access::Allowed => allowed(),
         Access::Unauthorized => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -138,7 +163,7 @@ async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
             .into_response(),
         Access::Forbidden => (
             StatusCode::FORBIDDEN,
-            "triggering is disabled on a non-loopback listener without admin.token_file or FORCEMFA_ADMIN_TOKEN\n",
+            "POST /reconcile and GET /report are disabled on a non-loopback listener without admin.token_file or FORCEMFA_ADMIN_TOKEN\n",
         )
             .into_response(),
     }

@@ -286,7 +286,7 @@ async fn runner(shared: Arc<Shared>) {
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());
-            shared.run_finished();
+            shared.run_finished(report);
         }
     }
 }

@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::metrics::Metrics;
 use super::token::Token;
+use crate::reconcile::report::RunReport;
 use crate::reconcile::Reconciler;
 use crate::sync;
 
@@ -26,6 +27,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The address the admin listener is bound to (fixed for the life of the process).
     pub listen: SocketAddr,
+    /// The report of the last run that finished, for `GET /report`.
+    last_report: RwLock<Option<Arc<RunReport>>>,
     pending: AtomicBool,
     running: AtomicBool,
     pub(super) wake: Notify,
@@ -39,6 +42,7 @@ impl Shared {
             current: RwLock::new(Arc::new(current)),
             metrics: Metrics::new(),
             listen,
+            last_report: RwLock::new(None),
             pending: AtomicBool::new(false),
             running: AtomicBool::new(false),
             wake: Notify::new(),
@@ -56,6 +60,11 @@ impl Shared {
 
     pub fn token(&self) -> Option<Token> {
         self.current().token.clone()
+    }
+
+    /// The report of the last run that finished; `None` before the first.
+    pub fn last_report(&self) -> Option<Arc<RunReport>> {
+        sync::read(&self.last_report).clone()
     }
 
     /// Asks for a run. Returns what became of the request: `started` (the runner was idle),
@@ -84,7 +93,9 @@ impl Shared {
         pending
     }
 
-    pub(super) fn run_finished(&self) {
+    /// Keeps the run's report and frees the runner for the next request.
+    pub(super) fn run_finished(&self, report: RunReport) {
+        *sync::write(&self.last_report) = Some(Arc::new(report));
         self.running.store(false, Ordering::SeqCst);
     }
 }

@@ -270,6 +270,61 @@ async fn metrics_describe_the_last_run() {
     assert_eq!(d.stop().0, 0);
 }
 
+/// The keys of a JSON object, and of its first account's, sorted.
+fn shape(report: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    (keys(report), keys(&report["accounts"][0]))
+}
+
+#[tokio::test]
+async fn get_report_serves_the_last_runs_report() {
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("carol").await;
+    let mut d = Daemon::start(&a, &a.moto.endpoint, NEVER);
+
+    let (status, body) = d.get("/report");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no run has finished yet"), "{body}");
+
+    assert_eq!(d.post("/reconcile", None).0, 202);
+    d.wait_runs(1, 15).await;
+    let (status, body) = d.get("/report");
+    assert_eq!(status, 200, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).expect("the report is JSON");
+    let account = &served["accounts"][0];
+    assert_eq!(account["added"], serde_json::json!(["carol"]), "{served}");
+    assert_eq!(account["removed"], serde_json::json!(["alice"]), "{served}");
+    let finished = &d.events("run finished")[0];
+    assert_eq!(served["run_id"], finished["span"]["run_id"], "{served}");
+
+    // Exactly the shape `reconcile --output json` prints.
+    let once = a.reconcile_json(&d.config);
+    assert_eq!(once.code, 0, "{}", once.stderr);
+    assert_eq!(shape(&served), shape(&once.report()));
+
+    // A later run replaces it.
+    a.user("dave").await;
+    assert_eq!(d.post("/reconcile", None).0, 202);
+    d.wait_runs(2, 15).await;
+    let served: serde_json::Value = serde_json::from_str(&d.get("/report").1).unwrap();
+    assert_eq!(
+        served["accounts"][0]["added"],
+        serde_json::json!(["dave"]),
+        "{served}"
+    );
+    assert_eq!(d.stop().0, 0);
+}
+
 #[tokio::test]
 async fn off_loopback_the_trigger_needs_the_token() {
     let a = Account::with_group().await;
@@ -280,6 +335,7 @@ async fn off_loopback_the_trigger_needs_the_token() {
     let mut d = Daemon::start(&a, &a.moto.endpoint, &format!("{NEVER}{listen}"));
     assert_eq!(d.post("/reconcile", None).0, 403);
     assert_eq!(d.post("/reconcile", Some("guess")).0, 403);
+    assert_eq!(d.get("/report").0, 403);
     assert_eq!(d.get("/healthz").0, 200);
     assert_eq!(d.get("/metrics").0, 200);
     assert_eq!(d.stop().0, 0);
@@ -299,6 +355,18 @@ async fn off_loopback_the_trigger_needs_the_token() {
     assert_eq!(d.post("/reconcile", Some("s3cret-admin-token-not")).0, 401);
     assert_eq!(d.post("/reconcile", Some("s3cret-admin-token")).0, 202);
     assert!(eventually(10, || has_member(&a, "carol")).await);
+    // The report names users: it takes the same token.
+    assert!(
+        eventually(5, || async {
+            http(d.admin, "GET", "/report", Some("s3cret-admin-token")).0 == 200
+        })
+        .await
+    );
+    assert_eq!(d.get("/report").0, 401);
+    assert_eq!(
+        http(d.admin, "GET", "/report", Some("s3cret-admin-token-not")).0,
+        401
+    );
     // `forcemfa trigger` reads the token from the same file.
     let config = d.config.to_str().unwrap().to_string();
     let admin = d.admin.to_string();
