@@ -45,8 +45,9 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// Run as a service: reconcile on the schedule and on request, serve health and metrics.
     Run(ConfigArg),
-    /// Ask a running service for a run now (POST /reconcile on its admin listener).
-    Trigger(ClientArgs),
+    /// Ask a running service for a run now (POST /reconcile on its admin listener); with --wait,
+    /// print that run's report and exit with its exit code.
+    Trigger(TriggerArgs),
     /// Exit 0 when the service's admin listener answers /healthz, 1 otherwise.
     Healthcheck(ClientArgs),
     /// Create the enforcement group when missing and put forcemfa's policy on it (or repair a
@@ -149,6 +150,25 @@ struct ClientArgs {
     /// The service's admin address, instead of `admin.listen` from the configuration.
     #[arg(long, value_name = "HOST:PORT")]
     admin: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+
+    /// Wait for the run requested, print its report and exit with its exit code (0, 1 or 3).
+    #[arg(long)]
+    wait: bool,
+
+    /// With --wait: the report's format on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text, requires = "wait")]
+    output: Output,
+
+    /// With --wait: give up (exit 1) when the run's report is not there after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -260,18 +280,38 @@ fn client_target(
     ))
 }
 
-async fn trigger_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
-    let Some((addr, token)) = client_target(&args, telemetry) else {
+async fn trigger_command(args: TriggerArgs, telemetry: &Telemetry) -> u8 {
+    let Some((addr, token)) = client_target(&args.client, telemetry) else {
         return exit::USAGE;
     };
-    let answer = client::call(Method::POST, addr, "/reconcile", token.as_ref()).await;
-    match expect(answer, StatusCode::ACCEPTED) {
-        Ok(body) => {
-            info!(admin = %addr, answer = %body, "run requested");
-            exit::OK
-        }
+    let answer = client::call(Method::POST, addr, "/reconcile", token.as_ref(), None).await;
+    let body = match expect(answer, StatusCode::ACCEPTED) {
+        Ok(body) => body,
         Err(e) => {
             error!(admin = %addr, error = %e, "run request refused");
+            return exit::INCOMPLETE;
+        }
+    };
+    info!(admin = %addr, answer = %body, "run requested");
+    if !args.wait {
+        return exit::OK;
+    }
+    let Some(run) = client::requested_run(&body) else {
+        error!(admin = %addr, answer = %body, "the service did not say which run serves the request");
+        return exit::INCOMPLETE;
+    };
+    let accept = match args.output {
+        Output::Json => "application/json",
+        Output::Text => "text/plain",
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    match client::wait_for_report(addr, token.as_ref(), run, accept, timeout).await {
+        Ok((code, report)) => {
+            println!("{report}");
+            code
+        }
+        Err(e) => {
+            error!(admin = %addr, run, error = %e, "no report of the run requested");
             exit::INCOMPLETE
         }
     }
@@ -281,7 +321,7 @@ async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
     let Some((addr, _)) = client_target(&args, telemetry) else {
         return exit::USAGE;
     };
-    let answer = client::call(Method::GET, addr, "/healthz", None).await;
+    let answer = client::call(Method::GET, addr, "/healthz", None, None).await;
     match expect(answer, StatusCode::OK) {
         Ok(_) => exit::OK,
         Err(e) => {
@@ -292,13 +332,10 @@ async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
 }
 
 /// The body of an answer with the `wanted` status; otherwise what went wrong.
-fn expect(
-    answer: Result<(StatusCode, String), String>,
-    wanted: StatusCode,
-) -> Result<String, String> {
+fn expect(answer: Result<client::Answer, String>, wanted: StatusCode) -> Result<String, String> {
     match answer {
-        Ok((status, body)) if status == wanted => Ok(body),
-        Ok((status, body)) => Err(format!("HTTP {}: {body}", status.as_u16())),
+        Ok(answer) if answer.status == wanted => Ok(answer.body),
+        Ok(answer) => Err(format!("HTTP {}: {}", answer.status.as_u16(), answer.body)),
         Err(e) => Err(format!("cannot reach forcemfa's admin listener: {e}")),
     }
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use axum::body::HttpBody;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::state::Shared;
+use super::state::{Requested, Shared};
 use super::token::Token;
 
 /// No endpoint reads a request body; a longer one is refused before a byte of it is read.
@@ -121,16 +121,41 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     }
 }
 
-/// The last run's report, exactly as `reconcile --output json` prints it. It names users and
-/// accounts, so it is guarded like the trigger.
+/// The number of the run a report or a request belongs to (see [`Requested::run`]).
+pub const RUN_HEADER: &str = "forcemfa-run";
+/// The exit code `reconcile` would have ended that run with.
+pub const EXIT_CODE_HEADER: &str = "forcemfa-exit-code";
+
+/// The last run's report, exactly as `reconcile --output json` prints it, or as its text summary
+/// for a caller that accepts `text/plain` and not JSON. Its number and exit code are headers,
+/// so that the report's schema stays the one-shot's. It names users and accounts, so it is
+/// guarded like the trigger.
 async fn report(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    guarded(&shared, &headers, || match shared.last_report() {
-        Some(report) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            format!("{}\n", report.to_json()),
-        )
-            .into_response(),
+    let text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/plain") && !v.contains("json"));
+    guarded(&shared, &headers, || match shared.last_run() {
+        Some(run) => {
+            let (content_type, body) = if text {
+                ("text/plain; charset=utf-8", run.report.to_text())
+            } else {
+                ("application/json", format!("{}\n", run.report.to_json()))
+            };
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, content_type.to_string()),
+                    (HeaderName::from_static(RUN_HEADER), run.number.to_string()),
+                    (
+                        HeaderName::from_static(EXIT_CODE_HEADER),
+                        run.report.exit_code().to_string(),
+                    ),
+                ],
+                body,
+            )
+                .into_response()
+        }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "no run has finished yet: there is no report\n",
@@ -141,11 +166,11 @@ async fn report(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
 
 async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     guarded(&shared, &headers, || {
-        let outcome = shared.request_run("http");
+        let Requested { outcome, run } = shared.request_run("http");
         (
             StatusCode::ACCEPTED,
             [(header::CONTENT_TYPE, "application/json")],
-            format!("{{\"outcome\":\"{outcome}\"}}\n"),
+            format!("{{\"outcome\":\"{outcome}\",\"run\":{run}}}\n"),
         )
             .into_response()
     })

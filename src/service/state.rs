@@ -2,8 +2,7 @@
 //! metrics. The main loop, the runner and the admin listener each hold it; none owns the others.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -21,16 +20,44 @@ pub struct Current {
     pub token: Option<Token>,
 }
 
+/// A finished run: its number and its report.
+#[derive(Clone)]
+pub struct FinishedRun {
+    /// Runs are numbered from 1 in the order they start, for the life of the process.
+    pub number: u64,
+    pub report: Arc<RunReport>,
+}
+
+/// What became of a request for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requested {
+    /// `started` (the runner was idle), `queued` (it runs after the current run) or `coalesced`
+    /// (a follow-up run was already queued).
+    pub outcome: &'static str,
+    /// The number of the run that serves the request: the next one to start.
+    pub run: u64,
+}
+
+/// The runner's queue, under one lock so that a request's outcome and the number of the run
+/// that serves it are decided together with the runner taking requests.
+#[derive(Default)]
+struct Queue {
+    /// A run has been asked for and not started yet.
+    pending: bool,
+    running: bool,
+    /// Runs started so far; the last one's number.
+    started: u64,
+}
+
 /// State shared by the runner, the main loop and the admin listener.
 pub struct Shared {
     current: RwLock<Arc<Current>>,
     pub metrics: Metrics,
     /// The address the admin listener is bound to (fixed for the life of the process).
     pub listen: SocketAddr,
-    /// The report of the last run that finished, for `GET /report`.
-    last_report: RwLock<Option<Arc<RunReport>>>,
-    pending: AtomicBool,
-    running: AtomicBool,
+    /// The last run that finished, for `GET /report`.
+    last_run: RwLock<Option<FinishedRun>>,
+    queue: Mutex<Queue>,
     pub(super) wake: Notify,
     /// Cancelled once the service stops: no new run, read or change starts.
     pub stop: CancellationToken,
@@ -42,9 +69,8 @@ impl Shared {
             current: RwLock::new(Arc::new(current)),
             metrics: Metrics::new(),
             listen,
-            last_report: RwLock::new(None),
-            pending: AtomicBool::new(false),
-            running: AtomicBool::new(false),
+            last_run: RwLock::new(None),
+            queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             stop: CancellationToken::new(),
         }
@@ -62,40 +88,58 @@ impl Shared {
         self.current().token.clone()
     }
 
-    /// The report of the last run that finished; `None` before the first.
-    pub fn last_report(&self) -> Option<Arc<RunReport>> {
-        sync::read(&self.last_report).clone()
+    /// The last run that finished; `None` before the first.
+    pub fn last_run(&self) -> Option<FinishedRun> {
+        sync::read(&self.last_run).clone()
     }
 
-    /// Asks for a run. Returns what became of the request: `started` (the runner was idle),
-    /// `queued` (it runs after the current run) or `coalesced` (a follow-up run was already queued).
-    pub fn request_run(&self, source: &str) -> &'static str {
-        let already_pending = self.pending.swap(true, Ordering::SeqCst);
-        let outcome = if already_pending {
-            "coalesced"
-        } else if self.running.load(Ordering::SeqCst) {
-            "queued"
-        } else {
-            "started"
+    /// Asks for a run. Whatever run starts next takes every request made before it starts, so
+    /// that is the run that serves this one.
+    pub fn request_run(&self, source: &str) -> Requested {
+        let requested = {
+            let mut queue = sync::lock(&self.queue);
+            let outcome = if queue.pending {
+                "coalesced"
+            } else if queue.running {
+                "queued"
+            } else {
+                "started"
+            };
+            queue.pending = true;
+            Requested {
+                outcome,
+                run: queue.started + 1,
+            }
         };
         self.wake.notify_one();
-        self.metrics.record_request(outcome);
-        info!(source, outcome, "run requested");
-        outcome
+        self.metrics.record_request(requested.outcome);
+        info!(
+            source,
+            outcome = requested.outcome,
+            run = requested.run,
+            "run requested"
+        );
+        requested
     }
 
-    /// Takes the pending request, if any, marking the runner busy.
-    pub(super) fn take_request(&self) -> bool {
-        let pending = self.pending.swap(false, Ordering::SeqCst);
-        if pending {
-            self.running.store(true, Ordering::SeqCst);
+    /// Takes the pending request, if any, marking the runner busy; returns the run's number.
+    pub(super) fn take_request(&self) -> Option<u64> {
+        let mut queue = sync::lock(&self.queue);
+        if !queue.pending {
+            return None;
         }
-        pending
+        queue.pending = false;
+        queue.running = true;
+        queue.started += 1;
+        Some(queue.started)
     }
 
     /// Keeps the run's report and frees the runner for the next request.
-    pub(super) fn run_finished(&self, report: RunReport) {
-        *sync::write(&self.last_report) = Some(Arc::new(report));
-        self.running.store(false, Ordering::SeqCst);
+    pub(super) fn run_finished(&self, number: u64, report: RunReport) {
+        *sync::write(&self.last_run) = Some(FinishedRun {
+            number,
+            report: Arc::new(report),
+        });
+        sync::lock(&self.queue).running = false;
     }
 }

@@ -502,3 +502,73 @@ async fn systemd_is_told_ready_watchdog_and_stopping() {
     assert!(seen.iter().any(|m| m.contains("RELOADING=1")), "{seen:?}");
     assert!(seen.last().unwrap().contains("STOPPING=1"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn trigger_wait_prints_the_runs_report_and_exits_with_its_code() {
+    // No group yet: the run requested fails, and the command says so with exit 1.
+    let a = Account::empty();
+    a.user("carol").await;
+    let mut d = Daemon::start(&a, &a.moto.endpoint, NEVER);
+    let admin = d.admin.to_string();
+    let wait = ["trigger", "--admin", &admin, "--wait", "--output", "json"];
+
+    let run = a.forcemfa(&wait);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!run.account()["error"].is_null(), "{}", run.stdout);
+
+    a.create_group(GROUP).await;
+    let run = a.forcemfa(&wait);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.account()["added"], serde_json::json!(["carol"]));
+    // The change is made by the time the command returns.
+    assert!(has_member(&a, "carol").await);
+    let finished = d.events("run finished");
+    assert_eq!(run.report()["run_id"], finished[1]["span"]["run_id"]);
+
+    // The readable summary by default.
+    a.user("dave").await;
+    let run = a.forcemfa(&["trigger", "--admin", &admin, "--wait"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("added (1): dave"), "{}", run.stdout);
+    assert_eq!(d.runs(), 3);
+    assert_eq!(d.stop().0, 0);
+}
+
+#[tokio::test]
+async fn trigger_wait_waits_for_the_run_that_serves_it() {
+    let a = Account::with_group().await;
+    a.user("u1").await;
+    // Each run takes over a second.
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=GetCallerIdentity"],
+        Fault::Delay(1500),
+    )]);
+    let mut d = Daemon::start(&a, &proxy.endpoint, NEVER);
+    let admin = d.admin.to_string();
+
+    // A request during a run is served by the next one, and waits for it.
+    let (status, body) = d.post("/reconcile", None);
+    assert_eq!(status, 202);
+    assert!(body.contains("\"run\":1"), "{body}");
+    let run = a.forcemfa(&["trigger", "--admin", &admin, "--wait", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let finished = d.events("run finished");
+    assert_eq!(finished.len(), 2, "{}", d.stderr_text());
+    assert_eq!(run.report()["run_id"], finished[1]["span"]["run_id"]);
+
+    // A run longer than --timeout: exit 1, saying so.
+    proxy.set_rules(vec![Rule::new(
+        &["Action=GetCallerIdentity"],
+        Fault::Delay(6000),
+    )]);
+    let run = a.forcemfa(&["trigger", "--admin", &admin, "--wait", "--timeout", "1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has not finished within 1s"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+    assert_eq!(d.stop().0, 0);
+}
