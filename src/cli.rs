@@ -19,6 +19,7 @@ use crate::reconcile::report::exit;
 use crate::reconcile::{Reconciler, RunOptions};
 use crate::service;
 use crate::service::client;
+use crate::service::metrics;
 use crate::service::token;
 use crate::signals;
 use crate::telemetry::{LogFormat, Telemetry};
@@ -140,6 +141,11 @@ struct ReconcileArgs {
     /// Make no change at all when the plan has more changes than this (overrides `max_changes`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_changes: Option<u64>,
+
+    /// Also write the run's metrics to this file (Prometheus text format, replaced atomically),
+    /// for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -246,12 +252,25 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
+    let started = std::time::Instant::now();
     let report = reconciler.run(options, &stop).await;
+    let duration = started.elapsed().as_secs_f64();
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),
     }
-    report.exit_code()
+    let code = report.exit_code();
+    let Some(path) = &args.metrics_file else {
+        return code;
+    };
+    match metrics::write_textfile(path, &report, duration) {
+        Ok(()) => code,
+        Err(e) => {
+            // The run's own outcome stands; a run that succeeded is incomplete without its metrics.
+            error!(error = %e, path = %path.display(), "metrics file not written");
+            code.max(exit::INCOMPLETE)
+        }
+    }
 }
 
 async fn run_command(args: ConfigArg, telemetry: &Telemetry) -> u8 {
