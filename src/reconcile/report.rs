@@ -1,5 +1,6 @@
 //! The run report: one JSON object for machines (`--output json`), a short summary for people.
 //! Field names are an interface; new fields may be added, existing ones are never renamed.
+//! `docs/report.schema.json` describes the JSON, and changes with it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
