@@ -1,5 +1,5 @@
 //! What the service's parts share: the reconciler and token in force, the run requests, the
-//! metrics. The main loop, the runner and the admin listener each hold it; none owns the others.
+//! last run's report, the metrics. The main loop, the runner and the admin listener each hold it; none owns the others.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -49,6 +49,36 @@ struct Queue {
     started: u64,
 }
 
+impl Queue {
+    /// Whatever run starts next takes every request made before it starts, so that is the run
+    /// that serves this one.
+    fn request(&mut self) -> Requested {
+        let outcome = if self.pending {
+            "coalesced"
+        } else if self.running {
+            "queued"
+        } else {
+            "started"
+        };
+        self.pending = true;
+        Requested {
+            outcome,
+            run: self.started + 1,
+        }
+    }
+
+    /// Starts the run that serves the pending requests, if any; returns its number.
+    fn take(&mut self) -> Option<u64> {
+        if !self.pending {
+            return None;
+        }
+        self.pending = false;
+        self.running = true;
+        self.started += 1;
+        Some(self.started)
+    }
+}
+
 /// State shared by the runner, the main loop and the admin listener.
 pub struct Shared {
     current: RwLock<Arc<Current>>,
@@ -93,24 +123,9 @@ impl Shared {
         sync::read(&self.last_run).clone()
     }
 
-    /// Asks for a run. Whatever run starts next takes every request made before it starts, so
-    /// that is the run that serves this one.
+    /// Asks for a run; says what became of the request and which run serves it.
     pub fn request_run(&self, source: &str) -> Requested {
-        let requested = {
-            let mut queue = sync::lock(&self.queue);
-            let outcome = if queue.pending {
-                "coalesced"
-            } else if queue.running {
-                "queued"
-            } else {
-                "started"
-            };
-            queue.pending = true;
-            Requested {
-                outcome,
-                run: queue.started + 1,
-            }
-        };
+        let requested = sync::lock(&self.queue).request();
         self.wake.notify_one();
         self.metrics.record_request(requested.outcome);
         info!(
@@ -124,14 +139,7 @@ impl Shared {
 
     /// Takes the pending request, if any, marking the runner busy; returns the run's number.
     pub(super) fn take_request(&self) -> Option<u64> {
-        let mut queue = sync::lock(&self.queue);
-        if !queue.pending {
-            return None;
-        }
-        queue.pending = false;
-        queue.running = true;
-        queue.started += 1;
-        Some(queue.started)
+        sync::lock(&self.queue).take()
     }
 
     /// Keeps the run's report and frees the runner for the next request.
@@ -141,5 +149,34 @@ impl Shared {
             report: Arc::new(report),
         });
         sync::lock(&self.queue).running = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requested(outcome: &'static str, run: u64) -> Requested {
+        Requested { outcome, run }
+    }
+
+    #[test]
+    fn a_request_is_served_by_the_next_run_to_start() {
+        let mut q = Queue::default();
+        assert_eq!(q.take(), None, "no request, no run");
+        assert_eq!(q.request(), requested("started", 1));
+        assert_eq!(q.take(), Some(1));
+        // During run 1: one follow-up run serves every request.
+        assert_eq!(q.request(), requested("queued", 2));
+        assert_eq!(q.request(), requested("coalesced", 2));
+        q.running = false;
+        assert_eq!(q.take(), Some(2));
+        assert_eq!(q.take(), None);
+        // During run 2, a request waits for run 3, not for run 2, which began before it.
+        assert_eq!(q.request(), requested("queued", 3));
+        q.running = false;
+        assert_eq!(q.take(), Some(3));
+        q.running = false;
+        assert_eq!(q.request(), requested("started", 4));
     }
 }
