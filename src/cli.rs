@@ -19,6 +19,7 @@ use crate::reconcile::report::exit;
 use crate::reconcile::{Reconciler, RunOptions};
 use crate::service;
 use crate::service::client;
+use crate::service::metrics;
 use crate::service::token;
 use crate::signals;
 use crate::telemetry::{LogFormat, Telemetry};
@@ -45,8 +46,9 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// Run as a service: reconcile on the schedule and on request, serve health and metrics.
     Run(ConfigArg),
-    /// Ask a running service for a run now (POST /reconcile on its admin listener).
-    Trigger(ClientArgs),
+    /// Ask a running service for a run now (POST /reconcile on its admin listener); with --wait,
+    /// print that run's report and exit with its exit code.
+    Trigger(TriggerArgs),
     /// Exit 0 when the service's admin listener answers /healthz, 1 otherwise.
     Healthcheck(ClientArgs),
     /// Create the enforcement group when missing and put forcemfa's policy on it (or repair a
@@ -139,6 +141,11 @@ struct ReconcileArgs {
     /// Make no change at all when the plan has more changes than this (overrides `max_changes`).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_changes: Option<u64>,
+
+    /// Also write the run's metrics to this file (Prometheus text format, replaced atomically),
+    /// for node_exporter's textfile collector.
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +156,25 @@ struct ClientArgs {
     /// The service's admin address, instead of `admin.listen` from the configuration.
     #[arg(long, value_name = "HOST:PORT")]
     admin: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+struct TriggerArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+
+    /// Wait for the run requested, print its report and exit with its exit code (0, 1 or 3).
+    #[arg(long)]
+    wait: bool,
+
+    /// With --wait: the report's format on stdout.
+    #[arg(long, value_enum, default_value_t = Output::Text, requires = "wait")]
+    output: Output,
+
+    /// With --wait: give up (exit 1) when the run's report is not there after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, requires = "wait",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -226,12 +252,25 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
+    let started = std::time::Instant::now();
     let report = reconciler.run(options, &stop).await;
+    let duration = started.elapsed().as_secs_f64();
     match args.output {
         Output::Json => println!("{}", report.to_json()),
         Output::Text => print!("{}", report.to_text()),
     }
-    report.exit_code()
+    let code = report.exit_code();
+    let Some(path) = &args.metrics_file else {
+        return code;
+    };
+    match metrics::write_textfile(path, &report, duration) {
+        Ok(()) => code,
+        Err(e) => {
+            // The run's own outcome stands; a run that succeeded is incomplete without its metrics.
+            error!(error = %e, path = %path.display(), "metrics file not written");
+            code.max(exit::INCOMPLETE)
+        }
+    }
 }
 
 async fn run_command(args: ConfigArg, telemetry: &Telemetry) -> u8 {
@@ -260,18 +299,38 @@ fn client_target(
     ))
 }
 
-async fn trigger_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
-    let Some((addr, token)) = client_target(&args, telemetry) else {
+async fn trigger_command(args: TriggerArgs, telemetry: &Telemetry) -> u8 {
+    let Some((addr, token)) = client_target(&args.client, telemetry) else {
         return exit::USAGE;
     };
-    let answer = client::call(Method::POST, addr, "/reconcile", token.as_ref()).await;
-    match expect(answer, StatusCode::ACCEPTED) {
-        Ok(body) => {
-            info!(admin = %addr, answer = %body, "run requested");
-            exit::OK
-        }
+    let answer = client::call(Method::POST, addr, "/reconcile", token.as_ref(), None).await;
+    let body = match expect(answer, StatusCode::ACCEPTED) {
+        Ok(body) => body,
         Err(e) => {
             error!(admin = %addr, error = %e, "run request refused");
+            return exit::INCOMPLETE;
+        }
+    };
+    info!(admin = %addr, answer = %body, "run requested");
+    if !args.wait {
+        return exit::OK;
+    }
+    let Some(run) = client::requested_run(&body) else {
+        error!(admin = %addr, answer = %body, "the service did not say which run serves the request");
+        return exit::INCOMPLETE;
+    };
+    let accept = match args.output {
+        Output::Json => "application/json",
+        Output::Text => "text/plain",
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    match client::wait_for_report(addr, token.as_ref(), run, accept, timeout).await {
+        Ok((code, report)) => {
+            println!("{report}");
+            code
+        }
+        Err(e) => {
+            error!(admin = %addr, run, error = %e, "no report of the run requested");
             exit::INCOMPLETE
         }
     }
@@ -281,7 +340,7 @@ async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
     let Some((addr, _)) = client_target(&args, telemetry) else {
         return exit::USAGE;
     };
-    let answer = client::call(Method::GET, addr, "/healthz", None).await;
+    let answer = client::call(Method::GET, addr, "/healthz", None, None).await;
     match expect(answer, StatusCode::OK) {
         Ok(_) => exit::OK,
         Err(e) => {
@@ -292,13 +351,10 @@ async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
 }
 
 /// The body of an answer with the `wanted` status; otherwise what went wrong.
-fn expect(
-    answer: Result<(StatusCode, String), String>,
-    wanted: StatusCode,
-) -> Result<String, String> {
+fn expect(answer: Result<client::Answer, String>, wanted: StatusCode) -> Result<String, String> {
     match answer {
-        Ok((status, body)) if status == wanted => Ok(body),
-        Ok((status, body)) => Err(format!("HTTP {}: {body}", status.as_u16())),
+        Ok(answer) if answer.status == wanted => Ok(answer.body),
+        Ok(answer) => Err(format!("HTTP {}: {}", answer.status.as_u16(), answer.body)),
         Err(e) => Err(format!("cannot reach forcemfa's admin listener: {e}")),
     }
 }

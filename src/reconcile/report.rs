@@ -1,5 +1,6 @@
 //! The run report: one JSON object for machines (`--output json`), a short summary for people.
 //! Field names are an interface; new fields may be added, existing ones are never renamed.
+//! `docs/report.schema.json` describes the JSON, and changes with it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -99,7 +100,7 @@ pub struct AccountReport {
     pub error_kind: Option<&'static str>,
 }
 
-/// How one account's reconciliation ended, as the exit code, readiness and metrics see it.
+/// How one account's reconciliation ended, as the exit code and the metrics see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountOutcome {
     /// Read and planned; its changes applied, or listed in a dry run. Users may still have been
@@ -183,11 +184,6 @@ impl RunReport {
         } else {
             RunResult::Success
         }
-    }
-
-    /// True when every account was read and planned (users may still have been skipped).
-    pub fn accounts_ok(&self) -> bool {
-        self.error.is_none() && self.accounts.iter().all(AccountReport::was_read)
     }
 
     pub fn exit_code(&self) -> u8 {

@@ -1,17 +1,18 @@
-//! The daemon's admin HTTP listener: liveness, readiness, metrics, and a trigger for a run.
+//! The daemon's admin HTTP listener: liveness, readiness, metrics, a trigger for a run and the
+//! last run's report.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::HttpBody;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::state::Shared;
+use super::state::{Requested, Shared};
 use super::token::Token;
 
 /// No endpoint reads a request body; a longer one is refused before a byte of it is read.
@@ -60,6 +61,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/reconcile", post(reconcile))
+        .route("/report", get(report))
         .layer(middleware::from_fn(refuse_large_bodies))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
@@ -83,16 +85,13 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    if shared.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no run has completed without an account error yet, or the last one failed\n",
-        )
-            .into_response()
-    }
+/// Ready means the service runs with a valid configuration, which holds from the moment the
+/// listener answers: it is bound only after the configuration loaded. Whether enforcement
+/// succeeds is not readiness (an AWS outage would take the service out of its load balancer and
+/// its scrapes with it, just when the metrics matter): it is the metrics
+/// `forcemfa_last_success_timestamp_seconds` and `forcemfa_account_errors_total`.
+async fn readyz() -> &'static str {
+    "ready\n"
 }
 
 /// OpenMetrics for scrapers that ask for it, the classic Prometheus text format otherwise.
@@ -122,17 +121,65 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     }
 }
 
-async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    match trigger_access(shared.listen, shared.token().as_ref(), &headers) {
-        Access::Allowed => {
-            let outcome = shared.request_run("http");
+/// The number of the run a report or a request belongs to (see [`Requested::run`]).
+pub const RUN_HEADER: &str = "forcemfa-run";
+/// The exit code `reconcile` would have ended that run with.
+pub const EXIT_CODE_HEADER: &str = "forcemfa-exit-code";
+
+/// The last run's report, exactly as `reconcile --output json` prints it, or as its text summary
+/// for a caller that accepts `text/plain` and not JSON. Its number and exit code are headers,
+/// so that the report's schema stays the one-shot's. It names users and accounts, so it is
+/// guarded like the trigger.
+async fn report(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let text = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/plain") && !v.contains("json"));
+    guarded(&shared, &headers, || match shared.last_run() {
+        Some(run) => {
+            let (content_type, body) = if text {
+                ("text/plain; charset=utf-8", run.report.to_text())
+            } else {
+                ("application/json", format!("{}\n", run.report.to_json()))
+            };
             (
-                StatusCode::ACCEPTED,
-                [(header::CONTENT_TYPE, "application/json")],
-                format!("{{\"outcome\":\"{outcome}\"}}\n"),
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, content_type.to_string()),
+                    (HeaderName::from_static(RUN_HEADER), run.number.to_string()),
+                    (
+                        HeaderName::from_static(EXIT_CODE_HEADER),
+                        run.report.exit_code().to_string(),
+                    ),
+                ],
+                body,
             )
                 .into_response()
         }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no run has finished yet: there is no report\n",
+        )
+            .into_response(),
+    })
+}
+
+async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    guarded(&shared, &headers, || {
+        let Requested { outcome, run } = shared.request_run("http");
+        (
+            StatusCode::ACCEPTED,
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{{\"outcome\":\"{outcome}\",\"run\":{run}}}\n"),
+        )
+            .into_response()
+    })
+}
+
+/// Serves `allowed` to a caller [`trigger_access`] lets in, and refuses the others.
+fn guarded(shared: &Shared, headers: &HeaderMap, allowed: impl FnOnce() -> Response) -> Response {
+    match trigger_access(shared.listen, shared.token().as_ref(), headers) {
+        Access::Allowed => allowed(),
         Access::Unauthorized => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -141,7 +188,7 @@ async fn reconcile(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
             .into_response(),
         Access::Forbidden => (
             StatusCode::FORBIDDEN,
-            "triggering is disabled on a non-loopback listener without admin.token_file or FORCEMFA_ADMIN_TOKEN\n",
+            "POST /reconcile and GET /report are disabled on a non-loopback listener without admin.token_file or FORCEMFA_ADMIN_TOKEN\n",
         )
             .into_response(),
     }

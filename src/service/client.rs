@@ -1,14 +1,15 @@
-//! A small HTTP client for the daemon's admin listener: `forcemfa trigger` and
-//! `forcemfa healthcheck` (container images carry no curl).
+//! A small HTTP client for the daemon's admin listener: `forcemfa trigger` (and its wait for the
+//! run's report) and `forcemfa healthcheck` (container images carry no curl).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use hyper::{header, Method, Request, StatusCode};
+use hyper::{header, HeaderMap, Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use super::admin::{EXIT_CODE_HEADER, RUN_HEADER};
 use super::token::Token;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,14 +27,31 @@ pub fn reachable(listen: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// Sends one request and returns the status and body.
+/// One answer of the admin listener.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// The body, without surrounding white space.
+    pub body: String,
+}
+
+impl Answer {
+    /// A header's value parsed as a number; `None` when it is absent or not one.
+    pub fn number(&self, name: &str) -> Option<u64> {
+        self.headers.get(name)?.to_str().ok()?.trim().parse().ok()
+    }
+}
+
+/// Sends one request (asking for the `accept` media type, when given) and returns the answer.
 pub async fn call(
     method: Method,
     addr: SocketAddr,
     path: &str,
     token: Option<&Token>,
-) -> Result<(StatusCode, String), String> {
-    tokio::time::timeout(TIMEOUT, call_inner(method, addr, path, token))
+    accept: Option<&str>,
+) -> Result<Answer, String> {
+    tokio::time::timeout(TIMEOUT, call_inner(method, addr, path, token, accept))
         .await
         .map_err(|_| format!("no answer from {addr} within {}s", TIMEOUT.as_secs()))?
 }
@@ -43,7 +61,8 @@ async fn call_inner(
     addr: SocketAddr,
     path: &str,
     token: Option<&Token>,
-) -> Result<(StatusCode, String), String> {
+    accept: Option<&str>,
+) -> Result<Answer, String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
@@ -58,6 +77,9 @@ async fn call_inner(
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.expose()));
     }
+    if let Some(accept) = accept {
+        request = request.header(header::ACCEPT, accept);
+    }
     let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("cannot build the request: {e}"))?;
@@ -66,11 +88,60 @@ async fn call_inner(
         .await
         .map_err(|e| format!("request to {addr}{path}: {e}"))?;
     let status = response.status();
+    let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| format!("reading the answer from {addr}: {e}"))?
         .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).trim().to_string()))
+    Ok(Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).trim().to_string(),
+    })
+}
+
+/// How often `trigger --wait` asks for the report.
+const POLL: Duration = Duration::from_millis(500);
+
+/// The number of the run that serves a request, from `POST /reconcile`'s answer.
+pub fn requested_run(body: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(body).ok()?["run"].as_u64()
+}
+
+/// Polls `GET /report` until the report of run `run` (or of a later one, which served the
+/// request too) is there; returns its exit code and its body in the `accept` format. Gives up
+/// after `timeout`, or at once when the listener refuses the request or cannot be reached: a
+/// restarted service numbers its runs afresh, so its reports would answer for other requests.
+pub async fn wait_for_report(
+    addr: SocketAddr,
+    token: Option<&Token>,
+    run: u64,
+    accept: &str,
+    timeout: Duration,
+) -> Result<(u8, String), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let answer = call(Method::GET, addr, "/report", token, Some(accept)).await?;
+        match answer.status {
+            StatusCode::OK if answer.number(RUN_HEADER).is_some_and(|n| n >= run) => {
+                let code = answer
+                    .number(EXIT_CODE_HEADER)
+                    .and_then(|c| u8::try_from(c).ok())
+                    .ok_or_else(|| format!("the report of run {run} carries no exit code"))?;
+                return Ok((code, answer.body));
+            }
+            // An earlier run's report, or none yet.
+            StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE => {}
+            status => return Err(format!("HTTP {}: {}", status.as_u16(), answer.body)),
+        }
+        if tokio::time::Instant::now() + POLL > deadline {
+            return Err(format!(
+                "run {run} has not finished within {}s",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }

@@ -277,7 +277,10 @@ async fn runner(shared: Arc<Shared>) {
             _ = shared.wake.notified() => {}
             _ = shared.stop.cancelled() => return,
         }
-        while !shared.stop.is_cancelled() && shared.take_request() {
+        while !shared.stop.is_cancelled() {
+            let Some(number) = shared.take_request() else {
+                break;
+            };
             let current = shared.current();
             let reconciler = &current.reconciler;
             let started = Instant::now();
@@ -286,8 +289,7 @@ async fn runner(shared: Arc<Shared>) {
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());
-            shared.set_ready(report.accounts_ok());
-            shared.run_finished();
+            shared.run_finished(number, report);
         }
     }
 }

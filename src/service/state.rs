@@ -1,9 +1,8 @@
 //! What the service's parts share: the reconciler and token in force, the run requests, the
-//! metrics. The main loop, the runner and the admin listener each hold it; none owns the others.
+//! last run's report, the metrics. The main loop, the runner and the admin listener each hold it; none owns the others.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +10,7 @@ use tracing::info;
 
 use super::metrics::Metrics;
 use super::token::Token;
+use crate::reconcile::report::RunReport;
 use crate::reconcile::Reconciler;
 use crate::sync;
 
@@ -20,15 +20,74 @@ pub struct Current {
     pub token: Option<Token>,
 }
 
+/// A finished run: its number and its report.
+#[derive(Clone)]
+pub struct FinishedRun {
+    /// Runs are numbered from 1 in the order they start, for the life of the process.
+    pub number: u64,
+    pub report: Arc<RunReport>,
+}
+
+/// What became of a request for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requested {
+    /// `started` (the runner was idle), `queued` (it runs after the current run) or `coalesced`
+    /// (a follow-up run was already queued).
+    pub outcome: &'static str,
+    /// The number of the run that serves the request: the next one to start.
+    pub run: u64,
+}
+
+/// The runner's queue, under one lock so that a request's outcome and the number of the run
+/// that serves it are decided together with the runner taking requests.
+#[derive(Default)]
+struct Queue {
+    /// A run has been asked for and not started yet.
+    pending: bool,
+    running: bool,
+    /// Runs started so far; the last one's number.
+    started: u64,
+}
+
+impl Queue {
+    /// Whatever run starts next takes every request made before it starts, so that is the run
+    /// that serves this one.
+    fn request(&mut self) -> Requested {
+        let outcome = if self.pending {
+            "coalesced"
+        } else if self.running {
+            "queued"
+        } else {
+            "started"
+        };
+        self.pending = true;
+        Requested {
+            outcome,
+            run: self.started + 1,
+        }
+    }
+
+    /// Starts the run that serves the pending requests, if any; returns its number.
+    fn take(&mut self) -> Option<u64> {
+        if !self.pending {
+            return None;
+        }
+        self.pending = false;
+        self.running = true;
+        self.started += 1;
+        Some(self.started)
+    }
+}
+
 /// State shared by the runner, the main loop and the admin listener.
 pub struct Shared {
     current: RwLock<Arc<Current>>,
     pub metrics: Metrics,
     /// The address the admin listener is bound to (fixed for the life of the process).
     pub listen: SocketAddr,
-    ready: AtomicBool,
-    pending: AtomicBool,
-    running: AtomicBool,
+    /// The last run that finished, for `GET /report`.
+    last_run: RwLock<Option<FinishedRun>>,
+    queue: Mutex<Queue>,
     pub(super) wake: Notify,
     /// Cancelled once the service stops: no new run, read or change starts.
     pub stop: CancellationToken,
@@ -40,9 +99,8 @@ impl Shared {
             current: RwLock::new(Arc::new(current)),
             metrics: Metrics::new(),
             listen,
-            ready: AtomicBool::new(false),
-            pending: AtomicBool::new(false),
-            running: AtomicBool::new(false),
+            last_run: RwLock::new(None),
+            queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
             stop: CancellationToken::new(),
         }
@@ -60,41 +118,65 @@ impl Shared {
         self.current().token.clone()
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+    /// The last run that finished; `None` before the first.
+    pub fn last_run(&self) -> Option<FinishedRun> {
+        sync::read(&self.last_run).clone()
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
-    }
-
-    /// Asks for a run. Returns what became of the request: `started` (the runner was idle),
-    /// `queued` (it runs after the current run) or `coalesced` (a follow-up run was already queued).
-    pub fn request_run(&self, source: &str) -> &'static str {
-        let already_pending = self.pending.swap(true, Ordering::SeqCst);
-        let outcome = if already_pending {
-            "coalesced"
-        } else if self.running.load(Ordering::SeqCst) {
-            "queued"
-        } else {
-            "started"
-        };
+    /// Asks for a run; says what became of the request and which run serves it.
+    pub fn request_run(&self, source: &str) -> Requested {
+        let requested = sync::lock(&self.queue).request();
         self.wake.notify_one();
-        self.metrics.record_request(outcome);
-        info!(source, outcome, "run requested");
-        outcome
+        self.metrics.record_request(requested.outcome);
+        info!(
+            source,
+            outcome = requested.outcome,
+            run = requested.run,
+            "run requested"
+        );
+        requested
     }
 
-    /// Takes the pending request, if any, marking the runner busy.
-    pub(super) fn take_request(&self) -> bool {
-        let pending = self.pending.swap(false, Ordering::SeqCst);
-        if pending {
-            self.running.store(true, Ordering::SeqCst);
-        }
-        pending
+    /// Takes the pending request, if any, marking the runner busy; returns the run's number.
+    pub(super) fn take_request(&self) -> Option<u64> {
+        sync::lock(&self.queue).take()
     }
 
-    pub(super) fn run_finished(&self) {
-        self.running.store(false, Ordering::SeqCst);
+    /// Keeps the run's report and frees the runner for the next request.
+    pub(super) fn run_finished(&self, number: u64, report: RunReport) {
+        *sync::write(&self.last_run) = Some(FinishedRun {
+            number,
+            report: Arc::new(report),
+        });
+        sync::lock(&self.queue).running = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requested(outcome: &'static str, run: u64) -> Requested {
+        Requested { outcome, run }
+    }
+
+    #[test]
+    fn a_request_is_served_by_the_next_run_to_start() {
+        let mut q = Queue::default();
+        assert_eq!(q.take(), None, "no request, no run");
+        assert_eq!(q.request(), requested("started", 1));
+        assert_eq!(q.take(), Some(1));
+        // During run 1: one follow-up run serves every request.
+        assert_eq!(q.request(), requested("queued", 2));
+        assert_eq!(q.request(), requested("coalesced", 2));
+        q.running = false;
+        assert_eq!(q.take(), Some(2));
+        assert_eq!(q.take(), None);
+        // During run 2, a request waits for run 3, not for run 2, which began before it.
+        assert_eq!(q.request(), requested("queued", 3));
+        q.running = false;
+        assert_eq!(q.take(), Some(3));
+        q.running = false;
+        assert_eq!(q.request(), requested("started", 4));
     }
 }

@@ -56,13 +56,13 @@ async fn http_sigusr1_and_the_trigger_command_each_start_a_run() {
     let a = Account::with_group().await;
     a.user("u1").await;
     let mut d = Daemon::start(&a, &a.moto.endpoint, NEVER);
-    assert_eq!(d.get("/readyz").0, 503, "not ready before the first run");
+    // Ready as soon as it serves: readiness is the configuration loaded, not a run's outcome.
+    assert_eq!(d.get("/readyz").0, 200, "ready before the first run");
 
     let (status, body) = d.post("/reconcile", None);
     assert_eq!(status, 202, "{body}");
     assert!(body.contains("started"), "{body}");
     assert!(eventually(10, || has_member(&a, "u1")).await);
-    assert!(eventually(5, || async { d.get("/readyz").0 == 200 }).await);
 
     a.user("u2").await;
     d.signal("USR1");
@@ -270,6 +270,61 @@ async fn metrics_describe_the_last_run() {
     assert_eq!(d.stop().0, 0);
 }
 
+/// The keys of a JSON object, and of its first account's, sorted.
+fn shape(report: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    (keys(report), keys(&report["accounts"][0]))
+}
+
+#[tokio::test]
+async fn get_report_serves_the_last_runs_report() {
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("carol").await;
+    let mut d = Daemon::start(&a, &a.moto.endpoint, NEVER);
+
+    let (status, body) = d.get("/report");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no run has finished yet"), "{body}");
+
+    assert_eq!(d.post("/reconcile", None).0, 202);
+    d.wait_runs(1, 15).await;
+    let (status, body) = d.get("/report");
+    assert_eq!(status, 200, "{body}");
+    let served: serde_json::Value = serde_json::from_str(&body).expect("the report is JSON");
+    let account = &served["accounts"][0];
+    assert_eq!(account["added"], serde_json::json!(["carol"]), "{served}");
+    assert_eq!(account["removed"], serde_json::json!(["alice"]), "{served}");
+    let finished = &d.events("run finished")[0];
+    assert_eq!(served["run_id"], finished["span"]["run_id"], "{served}");
+
+    // Exactly the shape `reconcile --output json` prints.
+    let once = a.reconcile_json(&d.config);
+    assert_eq!(once.code, 0, "{}", once.stderr);
+    assert_eq!(shape(&served), shape(&once.report()));
+
+    // A later run replaces it.
+    a.user("dave").await;
+    assert_eq!(d.post("/reconcile", None).0, 202);
+    d.wait_runs(2, 15).await;
+    let served: serde_json::Value = serde_json::from_str(&d.get("/report").1).unwrap();
+    assert_eq!(
+        served["accounts"][0]["added"],
+        serde_json::json!(["dave"]),
+        "{served}"
+    );
+    assert_eq!(d.stop().0, 0);
+}
+
 #[tokio::test]
 async fn off_loopback_the_trigger_needs_the_token() {
     let a = Account::with_group().await;
@@ -280,6 +335,7 @@ async fn off_loopback_the_trigger_needs_the_token() {
     let mut d = Daemon::start(&a, &a.moto.endpoint, &format!("{NEVER}{listen}"));
     assert_eq!(d.post("/reconcile", None).0, 403);
     assert_eq!(d.post("/reconcile", Some("guess")).0, 403);
+    assert_eq!(d.get("/report").0, 403);
     assert_eq!(d.get("/healthz").0, 200);
     assert_eq!(d.get("/metrics").0, 200);
     assert_eq!(d.stop().0, 0);
@@ -299,6 +355,18 @@ async fn off_loopback_the_trigger_needs_the_token() {
     assert_eq!(d.post("/reconcile", Some("s3cret-admin-token-not")).0, 401);
     assert_eq!(d.post("/reconcile", Some("s3cret-admin-token")).0, 202);
     assert!(eventually(10, || has_member(&a, "carol")).await);
+    // The report names users: it takes the same token.
+    assert!(
+        eventually(5, || async {
+            http(d.admin, "GET", "/report", Some("s3cret-admin-token")).0 == 200
+        })
+        .await
+    );
+    assert_eq!(d.get("/report").0, 401);
+    assert_eq!(
+        http(d.admin, "GET", "/report", Some("s3cret-admin-token-not")).0,
+        401
+    );
     // `forcemfa trigger` reads the token from the same file.
     let config = d.config.to_str().unwrap().to_string();
     let admin = d.admin.to_string();
@@ -323,8 +391,20 @@ async fn a_failing_account_does_not_stop_the_service() {
     d.wait_runs(1, 10).await;
     let finished = &d.events("run finished")[0];
     assert_eq!(finished["account_errors"], 1);
-    assert_eq!(d.get("/readyz").0, 503);
+    // An account error is the metrics' business; the service stays ready, and so scraped.
+    assert_eq!(d.get("/readyz").0, 200);
     assert_eq!(d.get("/healthz").0, 200);
+    let metrics = d.get("/metrics").1;
+    assert!(
+        metrics.contains("forcemfa_account_errors_total{"),
+        "{metrics}"
+    );
+    let last_success: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("forcemfa_last_success_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert_eq!(last_success, 0.0, "no run has succeeded yet");
 
     a.create_group(GROUP).await;
     assert_eq!(d.post("/reconcile", None).0, 202);
@@ -333,7 +413,7 @@ async fn a_failing_account_does_not_stop_the_service() {
         "{}",
         d.stderr_text()
     );
-    assert!(eventually(5, || async { d.get("/readyz").0 == 200 }).await);
+    assert_eq!(d.get("/readyz").0, 200);
     assert_eq!(d.stop().0, 0);
 }
 
@@ -421,4 +501,74 @@ async fn systemd_is_told_ready_watchdog_and_stopping() {
     }
     assert!(seen.iter().any(|m| m.contains("RELOADING=1")), "{seen:?}");
     assert!(seen.last().unwrap().contains("STOPPING=1"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn trigger_wait_prints_the_runs_report_and_exits_with_its_code() {
+    // No group yet: the run requested fails, and the command says so with exit 1.
+    let a = Account::empty();
+    a.user("carol").await;
+    let mut d = Daemon::start(&a, &a.moto.endpoint, NEVER);
+    let admin = d.admin.to_string();
+    let wait = ["trigger", "--admin", &admin, "--wait", "--output", "json"];
+
+    let run = a.forcemfa(&wait);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!run.account()["error"].is_null(), "{}", run.stdout);
+
+    a.create_group(GROUP).await;
+    let run = a.forcemfa(&wait);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.account()["added"], serde_json::json!(["carol"]));
+    // The change is made by the time the command returns.
+    assert!(has_member(&a, "carol").await);
+    let finished = d.events("run finished");
+    assert_eq!(run.report()["run_id"], finished[1]["span"]["run_id"]);
+
+    // The readable summary by default.
+    a.user("dave").await;
+    let run = a.forcemfa(&["trigger", "--admin", &admin, "--wait"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("added (1): dave"), "{}", run.stdout);
+    assert_eq!(d.runs(), 3);
+    assert_eq!(d.stop().0, 0);
+}
+
+#[tokio::test]
+async fn trigger_wait_waits_for_the_run_that_serves_it() {
+    let a = Account::with_group().await;
+    a.user("u1").await;
+    // Each run takes over a second.
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=GetCallerIdentity"],
+        Fault::Delay(1500),
+    )]);
+    let mut d = Daemon::start(&a, &proxy.endpoint, NEVER);
+    let admin = d.admin.to_string();
+
+    // A request during a run is served by the next one, and waits for it.
+    let (status, body) = d.post("/reconcile", None);
+    assert_eq!(status, 202);
+    assert!(body.contains("\"run\":1"), "{body}");
+    let run = a.forcemfa(&["trigger", "--admin", &admin, "--wait", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let finished = d.events("run finished");
+    assert_eq!(finished.len(), 2, "{}", d.stderr_text());
+    assert_eq!(run.report()["run_id"], finished[1]["span"]["run_id"]);
+
+    // A run longer than --timeout: exit 1, saying so.
+    proxy.set_rules(vec![Rule::new(
+        &["Action=GetCallerIdentity"],
+        Fault::Delay(6000),
+    )]);
+    let run = a.forcemfa(&["trigger", "--admin", &admin, "--wait", "--timeout", "1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has not finished within 1s"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "");
+    assert_eq!(d.stop().0, 0);
 }

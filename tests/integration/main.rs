@@ -14,4 +14,5 @@ mod group_policy;
 mod policies;
 mod reconcile;
 mod reliability;
+mod report_schema;
 mod support;

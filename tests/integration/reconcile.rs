@@ -357,3 +357,85 @@ async fn unreachable_endpoint_fails_quickly_and_clearly() {
     let error = run.account()["error"].as_str().unwrap().to_string();
     assert!(error.contains("GetCallerIdentity"), "{error}");
 }
+
+/// The files in `dir`, by name.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the directory")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn metrics_file_holds_the_runs_metrics_for_the_textfile_collector() {
+    let a = mixed_account().await;
+    let dir = a.dir.path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("forcemfa.prom");
+    let file = path.to_str().unwrap();
+
+    let run = a.forcemfa(&["reconcile", "--metrics-file", file]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&path).expect("the metrics file");
+    for line in [
+        "# TYPE forcemfa_runs_total counter",
+        "forcemfa_runs_total{result=\"success\"} 1",
+        &format!("forcemfa_users{{account=\"{ACCOUNT_ID}\",state=\"compliant\"}} 3"),
+        &format!("forcemfa_changes_total{{account=\"{ACCOUNT_ID}\",action=\"remove\"}} 2"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    assert!(
+        text.contains("forcemfa_last_success_timestamp_seconds "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("# EOF"),
+        "Prometheus text, not OpenMetrics:\n{text}"
+    );
+    // Only the file itself: the temporary one was renamed over it.
+    assert_eq!(files_in(&dir), ["forcemfa.prom"]);
+
+    // The next run replaces it whole.
+    let run = a.forcemfa(&["reconcile", "--metrics-file", file]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("forcemfa_changes_total") && l.ends_with(" 0")),
+        "{text}"
+    );
+    assert!(!text.contains("action=\"remove\"} 2"), "{text}");
+    assert_eq!(files_in(&dir), ["forcemfa.prom"]);
+}
+
+#[tokio::test]
+async fn a_metrics_file_that_cannot_be_written_is_an_error_naming_it() {
+    let a = mixed_account().await;
+    let dir = a.dir.path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+
+    // A directory cannot be replaced by the file, nor can a file be made in a missing directory.
+    let taken = dir.join("forcemfa.prom");
+    std::fs::create_dir(&taken).unwrap();
+    let missing = a.dir.path().join("missing").join("forcemfa.prom");
+    for path in [&taken, &missing] {
+        let file = path.to_str().unwrap();
+        let run = a.forcemfa(&["reconcile", "--output", "json", "--metrics-file", file]);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains(file), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("metrics file not written"),
+            "{}",
+            run.stderr
+        );
+        // The run itself went ahead and reported.
+        assert!(run.account()["error"].is_null(), "{}", run.stdout);
+    }
+    assert!(taken.is_dir());
+    assert!(!missing.exists());
+    // No temporary file is left behind.
+    assert_eq!(files_in(&dir), ["forcemfa.prom"]);
+}
