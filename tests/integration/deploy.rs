@@ -1,33 +1,10 @@
 //! The deployment files: systemd units, the container image, the Kubernetes manifests. Checked
 //! with the tools their platforms trust, since no container engine or cluster runs here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// Runs a checker and fails with its output unless it exits 0 and prints nothing but `allowed`.
-fn check(cmd: &mut Command, what: &str, allowed: impl Fn(&str) -> bool) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run ({e}); scripts/ensure-tools installs it"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let unexpected: Vec<&str> = text.lines().filter(|l| !allowed(l)).collect();
-    assert!(
-        out.status.success() && unexpected.is_empty(),
-        "{what} failed:\n{text}"
-    );
-}
+use crate::support::files::{check, read, repo};
 
 const UNITS: [&str; 3] = [
     "forcemfa.service",
