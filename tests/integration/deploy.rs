@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::support::files::{check, read, repo};
+use crate::support::files::{check, read, readme_blocks, repo};
 
 const UNITS: [&str; 3] = [
     "forcemfa.service",
@@ -29,28 +29,113 @@ fn systemd_units_pass_systemd_analyze_verify() {
     check(&mut cmd, "systemd-analyze verify", |_| false);
 }
 
+/// The `[Service]` lines of a unit, without comments.
+fn unit_lines(unit: &str) -> Vec<String> {
+    read(&format!("deploy/systemd/{unit}"))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
 #[test]
 fn the_service_unit_is_a_hardened_notify_service() {
-    let unit = read("deploy/systemd/forcemfa.service");
+    let unit = unit_lines("forcemfa.service");
     for line in [
         "Type=notify",
-        "WatchdogSec=",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "WatchdogSec=60s",
+        "ExecReload=/bin/sh -c 'kill -HUP $$MAINPID'",
         "Restart=on-failure",
+        // A configuration error cannot be fixed by restarting.
+        "RestartPreventExitStatus=2",
         "DynamicUser=yes",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "PrivateTmp=yes",
-        "CapabilityBoundingSet=\n",
-        "RestrictAddressFamilies=",
+        "CapabilityBoundingSet=",
         "SystemCallFilter=@system-service",
-        "EnvironmentFile=",
+        "EnvironmentFile=-/etc/forcemfa/forcemfa.env",
     ] {
-        assert!(unit.contains(line), "forcemfa.service lacks {line:?}");
+        assert!(
+            unit.iter().any(|l| l == line),
+            "forcemfa.service lacks {line:?}"
+        );
     }
-    let timer = read("deploy/systemd/forcemfa-reconcile.timer");
-    assert!(timer.contains("OnCalendar=hourly"));
+    assert!(unit
+        .iter()
+        .any(|l| l.starts_with("RestrictAddressFamilies=")));
+    let timer = unit_lines("forcemfa-reconcile.timer");
+    assert!(timer.iter().any(|l| l == "OnCalendar=hourly"));
+}
+
+#[test]
+fn both_units_run_as_one_transient_user_that_can_read_what_they_need() {
+    for unit in ["forcemfa.service", "forcemfa-reconcile.service"] {
+        let lines = unit_lines(unit);
+        for line in [
+            "DynamicUser=yes",
+            "User=forcemfa",
+            "Group=forcemfa",
+            "StateDirectory=forcemfa",
+        ] {
+            assert!(lines.iter().any(|l| l == line), "{unit} lacks {line:?}");
+        }
+        // systemd keeps a configuration directory root's, with the mode given here: 0750 locked
+        // the transient user out of its own configuration.
+        assert!(
+            !lines
+                .iter()
+                .any(|l| l.starts_with("ConfigurationDirectory")),
+            "{unit}: ConfigurationDirectory"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("ExecStart=/usr/local/bin/forcemfa ")
+                    && l.contains(" --config /etc/forcemfa/forcemfa.toml")),
+            "{unit} reads /etc/forcemfa/forcemfa.toml"
+        );
+    }
+}
+
+#[test]
+fn the_readme_installs_what_the_units_can_read() {
+    let blocks = readme_blocks("### systemd", "sh");
+    let all = blocks.concat();
+    for line in [
+        "install -m 0755 target/release/forcemfa /usr/local/bin/forcemfa",
+        "install -m 0644 config/forcemfa.toml /etc/forcemfa/forcemfa.toml",
+        "install -m 0600 deploy/systemd/forcemfa.env /etc/forcemfa/forcemfa.env",
+        "systemctl enable --now forcemfa",
+        "systemctl enable --now forcemfa-reconcile.timer",
+    ] {
+        assert!(all.lines().any(|l| l == line), "README lacks {line:?}");
+    }
+    // What the blocks install from the repository exists.
+    for word in all.split_whitespace() {
+        if word.starts_with("config/") || word.starts_with("deploy/") {
+            assert!(
+                repo(word).exists(),
+                "README installs {word}, which is missing"
+            );
+        }
+    }
+    // systemd's own lines about a unit are not JSON: match the process's unit, not -u.
+    for line in all.lines().filter(|l| l.contains("journalctl")) {
+        assert!(line.contains("_SYSTEMD_UNIT="), "{line}");
+        assert!(!line.contains(" -u "), "{line}");
+    }
+    // No home directory, so no profile: credentials come from the environment file or a role.
+    assert!(!all.contains("AWS_PROFILE"));
+    let env = read("deploy/systemd/forcemfa.env");
+    for line in env.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        assert!(
+            line.contains('=') && !line.starts_with("AWS_PROFILE"),
+            "{line}"
+        );
+    }
 }
 
 #[test]

@@ -34,3 +34,35 @@ pub fn output(cmd: &mut Command, what: &str) -> (bool, String) {
         ),
     )
 }
+
+/// The fenced blocks of `lang` in the README section under `heading` (a whole heading line such
+/// as "### systemd"), in order.
+pub fn readme_blocks(heading: &str, lang: &str) -> Vec<String> {
+    let readme = read("README.md");
+    let level = heading.split(' ').next().unwrap_or("").len();
+    let mut blocks = Vec::new();
+    let mut in_section = false;
+    let mut block: Option<String> = None;
+    for line in readme.lines() {
+        if let Some(b) = block.as_mut() {
+            if line == "```" {
+                blocks.push(block.take().unwrap_or_default());
+            } else {
+                b.push_str(line);
+                b.push('\n');
+            }
+            continue;
+        }
+        let hashes = line.chars().take_while(|c| *c == '#').count();
+        if hashes > 0 && line[hashes..].starts_with(' ') && hashes <= level {
+            in_section = line == heading;
+        } else if in_section && line == format!("```{lang}") {
+            block = Some(String::new());
+        }
+    }
+    assert!(
+        !blocks.is_empty(),
+        "README has no {lang} block under {heading}"
+    );
+    blocks
+}
