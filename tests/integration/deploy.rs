@@ -101,6 +101,20 @@ fn both_units_run_as_one_transient_user_that_can_read_what_they_need() {
 }
 
 #[test]
+fn every_failed_timer_run_fails_the_unit() {
+    // With SuccessExitStatus=1 3, a run that could not even get credentials counted as a
+    // success and never showed in `systemctl --failed`.
+    let lines = unit_lines("forcemfa-reconcile.service");
+    assert!(lines.iter().any(|l| l == "Type=oneshot"));
+    assert!(
+        !lines.iter().any(|l| l.starts_with("SuccessExitStatus")),
+        "forcemfa-reconcile.service turns failed runs into successes"
+    );
+    // Longer than the run's own deadline (45 minutes), so that forcemfa reports rather than dies.
+    assert!(lines.iter().any(|l| l == "TimeoutStartSec=50min"));
+}
+
+#[test]
 fn the_readme_installs_what_the_units_can_read() {
     let blocks = readme_blocks("### systemd", "sh");
     let all = blocks.concat();
