@@ -1,5 +1,6 @@
 //! The deployment files: systemd units, the container image, the Kubernetes manifests. Checked
-//! with the tools their platforms trust, since no container engine or cluster runs here.
+//! with the tools their platforms trust, since no container engine or cluster runs here;
+//! `scripts/e2e-systemd` boots a real systemd for the units.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -117,6 +118,8 @@ fn every_failed_timer_run_fails_the_unit() {
 #[test]
 fn the_readme_installs_what_the_units_can_read() {
     let blocks = readme_blocks("### systemd", "sh");
+    // scripts/e2e-systemd runs these six blocks in this order.
+    assert_eq!(blocks.len(), 6, "{blocks:#?}");
     let all = blocks.concat();
     for line in [
         "install -m 0755 target/release/forcemfa /usr/local/bin/forcemfa",
