@@ -7,6 +7,7 @@ mod daemon;
 mod deploy;
 mod fail_safe;
 mod group_policy;
+mod monitoring;
 mod policies;
 mod reconcile;
 mod reliability;
