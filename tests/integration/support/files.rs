@@ -1,7 +1,8 @@
 //! The repository's own files, and the outside checkers that judge them.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// A path in the repository.
 pub fn repo(path: &str) -> PathBuf {
@@ -33,6 +34,35 @@ pub fn output(cmd: &mut Command, what: &str) -> (bool, String) {
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// Every document of a YAML stream as JSON, read by PyYAML (which cfn-lint brings along) so that
+/// the tests need no YAML parser of their own.
+pub fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(list(yaml.safe_load_all(sys.stdin)), sys.stdout)",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write YAML");
+    let out = child.wait_with_output().expect("python3 finishes");
+    assert!(
+        out.status.success(),
+        "not YAML (or PyYAML missing: scripts/ensure-tools installs it):\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
 /// The fenced blocks of `lang` in the README section under `heading` (a whole heading line such
