@@ -1,7 +1,8 @@
-//! The deployment files: systemd units, the container image, the Kubernetes manifests. Checked
-//! with the tools their platforms trust, since no container engine or cluster runs here;
-//! `scripts/e2e-systemd` boots a real systemd for the units.
+//! The deployment files: systemd units, the container image, the Kubernetes manifests, the
+//! CloudFormation template. Checked with the tools their platforms trust, since no container
+//! engine or cluster runs here; `scripts/e2e-systemd` boots a real systemd for the units.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -349,4 +350,122 @@ fn the_readme_overlay_builds_with_the_pod_monitor() {
         pod_spec(&deployment)["containers"][0]["ports"][0]["name"],
         "admin"
     );
+}
+
+/// Evaluates a CloudFormation rule condition or assertion for the given parameter values.
+fn cfn_eval(expr: &Value, params: &BTreeMap<String, String>) -> Value {
+    let object = expr.as_object();
+    let Some((function, args)) = object.and_then(|o| o.iter().next()) else {
+        return expr.clone();
+    };
+    let list = || args.as_array().expect("a list of arguments");
+    match function.as_str() {
+        "Ref" => Value::String(params[args.as_str().expect("a parameter")].clone()),
+        "Fn::Equals" => Value::Bool(cfn_eval(&list()[0], params) == cfn_eval(&list()[1], params)),
+        "Fn::Not" => Value::Bool(cfn_eval(&list()[0], params) == Value::Bool(false)),
+        "Fn::And" => Value::Bool(list().iter().all(|a| cfn_eval(a, params) == true)),
+        "Fn::Or" => Value::Bool(list().iter().any(|a| cfn_eval(a, params) == true)),
+        other => panic!("rule function {other} is not evaluated here"),
+    }
+}
+
+/// The template's rules that fail for these parameters (the others at their defaults).
+fn failing_rules(template: &Value, set: &[(&str, &str)]) -> Vec<String> {
+    let mut params: BTreeMap<String, String> = template["Parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["Default"].as_str().unwrap_or("").to_string()))
+        .collect();
+    for (k, v) in set {
+        assert!(params.contains_key(*k), "no parameter {k}");
+        params.insert(k.to_string(), v.to_string());
+    }
+    let mut failing = Vec::new();
+    for (name, rule) in template["Rules"].as_object().expect("Rules") {
+        let applies = rule
+            .get("RuleCondition")
+            .is_none_or(|c| cfn_eval(c, &params) == true);
+        if applies
+            && rule["Assertions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| cfn_eval(&a["Assert"], &params) != true)
+        {
+            failing.push(name.clone());
+        }
+    }
+    failing
+}
+
+#[test]
+fn the_template_names_its_role_and_refuses_incomplete_trust() {
+    let template: Value = serde_json::from_str(&read("deploy/aws/forcemfa.json")).unwrap();
+    // A generated name never matches organization.role_name, nor the central grant on
+    // role/${MemberRoleName}.
+    let role = &template["Resources"]["ForceMfaRole"]["Properties"];
+    assert_eq!(role["RoleName"], serde_json::json!({"Ref": "RoleName"}));
+    assert_eq!(template["Parameters"]["RoleName"]["Default"], "forcemfa");
+    let central = serde_json::to_string(&template["Resources"]["CentralPolicy"]).unwrap();
+    assert!(central.contains(":role/${MemberRoleName}"));
+
+    let ok: &[&[(&str, &str)]] = &[
+        &[],
+        &[("TrustedPrincipal", "ecs-tasks")],
+        &[("MemberRoleName", "forcemfa")],
+        &[
+            ("TrustedPrincipal", "account"),
+            ("CentralRoleArn", "arn:aws:iam::111111111111:role/forcemfa"),
+        ],
+        &[
+            ("TrustedPrincipal", "account"),
+            ("CentralRoleArn", "arn:aws:iam::111111111111:role/forcemfa"),
+            ("ExternalId", "forcemfa-org"),
+        ],
+        &[
+            ("TrustedPrincipal", "eks"),
+            (
+                "EksOidcProviderHost",
+                "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE",
+            ),
+            ("MemberRoleName", "forcemfa"),
+        ],
+    ];
+    for set in ok {
+        assert_eq!(
+            failing_rules(&template, set),
+            Vec::<String>::new(),
+            "{set:?}"
+        );
+    }
+    let refused: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("TrustedPrincipal", "account")],
+            "AccountTrustNamesTheCentralRole",
+        ),
+        (
+            &[
+                ("TrustedPrincipal", "account"),
+                ("CentralRoleArn", "arn:aws:iam::111111111111:role/forcemfa"),
+                ("MemberRoleName", "forcemfa"),
+            ],
+            "AccountTrustIsNotTheCentralAccount",
+        ),
+        (
+            &[("TrustedPrincipal", "eks")],
+            "EksTrustNamesTheClusterIssuer",
+        ),
+        (
+            &[("CentralRoleArn", "arn:aws:iam::111111111111:role/forcemfa")],
+            "CentralRoleAndExternalIdOnlyWithAccountTrust",
+        ),
+        (
+            &[("ExternalId", "forcemfa-org")],
+            "CentralRoleAndExternalIdOnlyWithAccountTrust",
+        ),
+    ];
+    for (set, rule) in refused {
+        assert_eq!(failing_rules(&template, set), [rule.to_string()], "{set:?}");
+    }
 }
