@@ -170,16 +170,112 @@ fn dockerfile_passes_hadolint_and_builds_as_documented() {
     assert!(dockerfile.contains("cargo build --release --locked"));
     assert!(dockerfile.contains("USER 65532:65532"), "non-root");
     assert!(dockerfile.contains("CMD [\"/usr/local/bin/forcemfa\", \"healthcheck\"]"));
-    // What the image copies exists, and its configuration is valid.
-    for copied in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "src",
-        "deploy/container/forcemfa.toml",
-    ] {
-        assert!(repo(copied).exists(), "{copied}");
-    }
     forcemfa::config::Config::parse(&read("deploy/container/forcemfa.toml")).unwrap();
+}
+
+/// The sources of the Dockerfile's `COPY` instructions that come from the build context.
+fn copied_from_context(dockerfile: &str) -> Vec<String> {
+    let mut sources = Vec::new();
+    for line in dockerfile.lines() {
+        let Some(rest) = line.strip_prefix("COPY ") else {
+            continue;
+        };
+        if rest.contains("--from=") {
+            continue;
+        }
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        sources.extend(words[..words.len() - 1].iter().map(|w| w.to_string()));
+    }
+    sources
+}
+
+#[test]
+fn the_build_context_holds_what_the_dockerfile_copies_and_nothing_big() {
+    // The context as Docker computes it from .dockerignore (docker-py's implementation).
+    let script = "import json, os\n\
+        from docker.utils.build import exclude_paths\n\
+        lines = open('.dockerignore').readlines() if os.path.exists('.dockerignore') else []\n\
+        patterns = [l.strip() for l in lines if l.strip() and not l.startswith('#')]\n\
+        print(json.dumps(sorted(exclude_paths('.', patterns, dockerfile='deploy/container/Dockerfile'))))";
+    let (ok, text) = output(
+        Command::new("python3")
+            .args(["-c", script])
+            .current_dir(repo(".")),
+        "docker-py",
+    );
+    assert!(ok, "{text}");
+    let context: Vec<String> = serde_json::from_str(&text).expect("JSON list");
+    for source in copied_from_context(&read("deploy/container/Dockerfile")) {
+        let source = source.trim_end_matches('/');
+        assert!(
+            context.iter().any(|p| p == source),
+            "the Dockerfile copies {source}, which the context lacks"
+        );
+    }
+    assert!(context.iter().any(|p| p == "src/main.rs"));
+    for left_out in ["target", ".git", "tests", "README.md"] {
+        assert!(
+            !context
+                .iter()
+                .any(|p| p == left_out || p.starts_with(&format!("{left_out}/"))),
+            "{left_out} is sent as build context"
+        );
+    }
+    let bytes: u64 = context
+        .iter()
+        .filter_map(|p| std::fs::metadata(repo(p)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum();
+    assert!(bytes < 4 << 20, "the build context is {bytes} bytes");
+}
+
+#[test]
+fn the_image_carries_oci_labels_and_no_one_elses_registry() {
+    let dockerfile = read("deploy/container/Dockerfile");
+    for label in [
+        "org.opencontainers.image.title=",
+        "org.opencontainers.image.description=",
+        "org.opencontainers.image.version=",
+        "org.opencontainers.image.revision=",
+        "org.opencontainers.image.licenses=\"Apache-2.0\"",
+    ] {
+        assert!(dockerfile.contains(label), "no label {label}");
+    }
+    let version = read("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("version");
+    assert!(
+        dockerfile.contains(&format!("ARG VERSION={version}\n")),
+        "the image's version label is not Cargo.toml's {version}"
+    );
+    // Nothing publishes an image: the README and the manifests name none, and an overlay sets it.
+    let mut texts = vec![("README.md".to_string(), read("README.md"))];
+    for file in files_under(&repo("deploy/kubernetes")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        texts.push((file.display().to_string(), text));
+    }
+    for (name, text) in texts {
+        for registry in ["ghcr.io", "docker.io", "quay.io", "public.ecr.aws"] {
+            assert!(!text.contains(registry), "{name} names {registry}");
+        }
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
 }
 
 /// `kubectl kustomize DIR`: the manifests it renders, as text and as JSON documents.
