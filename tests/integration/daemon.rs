@@ -88,6 +88,8 @@ async fn http_sigusr1_and_the_trigger_command_each_start_a_run() {
         .map(|e| e["source"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(sources, ["http", "SIGUSR1", "http"]);
+    // The group changes before the run logs its summary.
+    d.wait_runs(3, 10).await;
     assert_eq!(d.runs(), 3);
     assert_eq!(d.stop().0, 0);
 }

@@ -11,6 +11,7 @@ mod deadline;
 mod deploy;
 mod fail_safe;
 mod group_policy;
+mod monitoring;
 mod policies;
 mod reconcile;
 mod reliability;

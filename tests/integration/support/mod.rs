@@ -2,6 +2,7 @@
 //! and look at it, and the real `forcemfa` binary pointed at it.
 
 pub mod daemon;
+pub mod files;
 pub mod proxy;
 
 use std::collections::BTreeSet;
