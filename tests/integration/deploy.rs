@@ -570,3 +570,34 @@ fn the_template_names_its_role_and_refuses_incomplete_trust() {
         assert_eq!(failing_rules(&template, set), [rule.to_string()], "{set:?}");
     }
 }
+
+#[test]
+fn the_logrotate_snippet_rotates_the_audit_log_and_reloads_the_service() {
+    let snippet = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/logrotate/forcemfa"
+    ))
+    .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let path = "/var/lib/forcemfa/audit.jsonl";
+    assert!(snippet.contains(&format!("{path} {{")), "{snippet}");
+    assert!(readme.contains(&format!("audit_log = \"{path}\"")));
+    assert!(
+        snippet.contains("systemctl reload forcemfa.service"),
+        "{snippet}"
+    );
+    // Renaming and reopening, never copying and truncating: a truncation could cut a record.
+    assert!(!snippet.contains("copytruncate"), "{snippet}");
+    if let Ok(out) = std::process::Command::new("logrotate")
+        .args(["--debug", "--state", "/dev/null"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/logrotate/forcemfa"
+        ))
+        .output()
+    {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("error"), "logrotate --debug: {stderr}");
+    }
+}

@@ -356,7 +356,7 @@ async fn every_dashboard_and_alert_query_evaluates_on_a_real_prometheus() {
         "forcemfa_runs_total{result=\"success\"} 1",
         "forcemfa_runs_total{result=\"guard_tripped\"} 1",
         "forcemfa_config_reloads_total{result=\"error\"} 1",
-        "forcemfa_account_errors_total{account=\"333333333333\"} 1",
+        "forcemfa_account_errors_total{account=\"333333333333\",kind=\"group_missing\"} 1",
         "forcemfa_audit_errors_total{account=\"222222222222\"}",
     ] {
         assert!(metrics.contains(series), "no {series} in\n{metrics}");

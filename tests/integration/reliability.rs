@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::daemon::Daemon;
 use crate::support::proxy::{Fault, FaultProxy, Rule};
-use crate::support::{names, Account};
+use crate::support::{names, set, Account};
 
 const GROUP: &str = "ForceMFA";
 
@@ -525,4 +525,42 @@ async fn secrets_never_appear_in_logs_or_reports() {
     for secret in [&secret_key, "admin-token-s3cr3t"] {
         assert!(!run.stderr.contains(secret), "{secret} in the trace logs");
     }
+}
+
+#[tokio::test]
+async fn a_rotated_audit_log_is_reopened_on_sighup_and_loses_nothing() {
+    let a = Account::with_group().await;
+    a.user("before-rotation").await;
+    let log = a.dir.path().join("audit.jsonl");
+    let rotated = a.dir.path().join("audit.jsonl.1");
+    let d = Daemon::start(
+        &a,
+        &a.moto.endpoint,
+        &format!("run_on_start = true\naudit_log = \"{}\"\n", log.display()),
+    );
+    d.wait_runs(1, 15).await;
+
+    // What logrotate does: rename the file, then tell the service to reload.
+    std::fs::rename(&log, &rotated).unwrap();
+    d.signal("HUP");
+    assert!(
+        crate::support::daemon::eventually(10, || async {
+            !d.events("configuration reloaded").is_empty()
+        })
+        .await,
+        "{}",
+        d.stderr_text()
+    );
+    a.user("after-rotation").await;
+    assert_eq!(d.post("/reconcile", None).0, 202);
+    d.wait_runs(2, 15).await;
+
+    let old = audit_lines(&rotated);
+    let new = audit_lines(&log);
+    assert_eq!(audited(&old, "add", "done"), set(&["before-rotation"]));
+    assert_eq!(audited(&new, "add", "done"), set(&["after-rotation"]));
+    assert_eq!(
+        a.members(GROUP).await,
+        set(&["after-rotation", "before-rotation"])
+    );
 }
