@@ -2,6 +2,7 @@
 //! before anything talks to AWS, so a bad value stops the process with the key named.
 
 mod env;
+pub mod events;
 mod raw;
 pub mod schedule;
 
@@ -13,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::arn::{is_account_id, Arn};
 use crate::environment::{self, NotUnicode};
 use env::{overlay_env, variable_sets, ENV_PREFIX};
+pub use events::EventsSettings;
 use raw::{RawAccount, RawAws, RawConfig, RawExempt, RawOrganization};
 use schedule::Schedule;
 
@@ -217,6 +219,8 @@ pub struct Config {
     /// of forcemfa's own credentials.
     pub accounts: Vec<AccountTarget>,
     pub organization: Option<OrganizationSettings>,
+    /// Reconciling single users as their IAM events arrive (`[events]`); off when absent.
+    pub events: Option<EventsSettings>,
 }
 
 /// The shortest interval between two scheduled runs. A run reads every user of every account
@@ -367,6 +371,7 @@ impl Config {
             },
             accounts: validate_accounts(raw.accounts)?,
             organization: raw.organization.map(validate_organization).transpose()?,
+            events: events::validate(raw.events)?,
         })
     }
 }
@@ -699,6 +704,15 @@ fn humanize(duration: std::time::Duration) -> String {
         s if s % 3600 == 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+/// Like [`humanize`], with milliseconds for what is not a whole second.
+fn humanize_ms(duration: std::time::Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        humanize(duration)
+    } else {
+        format!("{}ms", duration.as_millis())
     }
 }
 

@@ -32,6 +32,16 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) accounts: Vec<RawAccount>,
     pub(super) organization: Option<RawOrganization>,
+    pub(super) events: Option<RawEvents>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvents {
+    pub(super) queue_url: Option<String>,
+    pub(super) wait: Option<String>,
+    pub(super) batch_window: Option<String>,
+    pub(super) visibility_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,250 @@
+//! `[events]`: reconciling single users as IAM's CloudTrail events arrive on an SQS queue, between
+//! the scheduled full runs.
+
+use std::time::Duration;
+
+use crate::arn::{is_account_id, Partition};
+
+use super::raw::RawEvents;
+use super::{parse_duration, ConfigError};
+
+/// Where the events come from and how they are taken off the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsSettings {
+    /// As SQS gives it: `https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events`.
+    pub queue_url: String,
+    pub queue: QueueRef,
+    /// How long one ReceiveMessage waits for a message (SQS long polling, at most 20 s).
+    pub wait: Duration,
+    /// After the first message of a batch, how long to keep receiving before reconciling: events
+    /// for one user that arrive within it cost one reconciliation.
+    pub batch_window: Duration,
+    /// How long a received message stays hidden from other receives. A message whose users
+    /// could not be handled reappears after it, and moves to the dead-letter queue once the
+    /// queue's redrive policy says so.
+    pub visibility_timeout: Duration,
+}
+
+/// The queue a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRef {
+    /// From the host name (`sqs.REGION.amazonaws.com`); `None` for another endpoint (then the
+    /// SDK's region applies).
+    pub region: Option<String>,
+    pub account_id: String,
+    pub name: String,
+}
+
+impl QueueRef {
+    /// `arn:PARTITION:sqs:REGION:ACCOUNT:NAME`, for the daemon's policy; `*` stands for a region
+    /// the URL does not show.
+    pub fn arn(&self) -> String {
+        let region = self.region.as_deref().unwrap_or("*");
+        let partition = Partition::of_region(self.region.as_deref().unwrap_or_default());
+        format!(
+            "arn:{partition}:sqs:{region}:{}:{}",
+            self.account_id, self.name
+        )
+    }
+}
+
+const KEY: &str = "events.queue_url";
+
+/// Reads a queue URL: `https://HOST/ACCOUNT/NAME` (http only for a loopback endpoint).
+pub fn parse_queue_url(url: &str) -> Result<QueueRef, String> {
+    let example = "such as https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events";
+    let not_a_url = || format!("`{url}` is not an SQS queue URL {example}");
+    let (scheme, rest) = url.split_once("://").ok_or_else(not_a_url)?;
+    let (host, path) = rest.split_once('/').ok_or_else(not_a_url)?;
+    let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    match scheme {
+        "https" => {}
+        "http" if ["127.0.0.1", "localhost", "[::1]"].contains(&host_name) => {}
+        _ => {
+            return Err(format!(
+                "`{url}` must use https (http only on a loopback endpoint)"
+            ))
+        }
+    }
+    let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let [account_id, name] = parts.as_slice() else {
+        return Err(not_a_url());
+    };
+    if !is_account_id(account_id) {
+        return Err(format!(
+            "`{url}`: `{account_id}` is not a 12-digit account id"
+        ));
+    }
+    let base = name.strip_suffix(".fifo").unwrap_or(name);
+    if base.is_empty()
+        || name.len() > 80
+        || !base
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "`{url}`: `{name}` is not a queue name (1 to 80 letters, digits, - and _)"
+        ));
+    }
+    Ok(QueueRef {
+        region: region_of_host(host_name),
+        account_id: (*account_id).to_string(),
+        name: (*name).to_string(),
+    })
+}
+
+/// The region in an SQS host name: `sqs.us-east-1.amazonaws.com`, `sqs.cn-north-1.amazonaws.com.cn`,
+/// the legacy `us-east-1.queue.amazonaws.com`, or a FIPS `sqs-fips.us-gov-west-1.amazonaws.com`.
+fn region_of_host(host: &str) -> Option<String> {
+    let labels: Vec<&str> = host.split('.').collect();
+    let region = match labels.as_slice() {
+        ["sqs" | "sqs-fips", region, "amazonaws", "com", ..] => region,
+        [region, "queue", "amazonaws", "com", ..] => region,
+        _ => return None,
+    };
+    let plausible = region.contains('-')
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    plausible.then(|| (*region).to_string())
+}
+
+pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let Some(queue_url) = raw.queue_url.filter(|u| !u.trim().is_empty()) else {
+        return Err(ConfigError::invalid(
+            KEY,
+            "the [events] section needs the URL of the queue its events arrive on",
+        ));
+    };
+    let queue = parse_queue_url(&queue_url).map_err(|m| ConfigError::invalid(KEY, m))?;
+    if queue.name.ends_with(".fifo") {
+        return Err(ConfigError::invalid(
+            KEY,
+            format!(
+                "`{}` is a FIFO queue; EventBridge delivers IAM events to a standard queue",
+                queue.name
+            ),
+        ));
+    }
+    let wait = bounded(
+        "events.wait",
+        raw.wait.as_deref(),
+        Duration::from_secs(20),
+        Duration::from_secs(1),
+        Duration::from_secs(20),
+    )?;
+    let batch_window = bounded(
+        "events.batch_window",
+        raw.batch_window.as_deref(),
+        Duration::from_secs(1),
+        Duration::ZERO,
+        Duration::from_secs(60),
+    )?;
+    let visibility_timeout = bounded(
+        "events.visibility_timeout",
+        raw.visibility_timeout.as_deref(),
+        Duration::from_secs(300),
+        Duration::from_secs(30),
+        Duration::from_secs(12 * 3600),
+    )?;
+    Ok(Some(EventsSettings {
+        queue_url,
+        queue,
+        wait,
+        batch_window,
+        visibility_timeout,
+    }))
+}
+
+/// A duration key: `default` when absent, else within `min..=max`. Accepts `ms` for the short
+/// ones besides the units of [`parse_duration`].
+fn bounded(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let value = match text.trim().strip_suffix("ms") {
+        Some(ms) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => ms
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("`{text}` is too long")),
+        _ => parse_duration(text),
+    }
+    .map_err(|m| ConfigError::invalid(key, m))?;
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "`{text}` is outside {}..{}",
+                super::humanize_ms(min),
+                super::humanize_ms(max)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_queue_urls_give_region_account_and_name() {
+        let q = parse_queue_url("https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events")
+            .unwrap();
+        assert_eq!(q.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            q.arn(),
+            "arn:aws:sqs:us-east-1:123456789012:forcemfa-events"
+        );
+        let q = parse_queue_url("https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q").unwrap();
+        assert_eq!(q.arn(), "arn:aws-cn:sqs:cn-north-1:123456789012:q");
+        let q = parse_queue_url("https://us-west-2.queue.amazonaws.com/123456789012/q").unwrap();
+        assert_eq!(q.region.as_deref(), Some("us-west-2"));
+        let q = parse_queue_url("http://127.0.0.1:4566/123456789012/q").unwrap();
+        assert_eq!(q.region, None);
+        assert_eq!(q.arn(), "arn:aws:sqs:*:123456789012:q");
+    }
+
+    #[test]
+    fn bad_queue_urls_are_refused_with_the_reason() {
+        for (url, reason) in [
+            (
+                "sqs.us-east-1.amazonaws.com/123456789012/q",
+                "not an SQS queue URL",
+            ),
+            (
+                "http://sqs.us-east-1.amazonaws.com/123456789012/q",
+                "must use https",
+            ),
+            ("https://sqs.us-east-1.amazonaws.com/12345/q", "12-digit"),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/",
+                "not an SQS queue URL",
+            ),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/a b",
+                "not a queue name",
+            ),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/q/extra",
+                "not an SQS queue URL",
+            ),
+            (
+                "arn:aws:sqs:us-east-1:123456789012:q",
+                "not an SQS queue URL",
+            ),
+        ] {
+            let e = parse_queue_url(url).unwrap_err();
+            assert!(e.contains(reason), "{url}: {e}");
+        }
+    }
+}
