@@ -9,6 +9,7 @@ pub mod arn;
 pub(crate) mod aws;
 pub mod cli;
 pub(crate) mod clock;
+pub mod cloudtrail;
 pub mod config;
 pub(crate) mod environment;
 pub mod policy;
