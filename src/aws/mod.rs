@@ -123,7 +123,7 @@ impl Intercept for CallCounter {
     }
 }
 
-/// The clients one account is reconciled with, sharing one call counter.
+/// The clients one account is reconciled with, for one run: they count that run's calls only.
 #[derive(Debug, Clone)]
 pub struct AccountClients {
     pub iam: aws_sdk_iam::Client,
@@ -131,12 +131,19 @@ pub struct AccountClients {
     pub calls: CallCounter,
 }
 
-impl AccountClients {
+/// An account's clients as the pool keeps them: one set of connections, credentials and retry
+/// budget for every run of the account, full or event-driven, however many run at once.
+#[derive(Debug, Clone)]
+pub struct SharedClients {
+    iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+}
+
+impl SharedClients {
     /// Clients on `sdk`'s credentials with a retry partition of their own, named after
     /// `partition` (the account): throttling in one account spends only that account's retry
     /// budget and slows only its rate limiter.
-    pub fn new(sdk: &SdkConfig, partition: &str) -> AccountClients {
-        let calls = CallCounter::default();
+    pub fn new(sdk: &SdkConfig, partition: &str) -> SharedClients {
         // A larger retry quota than the SDK's 500 tokens (100 retries): IAM throttling is
         // expected, backoff and the adaptive limiter already protect IAM, and running out of
         // quota would skip users a few more patient retries would have read.
@@ -146,17 +153,45 @@ impl AccountClients {
         let iam = aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(sdk)
                 .retry_partition(retry_partition.clone())
-                .interceptor(calls.clone())
                 .interceptor(AnswerCheck)
                 .build(),
         );
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(sdk)
                 .retry_partition(retry_partition)
-                .interceptor(calls.clone())
                 .interceptor(AnswerCheck)
                 .build(),
         );
-        AccountClients { iam, sts, calls }
+        SharedClients { iam, sts }
+    }
+
+    /// The same clients counting into a counter of their own, so that two runs of one account
+    /// at once each report their own calls.
+    pub fn for_run(&self) -> AccountClients {
+        let calls = CallCounter::default();
+        AccountClients {
+            iam: aws_sdk_iam::Client::from_conf(
+                self.iam
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                self.sts
+                    .config()
+                    .to_builder()
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            calls,
+        }
+    }
+}
+
+impl AccountClients {
+    /// Clients of their own (commands that reconcile nothing: bootstrap, policy).
+    pub fn new(sdk: &SdkConfig, partition: &str) -> AccountClients {
+        SharedClients::new(sdk, partition).for_run()
     }
 }

@@ -11,7 +11,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::arn::Partition;
 use crate::aws::answers::Pages;
-use crate::aws::{load_sdk_config, AccountClients, AwsError, CallCounter};
+use crate::aws::{load_sdk_config, AccountClients, AwsError, CallCounter, SharedClients};
 use crate::config::{AccountTarget, Config};
 use crate::sync::lock;
 
@@ -92,8 +92,8 @@ pub fn with_organization(
 /// The clients of every account, created on first use and kept.
 pub struct ClientPool {
     base: SdkConfig,
-    own: AccountClients,
-    roles: Mutex<HashMap<String, AccountClients>>,
+    own: SharedClients,
+    roles: Mutex<HashMap<String, SharedClients>>,
     organizations: aws_sdk_organizations::Client,
     /// Calls to AWS Organizations (account discovery).
     pub discovery_calls: CallCounter,
@@ -109,7 +109,7 @@ impl ClientPool {
                 .build(),
         );
         ClientPool {
-            own: AccountClients::new(&base, "own"),
+            own: SharedClients::new(&base, "own"),
             base,
             roles: Mutex::new(HashMap::new()),
             organizations,
@@ -117,9 +117,13 @@ impl ClientPool {
         }
     }
 
-    /// The clients for `target`: for a role, credentials from sts:AssumeRole (cached and
-    /// refreshed by the SDK before they expire).
+    /// The clients for one run in `target`: for a role, credentials from sts:AssumeRole (cached
+    /// and refreshed by the SDK before they expire).
     pub async fn clients(&self, target: &Target) -> AccountClients {
+        self.shared_clients(target).await.for_run()
+    }
+
+    async fn shared_clients(&self, target: &Target) -> SharedClients {
         let Target::Role(role) = target else {
             return self.own.clone();
         };
@@ -139,7 +143,7 @@ impl ClientPool {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
-        let clients = AccountClients::new(&sdk, &role.account_id);
+        let clients = SharedClients::new(&sdk, &role.account_id);
         lock(&self.roles).entry(key).or_insert(clients).clone()
     }
 
