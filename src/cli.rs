@@ -16,7 +16,7 @@ use crate::environment;
 use crate::policy;
 use crate::policy::bootstrap;
 use crate::reconcile::report::exit;
-use crate::reconcile::{Reconciler, RunOptions};
+use crate::reconcile::{Reconciler, RunOptions, Scope};
 use crate::service;
 use crate::service::client;
 use crate::service::metrics;
@@ -146,6 +146,24 @@ struct ReconcileArgs {
     /// for node_exporter's textfile collector.
     #[arg(long, value_name = "PATH")]
     metrics_file: Option<PathBuf>,
+
+    /// Reconcile only this IAM user, in every account, by the same rules as a full run (repeat
+    /// for more users).
+    #[arg(long = "user", value_name = "NAME", value_parser = user_name)]
+    users: Vec<String>,
+}
+
+/// An IAM user name: 1 to 64 letters, digits and +=,.@_-.
+fn user_name(text: &str) -> Result<String, String> {
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("not an IAM user name (1 to 64 letters, digits and +=,.@_-)".to_string())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -253,7 +271,12 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
     let started = std::time::Instant::now();
-    let report = reconciler.run(options, &stop).await;
+    let scope = if args.users.is_empty() {
+        Scope::All
+    } else {
+        Scope::Users(args.users)
+    };
+    let report = reconciler.run_scoped(options, &scope, &stop).await;
     let duration = started.elapsed().as_secs_f64();
     match args.output {
         Output::Json => println!("{}", report.to_json()),

@@ -394,6 +394,111 @@ where
         .await
 }
 
+/// What IAM says of one user named by an event or on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserRead {
+    /// No such user (deleted, renamed, or never there): nothing to decide.
+    Missing,
+    /// The user's facts; a fact that could not be read makes the decision a skip.
+    Found(UserFacts),
+}
+
+/// The groups of one user, every page: whether `group` is among them.
+async fn in_group(
+    clients: &AccountClients,
+    user: &str,
+    group: &str,
+    page_size: i32,
+) -> Result<bool, String> {
+    const OP: &str = "iam:ListGroupsForUser";
+    let mut pages = Pages::new();
+    let mut member = false;
+    while pages.more() {
+        let page = clients
+            .iam
+            .list_groups_for_user()
+            .user_name(user)
+            .max_items(page_size)
+            .set_marker(pages.marker().map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| AwsError::iam("ListGroupsForUser", &e).to_string())?;
+        member |= page.groups().iter().any(|g| g.group_name() == group);
+        pages
+            .advance(page.is_truncated(), page.marker())
+            .map_err(|e| format!("{OP} returned {e}"))?;
+    }
+    Ok(member)
+}
+
+/// Reads one user the way [`read_account`] reads each: name, path and tags (GetUser); then, unless
+/// exempt, its groups and MFA devices; then its console password when the decision turns on it.
+/// At most four IAM calls. A read that fails leaves the user's MFA state unknown, so that the plan
+/// skips the user rather than guess.
+pub async fn read_user(
+    clients: &AccountClients,
+    name: &str,
+    group: &str,
+    rules: &Rules,
+    page_size: i32,
+) -> UserRead {
+    let unknown = |name: &str, reason: String| {
+        UserRead::Found(UserFacts {
+            name: UserName(name.to_string()),
+            path: "/".to_string(),
+            tags: BTreeMap::new(),
+            member: false,
+            mfa: MfaState::Unknown(reason),
+            console: ConsoleAccess::NotChecked,
+        })
+    };
+    let user = match clients.iam.get_user().user_name(name).send().await {
+        Ok(out) => match out.user() {
+            Some(user) if !user.user_name().is_empty() => user.clone(),
+            _ => return unknown(name, "iam:GetUser returned no user".to_string()),
+        },
+        Err(e) => {
+            let e = AwsError::iam("GetUser", &e);
+            if e.is_not_found() {
+                return UserRead::Missing;
+            }
+            return unknown(name, e.to_string());
+        }
+    };
+    // IAM finds users whatever the case of the name asked for; its answer spells it.
+    let name = user.user_name();
+    let mut facts = UserFacts {
+        name: UserName(name.to_string()),
+        path: user.path().to_string(),
+        tags: user
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect(),
+        member: false,
+        mfa: MfaState::NotChecked,
+        console: ConsoleAccess::NotChecked,
+    };
+    if !plan::needs_mfa_lookup(&facts, rules) {
+        return UserRead::Found(facts);
+    }
+    let (member, mfa) = tokio::join!(
+        in_group(clients, name, group, page_size),
+        mfa_state(clients, name, page_size)
+    );
+    match member {
+        Ok(member) => {
+            facts.member = member;
+            facts.mfa = mfa;
+        }
+        Err(reason) => facts.mfa = MfaState::Unknown(reason),
+    }
+    if plan::needs_console_lookup(&facts, rules) {
+        facts.console = console_access(clients, name).await;
+    }
+    UserRead::Found(facts)
+}
+
 /// Reads every fact the plan needs for one account.
 pub async fn read_account(
     clients: &AccountClients,

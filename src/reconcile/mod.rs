@@ -3,9 +3,11 @@
 pub mod apply;
 pub mod audit;
 pub mod devices;
+pub mod gate;
 pub mod inventory;
 pub mod plan;
 pub mod report;
+pub mod targeted;
 pub mod targets;
 
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,7 @@ use crate::sync::lock;
 use apply::{Change, Journal, Outcome};
 use audit::{AuditLog, Step};
 use devices::Sightings;
+use gate::Gates;
 use inventory::{AccountError, GroupPolicyCheck};
 use plan::{Action, MfaState, Plan, Rules, UserName};
 use report::{AccountReport, FailedChange, RunReport, Skipped};
@@ -46,6 +49,15 @@ impl RunOptions {
             timeout: config.run_timeout,
         }
     }
+}
+
+/// Which users a run reconciles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every user of every account: the full reconciliation.
+    All,
+    /// Only these users (as named; IAM matches names whatever their case), in each account.
+    Users(Vec<String>),
 }
 
 /// Why a run stops before its end, and the token that tells its parts to: the service is
@@ -88,6 +100,7 @@ pub struct Reconciler {
     clients: Arc<ClientPool>,
     audit: Option<AuditLog>,
     sightings: Mutex<Sightings>,
+    gates: Arc<Gates>,
 }
 
 impl Reconciler {
@@ -101,6 +114,7 @@ impl Reconciler {
             clients,
             audit,
             sightings,
+            gates: Arc::default(),
         })
     }
 
@@ -122,6 +136,8 @@ impl Reconciler {
             clients,
             audit,
             sightings,
+            // Runs of the old configuration may still be applying.
+            gates: self.gates.clone(),
         })
     }
 
@@ -132,16 +148,39 @@ impl Reconciler {
     /// One reconciliation of every account. Once `stop` is cancelled no new read or change
     /// starts; changes already sent are let finish.
     pub async fn run(&self, options: RunOptions, stop: &CancellationToken) -> RunReport {
-        let ctx = RunContext {
+        self.run_scoped(options, &Scope::All, stop).await
+    }
+
+    /// One reconciliation of `scope` in every account.
+    pub async fn run_scoped(
+        &self,
+        options: RunOptions,
+        scope: &Scope,
+        stop: &CancellationToken,
+    ) -> RunReport {
+        let ctx = self.context(options, scope, stop);
+        let report = run(&ctx, &self.clients).await;
+        if *scope == Scope::All {
+            lock(&self.sightings).keep(&self.config.cleanup);
+        }
+        report
+    }
+
+    fn context<'a>(
+        &'a self,
+        options: RunOptions,
+        scope: &'a Scope,
+        stop: &'a CancellationToken,
+    ) -> RunContext<'a> {
+        RunContext {
             config: &self.config,
             options,
+            scope,
             stop,
             sightings: &self.sightings,
             audit: self.audit.as_ref(),
-        };
-        let report = run(&ctx, &self.clients).await;
-        lock(&self.sightings).keep(&self.config.cleanup);
-        report
+            gates: &self.gates,
+        }
     }
 }
 
@@ -161,9 +200,11 @@ fn open_audit_log(config: &Config) -> Result<Option<AuditLog>, ConfigError> {
 struct RunContext<'a> {
     config: &'a Config,
     options: RunOptions,
+    scope: &'a Scope,
     stop: &'a CancellationToken,
     sightings: &'a Mutex<Sightings>,
     audit: Option<&'a AuditLog>,
+    gates: &'a Gates,
 }
 
 /// Reconciles every account the configuration covers, a few at a time, and reports.
@@ -171,7 +212,15 @@ async fn run(ctx: &RunContext<'_>, pool: &ClientPool) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
     // Every event of the run carries its id; the span is attached to the future, not entered,
     // so that it never leaks onto other tasks sharing the thread.
-    let span = tracing::info_span!("run", run_id = %run_id, dry_run = ctx.options.dry_run);
+    let span = match ctx.scope {
+        Scope::All => tracing::info_span!("run", run_id = %run_id, dry_run = ctx.options.dry_run),
+        Scope::Users(users) => tracing::info_span!(
+            "run",
+            run_id = %run_id,
+            dry_run = ctx.options.dry_run,
+            users = users.join(",")
+        ),
+    };
     run_in_span(ctx, pool, run_id).instrument(span).await
 }
 
@@ -228,6 +277,10 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
         accounts,
         error,
         discovery_api_calls: pool.discovery_calls.take().calls,
+        users: match ctx.scope {
+            Scope::All => None,
+            Scope::Users(users) => Some(users.clone()),
+        },
     };
     let sum = |f: fn(&AccountReport) -> usize| report.accounts.iter().map(f).sum::<usize>();
     info!(
@@ -318,7 +371,6 @@ async fn reconcile_account(
     halt: &Halt<'_>,
 ) -> AccountReport {
     let started = Instant::now();
-    clients.calls.take();
     let mut report = AccountReport {
         account_id: target.account_id().map(str::to_string),
         name: target.name().map(str::to_string),
@@ -349,7 +401,8 @@ async fn reconcile_into(
     report: &mut AccountReport,
     halt: &Halt<'_>,
 ) -> Result<(), AccountError> {
-    let (config, options, stop) = (ctx.config, ctx.options, &halt.token);
+    let config = ctx.config;
+    let stop = &halt.token;
     let identity = stop
         .run_until_cancelled(identity::caller_identity(clients))
         .await
@@ -364,31 +417,95 @@ async fn reconcile_into(
         console_users_only: config.console_users_only,
         own_user: identity.user.clone().map(UserName),
     };
+    let recorder = Recorder {
+        audit: ctx.audit,
+        run_id,
+        account_id: &account_id,
+        group: &config.group,
+        audit_errors: Mutex::new(Vec::new()),
+    };
+    let account = Account {
+        clients,
+        recorder: &recorder,
+        halt,
+        rules: &rules,
+    };
+    match ctx.scope {
+        Scope::All => reconcile_all_users(ctx, &account, report).await?,
+        Scope::Users(names) => targeted::reconcile_users(ctx, &account, report, names).await?,
+    }
+    report
+        .audit_errors
+        .extend(std::mem::take(&mut *lock(&recorder.audit_errors)));
+    Ok(())
+}
+
+/// What reconciling one account works with, once its identity is known.
+struct Account<'a> {
+    clients: &'a AccountClients,
+    recorder: &'a Recorder<'a>,
+    halt: &'a Halt<'a>,
+    rules: &'a Rules,
+}
+
+impl Account<'_> {
+    fn id(&self) -> &str {
+        self.recorder.account_id
+    }
+}
+
+/// The full reconciliation of an account: every user read in bulk, then planned and applied.
+async fn reconcile_all_users(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    report: &mut AccountReport,
+) -> Result<(), AccountError> {
+    let (config, halt, account_id) = (ctx.config, account.halt, account.id());
+    let read_started = Instant::now();
     // Reads change nothing: on shutdown they are abandoned at once.
-    let facts = stop
+    let facts = halt
+        .token
         .run_until_cancelled(inventory::read_account(
-            clients,
-            &account_id,
+            account.clients,
+            account_id,
             &config.group,
-            &rules,
+            account.rules,
             config.aws.page_size,
             config.aws.max_concurrency,
         ))
         .await
         .ok_or_else(|| AccountError::Stopped(halt.reason()))??;
 
-    record_account_checks(report, &facts, &config.group, &account_id);
-    lock(ctx.sightings).observe(&account_id, &facts.unassigned_devices, unix_now_secs());
-
-    let plan = Plan::build(&facts.users, &rules);
+    record_account_checks(report, &facts, &config.group, account_id);
+    lock(ctx.sightings).observe(account_id, &facts.unassigned_devices, unix_now_secs());
     for name in plan::unmatched_exempt_users(&config.exempt, &facts.users) {
         let w = format!("exempt.users lists `{name}`, which matches no user of this account");
         warn!(account_id = %account_id, user = name, "{w}");
         report.warnings.push(w);
     }
-    report.users_scanned = facts.users.len() as u64;
-    report.users_with_mfa = count_mfa(&facts.users, &MfaState::Present);
-    report.users_without_mfa = count_mfa(&facts.users, &MfaState::Absent);
+    settle(ctx, account, report, &facts.users, Some(read_started)).await;
+    if config.cleanup.unassigned_mfa_devices {
+        clean_up_devices(ctx, account.clients, report, account.recorder, halt).await;
+    }
+    Ok(())
+}
+
+/// Plans the users read and applies the plan (or, in a dry run or past the guard, reports it).
+/// `read_started` is when a full run began reading: it then waits for the account's gate and
+/// leaves out users an event-driven reconciliation has decided on since. Without it the caller
+/// holds the gate.
+async fn settle(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    report: &mut AccountReport,
+    users: &[plan::UserFacts],
+    read_started: Option<Instant>,
+) -> Plan {
+    let (config, options, halt, account_id) = (ctx.config, ctx.options, account.halt, account.id());
+    let plan = Plan::build(users, account.rules);
+    report.users_scanned = users.len() as u64;
+    report.users_with_mfa = count_mfa(users, &MfaState::Present);
+    report.users_without_mfa = count_mfa(users, &MfaState::Absent);
     report.exempt = names(plan.exempt());
     report.out_of_scope = names(plan.out_of_scope());
     report.skipped = plan
@@ -403,7 +520,7 @@ async fn reconcile_into(
         .collect();
     report.planned_changes = plan.change_count();
 
-    let changes = plan.changes();
+    let mut changes = plan.changes();
     if plan.exceeds(options.max_changes) {
         let max = options.max_changes.unwrap_or_default();
         let message = format!(
@@ -412,54 +529,59 @@ async fn reconcile_into(
         );
         warn!(account_id = %account_id, planned = plan.change_count(), max_changes = max, "guard tripped: {message}");
         report.trip_guard(message);
-        record_planned(report, &changes, &account_id, options.dry_run, "blocked");
-        return Ok(());
+        record_planned(report, &changes, account_id, options.dry_run, "blocked");
+        return plan;
     }
-
-    let recorder = Recorder {
-        audit: ctx.audit,
-        run_id,
-        account_id: &account_id,
-        group: &config.group,
-        audit_errors: Mutex::new(Vec::new()),
-    };
     if options.dry_run {
-        record_planned(report, &changes, &account_id, true, "planned");
-    } else {
-        let changes = changes
-            .into_iter()
-            .map(|(user, action)| Change::Membership(user, action))
-            .collect();
-        let outcomes = apply::apply(
-            clients,
-            &config.group,
-            changes,
-            config.aws.max_concurrency,
-            stop,
-            &halt.not_started(),
-            &recorder,
-        )
-        .await;
-        let unfinished = outcomes
-            .iter()
-            .filter(|o| !o.sent && stop.is_cancelled())
-            .count();
-        record_outcomes(report, outcomes);
-        report.applied = true;
-        if unfinished > 0 {
-            report.fail(
-                "stopped",
-                format!("{unfinished} changes not made: {}", halt.reason()),
-            );
+        record_planned(report, &changes, account_id, true, "planned");
+        return plan;
+    }
+    let gate = ctx.gates.of(account_id);
+    let _writing = match read_started {
+        None => None,
+        Some(read_started) => {
+            let Some(guard) = halt.token.run_until_cancelled(gate.enter()).await else {
+                report.fail("stopped", format!("no change made: {}", halt.reason()));
+                return plan;
+            };
+            let newer = gate.reconciled_since(read_started);
+            changes.retain(|(user, action)| {
+                let keep = !newer.contains(&user.0.to_ascii_lowercase());
+                if !keep {
+                    info!(account_id, user = %user, action = action.as_str(), "membership change left out: an event-driven reconciliation decided on this user after this run read it");
+                }
+                keep
+            });
+            Some(guard)
         }
+    };
+    let changes = changes
+        .into_iter()
+        .map(|(user, action)| Change::Membership(user, action))
+        .collect();
+    let outcomes = apply::apply(
+        account.clients,
+        &config.group,
+        changes,
+        config.aws.max_concurrency,
+        &halt.token,
+        &halt.not_started(),
+        account.recorder,
+    )
+    .await;
+    let unfinished = outcomes
+        .iter()
+        .filter(|o| !o.sent && halt.token.is_cancelled())
+        .count();
+    record_outcomes(report, outcomes);
+    report.applied = true;
+    if unfinished > 0 {
+        report.fail(
+            "stopped",
+            format!("{unfinished} changes not made: {}", halt.reason()),
+        );
     }
-    if config.cleanup.unassigned_mfa_devices {
-        clean_up_devices(ctx, clients, report, &recorder, halt).await;
-    }
-    report
-        .audit_errors
-        .extend(std::mem::take(&mut *lock(&recorder.audit_errors)));
-    Ok(())
+    plan
 }
 
 /// Logs each change and writes it to the audit log (if there is one) as it happens: the intent

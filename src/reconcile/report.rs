@@ -29,6 +29,8 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Requests to AWS Organizations, for account discovery.
     pub discovery_api_calls: BTreeMap<String, u64>,
+    /// The users a run for named users covered (`reconcile --user`); `null` for a full run.
+    pub users: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -57,6 +59,8 @@ pub struct AccountReport {
     /// Users taken out of the group; in a dry run or when the guard tripped, those that would be.
     pub removed: Vec<String>,
     pub exempt: Vec<String>,
+    /// In a run for named users, the names no user of the account has.
+    pub users_not_found: Vec<String>,
     /// Users left as they are because a fact their decision needs could not be read.
     pub skipped: Vec<Skipped>,
     /// Why the account could not be reconciled (or why nothing was changed in it).

@@ -9,6 +9,7 @@ mod broken_answers;
 mod daemon;
 mod deadline;
 mod deploy;
+mod events;
 mod fail_safe;
 mod group_policy;
 mod monitoring;
