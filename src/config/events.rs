@@ -147,7 +147,7 @@ pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>,
         "events.visibility_timeout",
         raw.visibility_timeout.as_deref(),
         Duration::from_secs(300),
-        Duration::from_secs(30),
+        Duration::from_secs(5),
         Duration::from_secs(12 * 3600),
     )?;
     Ok(Some(EventsSettings {

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod audit;
 pub mod devices;
+pub mod events;
 pub mod gate;
 pub mod inventory;
 pub mod plan;
@@ -101,6 +102,8 @@ pub struct Reconciler {
     audit: Option<AuditLog>,
     sightings: Mutex<Sightings>,
     gates: Arc<Gates>,
+    /// Where events are routed: the organization's accounts, forcemfa's own account.
+    accounts: Mutex<events::AccountsCache>,
 }
 
 impl Reconciler {
@@ -115,6 +118,7 @@ impl Reconciler {
             audit,
             sightings,
             gates: Arc::default(),
+            accounts: Mutex::default(),
         })
     }
 
@@ -138,11 +142,21 @@ impl Reconciler {
             sightings,
             // Runs of the old configuration may still be applying.
             gates: self.gates.clone(),
+            accounts: Mutex::default(),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// A client for the events queue, when `[events]` is configured.
+    pub fn queue_client(&self) -> Option<aws_sdk_sqs::Client> {
+        let events = self.config.events.as_ref()?;
+        Some(
+            self.clients
+                .sqs(events.queue.region.as_deref(), events.wait),
+        )
     }
 
     /// One reconciliation of every account. Once `stop` is cancelled no new read or change

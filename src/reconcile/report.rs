@@ -297,6 +297,7 @@ mod tests {
             accounts,
             error: None,
             discovery_api_calls: BTreeMap::new(),
+            users: None,
         }
     }
 

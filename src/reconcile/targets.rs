@@ -4,9 +4,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::SdkConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::arn::Partition;
@@ -95,6 +97,8 @@ pub struct ClientPool {
     own: SharedClients,
     roles: Mutex<HashMap<String, SharedClients>>,
     organizations: aws_sdk_organizations::Client,
+    connect_timeout_secs: u64,
+    operation_timeout_secs: u64,
     /// Calls to AWS Organizations (account discovery).
     pub discovery_calls: CallCounter,
 }
@@ -113,6 +117,8 @@ impl ClientPool {
             base,
             roles: Mutex::new(HashMap::new()),
             organizations,
+            connect_timeout_secs: config.aws.connect_timeout_secs,
+            operation_timeout_secs: config.aws.operation_timeout_secs,
             discovery_calls,
         }
     }
@@ -145,6 +151,23 @@ impl ClientPool {
             .build();
         let clients = SharedClients::new(&sdk, &role.account_id);
         lock(&self.roles).entry(key).or_insert(clients).clone()
+    }
+
+    /// A client for the SQS queue IAM's events arrive on, in `region` when the queue's URL names
+    /// one. Its calls may last `long_poll` longer than IAM's: SQS holds a receive open that long
+    /// when the queue is empty.
+    pub fn sqs(&self, region: Option<&str>, long_poll: Duration) -> aws_sdk_sqs::Client {
+        let limit = Duration::from_secs(self.operation_timeout_secs) + long_poll;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(self.connect_timeout_secs))
+            .operation_attempt_timeout(limit)
+            .operation_timeout(limit + limit)
+            .build();
+        let mut config = aws_sdk_sqs::config::Builder::from(&self.base).timeout_config(timeouts);
+        if let Some(region) = region {
+            config = config.region(Region::new(region.to_string()));
+        }
+        aws_sdk_sqs::Client::from_conf(config.build())
     }
 
     /// The accounts a run covers. Discovers the organization's active accounts when configured.

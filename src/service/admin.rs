@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use super::state::{Requested, Shared};
+use super::state::{QueueState, Requested, Shared};
 use super::token::Token;
 
 /// No endpoint reads a request body; a longer one is refused before a byte of it is read.
@@ -89,9 +89,18 @@ async fn healthz() -> &'static str {
 /// listener answers: it is bound only after the configuration loaded. Whether enforcement
 /// succeeds is not readiness (an AWS outage would take the service out of its load balancer and
 /// its scrapes with it, just when the metrics matter): it is the metrics
-/// `forcemfa_last_success_timestamp_seconds` and `forcemfa_account_errors_total`.
-async fn readyz() -> &'static str {
-    "ready\n"
+/// `forcemfa_last_success_timestamp_seconds` and `forcemfa_account_errors_total`. For the same
+/// reason an events queue that cannot be read leaves the service ready (scheduled runs go on),
+/// and the answer says so, as does `forcemfa_events_queue_up`.
+async fn readyz(State(shared): State<Arc<Shared>>) -> String {
+    match shared.queue_state() {
+        QueueState::Off => "ready\n".to_string(),
+        QueueState::Readable => "ready\nevents queue: readable\n".to_string(),
+        QueueState::Unreadable { since, error } => format!(
+            "ready\nevents queue: unreadable for {}s: {error}\n",
+            since.elapsed().as_secs()
+        ),
+    }
 }
 
 /// OpenMetrics for scrapers that ask for it, the classic Prometheus text format otherwise.

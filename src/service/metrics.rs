@@ -10,6 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clock::unix_now;
@@ -18,6 +19,16 @@ use crate::reconcile::report::{AccountOutcome, AccountReport, RunReport, RunResu
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,6 +75,7 @@ pub struct Metrics {
     account: AccountMetrics,
     api: ApiMetrics,
     service: ServiceMetrics,
+    events: EventMetrics,
 }
 
 impl Default for Metrics {
@@ -83,16 +95,59 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "forcemfa's version (always 1)", build_info);
         let (run, account, api, service) = Default::default();
+        let events = EventMetrics::default();
         RunMetrics::register(&run, &mut registry);
         AccountMetrics::register(&account, &mut registry);
         ApiMetrics::register(&api, &mut registry);
         ServiceMetrics::register(&service, &mut registry);
+        events.register(&mut registry);
         Metrics {
             registry,
             run,
             account,
             api,
             service,
+            events,
+        }
+    }
+
+    /// Records the reconciliation of the users a batch of events named: its changes, errors and
+    /// calls count like a full run's; the account's user counts stay those of the last full run.
+    pub fn record_event_reconciliation(&self, a: &AccountReport) {
+        let account = a
+            .account_id
+            .clone()
+            .unwrap_or_else(|| "unknown".to_string());
+        self.account.record_changes(&account, a);
+        self.api.record(&account, a);
+    }
+
+    /// Messages taken off the events queue.
+    pub fn record_events_received(&self, n: u64) {
+        self.events.received.inc_by(n);
+    }
+
+    /// What became of one event: handled, retry, or why it needed no work.
+    pub fn record_event(&self, outcome: &'static str) {
+        self.events
+            .outcomes
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Seconds from an event to the change it caused.
+    pub fn record_event_delay(&self, seconds: f64) {
+        self.events.delay.observe(seconds);
+    }
+
+    /// Whether the last receive from the events queue succeeded; `kind` labels a failure.
+    pub fn record_queue_read(&self, failure: Option<&'static str>) {
+        self.events.queue_up.set(i64::from(failure.is_none()));
+        if let Some(kind) = failure {
+            self.events
+                .queue_errors
+                .get_or_create(&KindLabel { kind })
+                .inc();
         }
     }
 
@@ -311,35 +366,10 @@ impl AccountMetrics {
         let label = AccountLabel {
             account: account.to_string(),
         };
-        if let AccountOutcome::Failed { kind } = a.outcome() {
-            self.account_errors
-                .get_or_create(&AccountErrorLabels {
-                    account: account.to_string(),
-                    kind,
-                })
-                .inc();
-        }
-        if !a.audit_errors.is_empty() {
-            self.audit_errors
-                .get_or_create(&label)
-                .inc_by(a.audit_errors.len() as u64);
-        }
+        self.record_changes(account, a);
         self.planned_changes
             .get_or_create(&label)
             .set(a.planned_changes as i64);
-        if a.applied {
-            for (action, n) in [("add", a.added.len()), ("remove", a.removed.len())] {
-                self.changes
-                    .get_or_create(&ChangeLabels {
-                        account: account.to_string(),
-                        action,
-                    })
-                    .inc_by(n as u64);
-            }
-            self.deleted_devices
-                .get_or_create(&label)
-                .inc_by(a.deleted_mfa_devices.len() as u64);
-        }
         if let Some(enforces) = a.group_policy_enforces_mfa {
             self.group_policy_enforces_mfa
                 .get_or_create(&label)
@@ -368,6 +398,41 @@ impl AccountMetrics {
                     })
                     .set(n as i64);
             }
+        }
+    }
+}
+
+impl AccountMetrics {
+    /// What any reconciliation of the account did: its failure, lost audit lines, changes made.
+    fn record_changes(&self, account: &str, a: &AccountReport) {
+        let label = AccountLabel {
+            account: account.to_string(),
+        };
+        if let AccountOutcome::Failed { kind } = a.outcome() {
+            self.account_errors
+                .get_or_create(&AccountErrorLabels {
+                    account: account.to_string(),
+                    kind,
+                })
+                .inc();
+        }
+        if !a.audit_errors.is_empty() {
+            self.audit_errors
+                .get_or_create(&label)
+                .inc_by(a.audit_errors.len() as u64);
+        }
+        if a.applied {
+            for (action, n) in [("add", a.added.len()), ("remove", a.removed.len())] {
+                self.changes
+                    .get_or_create(&ChangeLabels {
+                        account: account.to_string(),
+                        action,
+                    })
+                    .inc_by(n as u64);
+            }
+            self.deleted_devices
+                .get_or_create(&label)
+                .inc_by(a.deleted_mfa_devices.len() as u64);
         }
     }
 }
@@ -431,6 +496,58 @@ impl ServiceMetrics {
     }
 }
 
+/// Event-driven reconciliation: messages taken off the queue, what became of them, how long
+/// after the event its change was made, and whether the queue can be read.
+struct EventMetrics {
+    received: Counter,
+    outcomes: Family<OutcomeLabel, Counter>,
+    delay: Histogram,
+    queue_up: Gauge,
+    queue_errors: Family<KindLabel, Counter>,
+}
+
+impl Default for EventMetrics {
+    fn default() -> Self {
+        EventMetrics {
+            received: Counter::default(),
+            outcomes: Family::default(),
+            delay: Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
+            queue_up: Gauge::default(),
+            queue_errors: Family::default(),
+        }
+    }
+}
+
+impl EventMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "events_received",
+            "Messages taken off the events queue (a message delivered again counts again)",
+            self.received.clone(),
+        );
+        registry.register(
+            "events",
+            "Events by outcome: handled, retry (left for redelivery), malformed, unsupported, failed_call, foreign_account, own_change, other_group",
+            self.outcomes.clone(),
+        );
+        registry.register(
+            "event_delay_seconds",
+            "Seconds from an IAM event to the membership change it caused",
+            self.delay.clone(),
+        );
+        registry.register(
+            "events_queue_up",
+            "1 when the last receive from the events queue succeeded, 0 when it failed",
+            self.queue_up.clone(),
+        );
+        registry.register(
+            "events_queue_errors",
+            "Failed receives from the events queue, by kind of failure",
+            self.queue_errors.clone(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +563,7 @@ mod tests {
             finished_at: String::new(),
             error: None,
             discovery_api_calls: Default::default(),
+            users: None,
             accounts: vec![AccountReport {
                 account_id: Some("123456789012".into()),
                 applied: true,

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod client;
 pub mod listener;
 pub mod metrics;
+pub mod queue;
 pub mod state;
 pub mod token;
 
@@ -145,6 +146,7 @@ impl Service {
             shared.stop.clone(),
         ));
         let runner_task = tokio::spawn(runner(shared.clone()));
+        let queue_task = tokio::spawn(queue::poll(shared.clone()));
 
         let config = shared.current().reconciler.config().clone();
         info!(
@@ -152,6 +154,7 @@ impl Service {
             schedule = config.schedule.expression(),
             group = %config.group,
             dry_run = config.dry_run,
+            events_queue = config.events.as_ref().map(|e| e.queue_url.as_str()),
             version = env!("CARGO_PKG_VERSION"),
             "forcemfa started"
         );
@@ -191,10 +194,11 @@ impl Service {
         if let Err(e) = control.scheduler.shutdown().await {
             warn!(error = %e, "scheduler shutdown");
         }
-        if tokio::time::timeout(SHUTDOWN_GRACE, runner_task)
-            .await
-            .is_err()
-        {
+        let (runner_done, _) = tokio::join!(
+            tokio::time::timeout(SHUTDOWN_GRACE, runner_task),
+            tokio::time::timeout(SHUTDOWN_GRACE, queue_task),
+        );
+        if runner_done.is_err() {
             warn!(
                 grace_seconds = SHUTDOWN_GRACE.as_secs(),
                 "a run was still finishing its changes; stopping anyway"

@@ -20,6 +20,20 @@ pub struct Current {
     pub token: Option<Token>,
 }
 
+/// Whether the events queue (`[events]`) can be read.
+#[derive(Debug, Clone, Default)]
+pub enum QueueState {
+    /// No `[events]` in the configuration.
+    #[default]
+    Off,
+    /// Configured; no receive has failed since the last success (or none was tried yet).
+    Readable,
+    Unreadable {
+        since: std::time::Instant,
+        error: String,
+    },
+}
+
 /// A finished run: its number and its report.
 #[derive(Clone)]
 pub struct FinishedRun {
@@ -89,6 +103,7 @@ pub struct Shared {
     last_run: RwLock<Option<FinishedRun>>,
     queue: Mutex<Queue>,
     pub(super) wake: Notify,
+    events_queue: Mutex<QueueState>,
     /// Cancelled once the service stops: no new run, read or change starts.
     pub stop: CancellationToken,
 }
@@ -102,6 +117,7 @@ impl Shared {
             last_run: RwLock::new(None),
             queue: Mutex::new(Queue::default()),
             wake: Notify::new(),
+            events_queue: Mutex::default(),
             stop: CancellationToken::new(),
         }
     }
@@ -135,6 +151,26 @@ impl Shared {
             "run requested"
         );
         requested
+    }
+
+    pub fn queue_state(&self) -> QueueState {
+        sync::lock(&self.events_queue).clone()
+    }
+
+    /// Records the events queue's state; returns the previous one. A queue already unreadable
+    /// stays so since its first failure.
+    pub fn set_queue_state(&self, state: QueueState) -> QueueState {
+        let mut current = sync::lock(&self.events_queue);
+        let state = match (&*current, state) {
+            (QueueState::Unreadable { since, .. }, QueueState::Unreadable { error, .. }) => {
+                QueueState::Unreadable {
+                    since: *since,
+                    error,
+                }
+            }
+            (_, state) => state,
+        };
+        std::mem::replace(&mut *current, state)
     }
 
     /// Takes the pending request, if any, marking the runner busy; returns the run's number.

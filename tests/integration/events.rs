@@ -1,8 +1,9 @@
 //! Reconciling single users: `forcemfa reconcile --user`, and the daemon's reaction to IAM's
 //! events on an SQS queue.
 
+use crate::support::daemon::{eventually, Daemon};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
-use crate::support::{names, set, Account};
+use crate::support::{names, set, Account, ACCOUNT_ID};
 
 const GROUP: &str = "ForceMFA";
 
@@ -83,7 +84,7 @@ async fn reconcile_user_decides_by_the_same_rules_as_a_full_run() {
     let args = |extra: &[&str]| {
         let mut v = vec!["reconcile", "--config", config, "--output", "json"];
         v.extend_from_slice(extra);
-        v.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+        v.iter().map(ToString::to_string).collect::<Vec<_>>()
     };
     let run = |extra: &[&str]| {
         let owned = args(extra);
@@ -200,4 +201,498 @@ async fn a_name_that_is_no_iam_user_name_is_refused_before_any_call() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--user"), "{}", run.stderr);
     assert!(a.members(GROUP).await.is_empty());
+}
+
+/// The queue side of the emulator: the same moto_server serves SQS.
+struct Queue {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl Queue {
+    async fn create(endpoint: &str, name: &str) -> Queue {
+        let config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build();
+        let sqs = aws_sdk_sqs::Client::from_conf(config);
+        let url = sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_string();
+        Queue { sqs, url }
+    }
+
+    async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send message");
+    }
+
+    /// Messages still on the queue, visible or in flight.
+    async fn len(&self) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().expect("attributes");
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+}
+
+/// An IAM event as EventBridge puts it on the queue (the shape of AWS's documented examples),
+/// made now by the IAM user `admin` of `account`.
+fn iam_event(account: &str, name: &str, params: &serde_json::Value) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    serde_json::json!({
+        "version": "0",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.iam",
+        "account": account,
+        "time": now,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "IAMUser",
+                "principalId": "AIDACKCEVSQ6C2EXAMPLE",
+                "arn": format!("arn:aws:iam::{account}:user/admin"),
+                "accountId": account,
+                "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+                "userName": "admin"
+            },
+            "eventTime": now,
+            "eventSource": "iam.amazonaws.com",
+            "eventName": name,
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "203.0.113.7",
+            "userAgent": "aws-cli/2.15.0",
+            "requestParameters": params,
+            "responseElements": null,
+            "requestID": uuid::Uuid::new_v4().to_string(),
+            "eventID": uuid::Uuid::new_v4().to_string(),
+            "readOnly": false,
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": account,
+            "eventCategory": "Management"
+        }
+    })
+    .to_string()
+}
+
+fn user_event(name: &str, user: &str) -> String {
+    iam_event(ACCOUNT_ID, name, &serde_json::json!({ "userName": user }))
+}
+
+/// A daemon whose schedule never fires during the test, reading `queue`.
+fn events_daemon(a: &Account, endpoint: &str, queue: &Queue, extra: &str) -> Daemon {
+    Daemon::start(
+        a,
+        endpoint,
+        &format!(
+            "schedule = \"0 0 1 1 *\"\nrun_on_start = false\n{extra}\n[events]\nqueue_url = \"{}\"\nwait = \"1s\"\nbatch_window = \"200ms\"\nvisibility_timeout = \"5s\"\n",
+            queue.url
+        ),
+    )
+}
+
+/// The value of one series in the daemon's metrics, 0 when absent.
+fn metric(d: &Daemon, series: &str) -> f64 {
+    let (_, text) = d.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn until<F, Fut>(secs: u64, what: &str, d: &Daemon, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let ok = eventually(secs, check).await;
+    assert!(ok, "{what} within {secs}s:\n{}", d.stderr_text());
+}
+
+#[tokio::test]
+async fn iam_events_change_membership_within_seconds_without_a_full_run() {
+    let a = Account::with_group().await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let mut d = events_daemon(
+        &a,
+        &a.moto.endpoint,
+        &queue,
+        "[exempt]\ntags = { forcemfa = \"exempt\" }",
+    );
+
+    // A new user without MFA is put into the group.
+    a.user("newbie").await;
+    queue.send(&user_event("CreateUser", "newbie")).await;
+    until(10, "newbie added", &d, || async {
+        a.members(GROUP).await.contains("newbie")
+    })
+    .await;
+
+    // Enrolling a device takes them out.
+    let device = a
+        .iam
+        .create_virtual_mfa_device()
+        .virtual_mfa_device_name("newbie-phone")
+        .send()
+        .await
+        .unwrap();
+    let serial = device
+        .virtual_mfa_device()
+        .unwrap()
+        .serial_number()
+        .to_string();
+    a.iam
+        .enable_mfa_device()
+        .user_name("newbie")
+        .serial_number(&serial)
+        .authentication_code1("123456")
+        .authentication_code2("654321")
+        .send()
+        .await
+        .unwrap();
+    queue
+        .send(&iam_event(
+            ACCOUNT_ID,
+            "EnableMFADevice",
+            &serde_json::json!({ "userName": "newbie", "serialNumber": serial }),
+        ))
+        .await;
+    until(10, "newbie removed", &d, || async {
+        !a.members(GROUP).await.contains("newbie")
+    })
+    .await;
+
+    // Deactivating the last device puts them back.
+    a.iam
+        .deactivate_mfa_device()
+        .user_name("newbie")
+        .serial_number(&serial)
+        .send()
+        .await
+        .unwrap();
+    queue
+        .send(&iam_event(
+            ACCOUNT_ID,
+            "DeactivateMFADevice",
+            &serde_json::json!({ "userName": "newbie", "serialNumber": serial }),
+        ))
+        .await;
+    until(10, "newbie added again", &d, || async {
+        a.members(GROUP).await.contains("newbie")
+    })
+    .await;
+
+    // A user tagged exempt is left alone, whatever the event says.
+    a.user_at("robot", "/", &[("forcemfa", "exempt")]).await;
+    queue.send(&user_event("TagUser", "robot")).await;
+    until(10, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    until(10, "four events handled", &d, || async {
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}") == 4.0
+    })
+    .await;
+    assert_eq!(a.members(GROUP).await, set(&["newbie"]));
+
+    assert_eq!(d.runs(), 0, "no full run took place");
+    assert_eq!(metric(&d, "forcemfa_event_delay_seconds_count"), 3.0);
+    assert_eq!(
+        metric(
+            &d,
+            "forcemfa_changes_total{account=\"123456789012\",action=\"add\"}"
+        ),
+        2.0
+    );
+    let handled = d.events("event handled");
+    assert_eq!(handled.len(), 4, "{}", d.stderr_text());
+    assert_eq!(handled[0]["event_name"], "CreateUser");
+    assert_eq!(handled[0]["users"], "newbie");
+    let changes = d.events("membership change");
+    assert_eq!(changes.len(), 3, "{}", d.stderr_text());
+    assert!(changes.iter().all(|c| c["outcome"] == "done"));
+    let (_, ready) = d.get("/readyz");
+    assert!(ready.contains("events queue: readable"), "{ready}");
+    assert_eq!(d.stop().0, 0);
+}
+
+#[tokio::test]
+async fn unusable_messages_are_deleted_and_counted_without_blocking_the_next() {
+    let a = Account::with_group().await;
+    a.create_group("Developers").await;
+    a.user("victim").await;
+    a.user("mine").await;
+    a.user("dev").await;
+    a.user("good").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let s3 = user_event("CreateUser", "victim").replace("\"aws.iam\"", "\"aws.s3\"");
+    let failed = {
+        let mut e: serde_json::Value =
+            serde_json::from_str(&user_event("CreateUser", "victim")).unwrap();
+        e["detail"]["errorCode"] = "EntityAlreadyExists".into();
+        e.to_string()
+    };
+    let own = {
+        let mut e: serde_json::Value = serde_json::from_str(&iam_event(
+            ACCOUNT_ID,
+            "RemoveUserFromGroup",
+            &serde_json::json!({ "groupName": GROUP, "userName": "mine" }),
+        ))
+        .unwrap();
+        // moto's answer to GetCallerIdentity for the test's credentials.
+        e["detail"]["userIdentity"]["arn"] = "arn:aws:sts::123456789012:user/moto".into();
+        e.to_string()
+    };
+    for body in [
+        "not json at all".to_string(),
+        "{\"detail-type\": \"AWS API Call via CloudTrail\", \"source\": \"aws.iam\"}".to_string(),
+        s3,
+        failed,
+        iam_event(
+            "999999999999",
+            "CreateUser",
+            &serde_json::json!({ "userName": "victim" }),
+        ),
+        own,
+        iam_event(
+            ACCOUNT_ID,
+            "AddUserToGroup",
+            &serde_json::json!({ "groupName": "Developers", "userName": "dev" }),
+        ),
+        user_event("CreateUser", "good"),
+    ] {
+        queue.send(&body).await;
+    }
+    let mut d = events_daemon(&a, &a.moto.endpoint, &queue, "");
+    until(10, "good added", &d, || async {
+        a.members(GROUP).await.contains("good")
+    })
+    .await;
+    until(10, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    // Only the good event changed anything.
+    assert_eq!(a.members(GROUP).await, set(&["good"]));
+    for (outcome, n) in [
+        ("malformed", 2.0),
+        ("unsupported", 1.0),
+        ("failed_call", 1.0),
+        ("foreign_account", 1.0),
+        ("own_change", 1.0),
+        ("other_group", 1.0),
+        ("handled", 1.0),
+    ] {
+        assert_eq!(
+            metric(
+                &d,
+                &format!("forcemfa_events_total{{outcome=\"{outcome}\"}}")
+            ),
+            n,
+            "{outcome}"
+        );
+    }
+    assert_eq!(metric(&d, "forcemfa_events_received_total"), 8.0);
+    let unusable = d.events("event message unusable; deleted");
+    assert_eq!(unusable.len(), 4, "{}", d.stderr_text());
+    assert!(unusable
+        .iter()
+        .any(|l| l["reason"].as_str().unwrap().contains("not JSON")));
+    assert_eq!(d.stop().0, 0);
+}
+
+#[tokio::test]
+async fn an_event_whose_user_cannot_be_read_is_delivered_again_and_then_handled() {
+    let a = Account::with_group().await;
+    a.user("flaky").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    // Every attempt of the first reconciliation fails (two attempts per call).
+    proxy.set_rules(vec![Rule::new(
+        &["Action=ListMFADevices", "UserName=flaky"],
+        Fault::ServerError,
+    )
+    .times(2)]);
+    let mut d = events_daemon(
+        &a,
+        &proxy.endpoint,
+        &queue,
+        "[aws]\nmax_attempts = 2\nmax_backoff_secs = 1",
+    );
+    queue.send(&user_event("CreateUser", "flaky")).await;
+    until(10, "the event left for redelivery", &d, || async {
+        !d.events("event not handled; left on the queue for redelivery")
+            .is_empty()
+    })
+    .await;
+    assert!(
+        a.members(GROUP).await.is_empty(),
+        "a user whose state was unknown was changed"
+    );
+    assert_eq!(queue.len().await, 1, "the message was deleted");
+    // After the visibility timeout (5 s) it comes back, and the user is read this time.
+    until(20, "flaky added", &d, || async {
+        a.members(GROUP).await.contains("flaky")
+    })
+    .await;
+    until(10, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    assert_eq!(metric(&d, "forcemfa_events_received_total"), 2.0);
+    assert_eq!(metric(&d, "forcemfa_events_total{outcome=\"retry\"}"), 1.0);
+    assert_eq!(
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}"),
+        1.0
+    );
+    let retry = &d.events("event not handled; left on the queue for redelivery")[0];
+    assert!(
+        retry["reason"].as_str().unwrap().contains("flaky"),
+        "{retry}"
+    );
+    assert_eq!(d.stop().0, 0);
+}
+
+#[tokio::test]
+async fn a_burst_of_events_for_one_user_costs_one_reconciliation() {
+    let a = Account::with_group().await;
+    a.user("busy").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    for _ in 0..25 {
+        queue.send(&user_event("TagUser", "busy")).await;
+    }
+    let mut d = events_daemon(&a, &a.moto.endpoint, &queue, "");
+    until(10, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    assert_eq!(a.members(GROUP).await, set(&["busy"]));
+    assert_eq!(
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}"),
+        25.0
+    );
+    // One read of the user for the whole burst: GetUser, ListGroupsForUser, ListMFADevices.
+    for op in [
+        "GetUser",
+        "ListGroupsForUser",
+        "ListMFADevices",
+        "AddUserToGroup",
+    ] {
+        assert_eq!(
+            metric(
+                &d,
+                &format!("forcemfa_api_calls_total{{account=\"123456789012\",operation=\"{op}\"}}")
+            ),
+            1.0,
+            "{op}"
+        );
+    }
+    assert_eq!(d.stop().0, 0);
+}
+
+#[tokio::test]
+async fn an_unreadable_queue_is_reported_and_scheduled_runs_go_on() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let mut d = Daemon::start(
+        &a,
+        &a.moto.endpoint,
+        "schedule = \"0 0 1 1 *\"\nrun_on_start = false\n[events]\nqueue_url = \"http://127.0.0.1:1/123456789012/missing\"\nwait = \"1s\"\n",
+    );
+    until(15, "the queue failure logged", &d, || async {
+        !d.events("cannot read the events queue; scheduled runs go on")
+            .is_empty()
+    })
+    .await;
+    let (status, ready) = d.get("/readyz");
+    assert_eq!(status, 200);
+    assert!(ready.contains("events queue: unreadable"), "{ready}");
+    assert_eq!(metric(&d, "forcemfa_events_queue_up"), 0.0);
+    let (status, _) = d.post("/reconcile", None);
+    assert_eq!(status, 202);
+    d.wait_runs(1, 20).await;
+    assert_eq!(a.members(GROUP).await, set(&["carol"]));
+    assert_eq!(d.stop().0, 0);
+}
+
+/// A full run reads carol without MFA and plans to add her; before it applies, she enrols a
+/// device and her event is handled. The full run's older decision must not put her back in.
+#[tokio::test]
+async fn a_full_run_does_not_undo_a_newer_event_driven_decision() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    a.user("slow").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    // The full run's read of `slow` takes 4 s: carol's event is handled meanwhile.
+    proxy.set_rules(vec![Rule::new(
+        &["Action=ListMFADevices", "UserName=slow"],
+        Fault::Delay(4000),
+    )]);
+    let mut d = events_daemon(&a, &proxy.endpoint, &queue, "");
+    let (status, _) = d.post("/reconcile", None);
+    assert_eq!(status, 202);
+    until(10, "the full run to start", &d, || async {
+        !d.events("run started").is_empty()
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    a.existing("carol").virtual_mfa().await;
+    queue.send(&user_event("EnableMFADevice", "carol")).await;
+    until(10, "carol's event handled", &d, || async {
+        !d.events("event handled").is_empty()
+    })
+    .await;
+    d.wait_runs(1, 20).await;
+    assert_eq!(
+        a.members(GROUP).await,
+        set(&["slow"]),
+        "{}",
+        d.stderr_text()
+    );
+    let left_out = d.events(
+        "membership change left out: an event-driven reconciliation decided on this user after this run read it",
+    );
+    assert_eq!(left_out.len(), 1, "{}", d.stderr_text());
+    assert_eq!(left_out[0]["user"], "carol");
+    assert_eq!(d.stop().0, 0);
 }

@@ -246,6 +246,14 @@ impl Account {
         members(&self.iam, group).await
     }
 
+    /// A user created earlier, to give it more (an MFA device, a group).
+    pub fn existing(&self, name: &str) -> UserSeed<'_> {
+        UserSeed {
+            account: self,
+            name: name.to_string(),
+        }
+    }
+
     /// Makes forcemfa sign as `user` (with a fresh access key) instead of an anonymous caller.
     pub async fn sign_as(&mut self, user: &str) {
         let key = self
