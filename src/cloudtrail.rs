@@ -277,7 +277,7 @@ mod tests {
 
     /// An event as EventBridge delivers it (the shape of AWS's documented examples).
     fn event(name: &str, params: Value) -> Value {
-        json!({
+        let mut event = json!({
             "version": "0",
             "id": "6f87d04b-9f74-4f04-a780-7acf4b0a9b38",
             "detail-type": "AWS API Call via CloudTrail",
@@ -301,7 +301,7 @@ mod tests {
                 "awsRegion": "us-east-1",
                 "sourceIPAddress": "203.0.113.7",
                 "userAgent": "aws-cli/2.15.0",
-                "requestParameters": params,
+                "requestParameters": null,
                 "responseElements": null,
                 "requestID": "a1b2c3",
                 "eventID": "e1",
@@ -311,7 +311,9 @@ mod tests {
                 "recipientAccountId": "123456789012",
                 "eventCategory": "Management"
             }
-        })
+        });
+        event["detail"]["requestParameters"] = params;
+        event
     }
 
     fn users(v: &Value) -> Vec<String> {

@@ -156,6 +156,9 @@ pub struct DaemonFeatures {
     /// `[organization] role_name`: list the organization's accounts and assume this role in
     /// each (`arn:PARTITION:iam::*:role/NAME`).
     pub organization_role: Option<String>,
+    /// `[events] queue_url`: the ARN of the queue IAM's events arrive on, which forcemfa
+    /// receives from and deletes handled messages from.
+    pub events_queue: Option<String>,
 }
 
 impl DaemonFeatures {
@@ -164,6 +167,7 @@ impl DaemonFeatures {
             cleanup: config.cleanup.unassigned_mfa_devices,
             assume_roles: config.accounts.iter().map(|a| a.role_arn.clone()).collect(),
             organization_role: config.organization.as_ref().map(|o| o.role_name.clone()),
+            events_queue: config.events.as_ref().map(|e| e.queue.arn()),
         }
     }
 }
@@ -190,6 +194,14 @@ pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Valu
             "Sid": "ReadMfaDevicesAndConsoleAccessPerUser",
             "Effect": "Allow",
             "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
+            "Resource": account.iam("user/*")
+        }),
+        // A targeted reconciliation (`reconcile --user`, an event) reads one user's path, tags
+        // and groups instead of the whole account's.
+        json!({
+            "Sid": "ReadOneUserForTargetedReconciliation",
+            "Effect": "Allow",
+            "Action": ["iam:GetUser", "iam:ListGroupsForUser"],
             "Resource": account.iam("user/*")
         }),
         json!({
@@ -231,6 +243,15 @@ pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Valu
             "Effect": "Allow",
             "Action": "organizations:ListAccounts",
             "Resource": "*"
+        }));
+    }
+    if let Some(queue) = &features.events_queue {
+        // DeleteMessageBatch is authorized as sqs:DeleteMessage.
+        statements.push(json!({
+            "Sid": "ReceiveAndDeleteIamEventsFromTheQueue",
+            "Effect": "Allow",
+            "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+            "Resource": queue
         }));
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -308,6 +329,8 @@ mod tests {
         partition: Partition::Aws,
         id: "123456789012",
     };
+
+    const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:forcemfa-events";
 
     fn statement<'a>(doc: &'a Value, sid: &str) -> &'a Value {
         statements(doc)
@@ -417,6 +440,7 @@ mod tests {
             cleanup: true,
             assume_roles: vec!["arn:aws:iam::222222222222:role/forcemfa".into()],
             organization_role: Some("forcemfa".into()),
+            events_queue: Some(QUEUE_ARN.into()),
         };
         let doc = daemon(&ACCOUNT, "ForceMFA", &features);
         for action in allowed_actions(&doc) {
@@ -439,6 +463,8 @@ mod tests {
             "iam:DeleteVirtualMFADevice",
             "sts:AssumeRole",
             "organizations:ListAccounts",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
         ] {
             assert!(!allowed_actions(&without).contains(action));
             assert!(allowed_actions(&doc).contains(action));
@@ -446,11 +472,65 @@ mod tests {
     }
 
     #[test]
+    fn one_users_path_tags_and_groups_are_readable_with_or_without_events() {
+        for features in [
+            DaemonFeatures::default(),
+            DaemonFeatures {
+                events_queue: Some(QUEUE_ARN.into()),
+                ..Default::default()
+            },
+        ] {
+            let doc = daemon(&ACCOUNT, "ForceMFA", &features);
+            let reads = statement(&doc, "ReadOneUserForTargetedReconciliation");
+            assert_eq!(reads["Effect"], "Allow");
+            assert_eq!(
+                strings(&reads["Action"]),
+                ["iam:GetUser", "iam:ListGroupsForUser"]
+            );
+            assert_eq!(reads["Resource"], "arn:aws:iam::123456789012:user/*");
+        }
+    }
+
+    #[test]
+    fn the_queue_is_received_from_and_deleted_from_only_when_configured() {
+        let config = crate::config::Config::parse(
+            "[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events\"\n",
+        )
+        .unwrap();
+        let features = DaemonFeatures::from_config(&config);
+        assert_eq!(features.events_queue.as_deref(), Some(QUEUE_ARN));
+        let doc = daemon(&ACCOUNT, "ForceMFA", &features);
+        let queue = statement(&doc, "ReceiveAndDeleteIamEventsFromTheQueue");
+        assert_eq!(queue["Effect"], "Allow");
+        assert_eq!(
+            strings(&queue["Action"]),
+            ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
+        );
+        assert_eq!(queue["Resource"], QUEUE_ARN);
+        // No other statement names SQS, and the queue is the only resource outside IAM.
+        let sqs_actions: Vec<String> = allowed_actions(&doc)
+            .into_iter()
+            .filter(|a| a.starts_with("sqs:"))
+            .collect();
+        assert_eq!(sqs_actions, ["sqs:DeleteMessage", "sqs:ReceiveMessage"]);
+        for s in statements(&doc).filter(|s| s["Sid"] != queue["Sid"]) {
+            for r in strings(&s["Resource"]) {
+                assert!(r == "*" || r.starts_with("arn:aws:iam::"), "{r}");
+            }
+        }
+
+        let without = DaemonFeatures::from_config(&crate::config::Config::parse("").unwrap());
+        assert_eq!(without.events_queue, None);
+        let doc = daemon(&ACCOUNT, "ForceMFA", &without);
+        assert!(!doc.to_string().contains("sqs:"), "{doc}");
+    }
+
+    #[test]
     fn every_arn_is_in_the_accounts_partition() {
         let features = DaemonFeatures {
             cleanup: true,
-            assume_roles: vec![],
             organization_role: Some("forcemfa".into()),
+            ..Default::default()
         };
         for partition in Partition::ALL {
             let account = Account {

@@ -470,7 +470,8 @@ fn cfn_eval(expr: &Value, params: &BTreeMap<String, String>) -> Value {
     }
 }
 
-/// The template's rules that fail for these parameters (the others at their defaults).
+/// The template's rules that fail for these parameters (the others at their defaults), in a stack
+/// in us-east-1 unless `AWS::Region` is set.
 fn failing_rules(template: &Value, set: &[(&str, &str)]) -> Vec<String> {
     let mut params: BTreeMap<String, String> = template["Parameters"]
         .as_object()
@@ -478,6 +479,7 @@ fn failing_rules(template: &Value, set: &[(&str, &str)]) -> Vec<String> {
         .iter()
         .map(|(k, v)| (k.clone(), v["Default"].as_str().unwrap_or("").to_string()))
         .collect();
+    params.insert("AWS::Region".to_string(), "us-east-1".to_string());
     for (k, v) in set {
         assert!(params.contains_key(*k), "no parameter {k}");
         params.insert(k.to_string(), v.to_string());
@@ -501,7 +503,7 @@ fn failing_rules(template: &Value, set: &[(&str, &str)]) -> Vec<String> {
 }
 
 #[test]
-fn the_template_names_its_role_and_refuses_incomplete_trust() {
+fn the_template_names_its_role_and_refuses_what_cannot_work() {
     let template: Value = serde_json::from_str(&read("deploy/aws/forcemfa.json")).unwrap();
     // A generated name never matches organization.role_name, nor the central grant on
     // role/${MemberRoleName}.
@@ -530,6 +532,13 @@ fn the_template_names_its_role_and_refuses_incomplete_trust() {
                 "EksOidcProviderHost",
                 "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE",
             ),
+            ("MemberRoleName", "forcemfa"),
+        ],
+        &[("AWS::Region", "eu-west-1")],
+        &[("EnableEvents", "true")],
+        &[
+            ("EnableEvents", "true"),
+            ("OrganizationId", "o-a1b2c3d4e5"),
             ("MemberRoleName", "forcemfa"),
         ],
     ];
@@ -565,10 +574,39 @@ fn the_template_names_its_role_and_refuses_incomplete_trust() {
             &[("ExternalId", "forcemfa-org")],
             "CentralRoleAndExternalIdOnlyWithAccountTrust",
         ),
+        (
+            &[("EnableEvents", "true"), ("AWS::Region", "eu-west-1")],
+            "EventsAreDeliveredInUsEast1",
+        ),
+        (
+            &[
+                ("TrustedPrincipal", "account"),
+                ("CentralRoleArn", "arn:aws:iam::111111111111:role/forcemfa"),
+                ("EnableEvents", "true"),
+            ],
+            "EventsAreNotForMemberAccountStacks",
+        ),
+        (
+            &[("OrganizationId", "o-a1b2c3d4e5")],
+            "OrganizationIdOnlyWithEvents",
+        ),
     ];
     for (set, rule) in refused {
         assert_eq!(failing_rules(&template, set), [rule.to_string()], "{set:?}");
     }
+
+    // A member account's forwarding rule, like the queue's, only fires in us-east-1.
+    let member: Value =
+        serde_json::from_str(&read("deploy/aws/forcemfa-events-member.json")).unwrap();
+    let bus = (
+        "CentralEventBusArn",
+        "arn:aws:events:us-east-1:111111111111:event-bus/forcemfa-iam-events",
+    );
+    assert_eq!(failing_rules(&member, &[bus]), Vec::<String>::new());
+    assert_eq!(
+        failing_rules(&member, &[bus, ("AWS::Region", "us-west-2")]),
+        ["EventsAreDeliveredInUsEast1"]
+    );
 }
 
 #[test]
