@@ -32,6 +32,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabel {
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AccountLabel {
     account: String,
 }
@@ -111,6 +116,11 @@ impl Metrics {
         }
     }
 
+    /// No events queue is configured (any more).
+    pub fn forget_queue(&self) {
+        self.events.queue_up.clear();
+    }
+
     /// Records the reconciliation of the users a batch of events named: its changes, errors and
     /// calls count like a full run's; the account's user counts stay those of the last full run.
     pub fn record_event_reconciliation(&self, a: &AccountReport) {
@@ -140,9 +150,20 @@ impl Metrics {
         self.events.delay.observe(seconds);
     }
 
-    /// Whether the last receive from the events queue succeeded; `kind` labels a failure.
-    pub fn record_queue_read(&self, failure: Option<&'static str>) {
-        self.events.queue_up.set(i64::from(failure.is_none()));
+    /// Whether the last receive from the events queue `queue` (its URL) succeeded; `kind` labels
+    /// a failure.
+    pub fn record_queue_read(&self, queue: &str, failure: Option<&'static str>) {
+        let label = QueueLabel {
+            queue: queue.to_string(),
+        };
+        if self.events.queue_up.get(&label).is_none() {
+            // Another queue than before (or none): only the one read now is up or down.
+            self.events.queue_up.clear();
+        }
+        self.events
+            .queue_up
+            .get_or_create(&label)
+            .set(i64::from(failure.is_none()));
         if let Some(kind) = failure {
             self.events
                 .queue_errors
@@ -502,7 +523,8 @@ struct EventMetrics {
     received: Counter,
     outcomes: Family<OutcomeLabel, Counter>,
     delay: Histogram,
-    queue_up: Gauge,
+    /// By queue URL; absent without `[events]`, so that no alert fires where there is no queue.
+    queue_up: Family<QueueLabel, Gauge>,
     queue_errors: Family<KindLabel, Counter>,
 }
 
@@ -512,7 +534,7 @@ impl Default for EventMetrics {
             received: Counter::default(),
             outcomes: Family::default(),
             delay: Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
-            queue_up: Gauge::default(),
+            queue_up: Family::default(),
             queue_errors: Family::default(),
         }
     }
@@ -537,7 +559,7 @@ impl EventMetrics {
         );
         registry.register(
             "events_queue_up",
-            "1 when the last receive from the events queue succeeded, 0 when it failed",
+            "1 when the last receive from the events queue succeeded, 0 when it failed; absent without [events]",
             self.queue_up.clone(),
         );
         registry.register(

@@ -37,6 +37,7 @@ pub async fn poll(shared: Arc<Shared>) {
         let reconciler = shared.current().reconciler.clone();
         let Some(settings) = reconciler.config().events.clone() else {
             shared.set_queue_state(QueueState::Off);
+            shared.metrics.forget_queue();
             client = None;
             pause(&shared, IDLE_CHECK).await;
             continue;
@@ -60,7 +61,7 @@ pub async fn poll(shared: Arc<Shared>) {
             Err(e) => {
                 shared
                     .metrics
-                    .record_queue_read(Some(e.kind.metric_label()));
+                    .record_queue_read(&settings.queue_url, Some(e.kind.metric_label()));
                 warn!(queue_url = %settings.queue_url, error_kind = e.kind.metric_label(), error = %e, retry_in_secs = backoff.as_secs(), "cannot read the events queue; scheduled runs go on");
                 shared.set_queue_state(QueueState::Unreadable {
                     since: Instant::now(),
@@ -70,7 +71,7 @@ pub async fn poll(shared: Arc<Shared>) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Ok(messages) => {
-                shared.metrics.record_queue_read(None);
+                shared.metrics.record_queue_read(&settings.queue_url, None);
                 if let QueueState::Unreadable { .. } = shared.set_queue_state(QueueState::Readable)
                 {
                     info!(queue_url = %settings.queue_url, "the events queue can be read again");

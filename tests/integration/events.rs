@@ -3,6 +3,7 @@
 
 use crate::support::daemon::{eventually, Daemon};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::queue::{iam_event, Queue};
 use crate::support::{names, set, Account, ACCOUNT_ID};
 
 const GROUP: &str = "ForceMFA";
@@ -201,118 +202,6 @@ async fn a_name_that_is_no_iam_user_name_is_refused_before_any_call() {
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--user"), "{}", run.stderr);
     assert!(a.members(GROUP).await.is_empty());
-}
-
-/// The queue side of the emulator: the same moto_server serves SQS.
-struct Queue {
-    sqs: aws_sdk_sqs::Client,
-    url: String,
-}
-
-impl Queue {
-    async fn create(endpoint: &str, name: &str) -> Queue {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build();
-        let sqs = aws_sdk_sqs::Client::from_conf(config);
-        let url = sqs
-            .create_queue()
-            .queue_name(name)
-            .send()
-            .await
-            .expect("create queue")
-            .queue_url()
-            .expect("queue url")
-            .to_string();
-        Queue { sqs, url }
-    }
-
-    async fn send(&self, body: &str) {
-        self.sqs
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send message");
-    }
-
-    /// Messages still on the queue, visible or in flight.
-    async fn len(&self) -> u64 {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("queue attributes");
-        let attrs = out.attributes().expect("attributes");
-        [
-            A::ApproximateNumberOfMessages,
-            A::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .map(|a| {
-            attrs
-                .get(a)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
-    }
-}
-
-/// An IAM event as EventBridge puts it on the queue (the shape of AWS's documented examples),
-/// made now by the IAM user `admin` of `account`.
-fn iam_event(account: &str, name: &str, params: &serde_json::Value) -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    serde_json::json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.iam",
-        "account": account,
-        "time": now,
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "userIdentity": {
-                "type": "IAMUser",
-                "principalId": "AIDACKCEVSQ6C2EXAMPLE",
-                "arn": format!("arn:aws:iam::{account}:user/admin"),
-                "accountId": account,
-                "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
-                "userName": "admin"
-            },
-            "eventTime": now,
-            "eventSource": "iam.amazonaws.com",
-            "eventName": name,
-            "awsRegion": "us-east-1",
-            "sourceIPAddress": "203.0.113.7",
-            "userAgent": "aws-cli/2.15.0",
-            "requestParameters": params,
-            "responseElements": null,
-            "requestID": uuid::Uuid::new_v4().to_string(),
-            "eventID": uuid::Uuid::new_v4().to_string(),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": account,
-            "eventCategory": "Management"
-        }
-    })
-    .to_string()
 }
 
 fn user_event(name: &str, user: &str) -> String {
@@ -646,7 +535,13 @@ async fn an_unreadable_queue_is_reported_and_scheduled_runs_go_on() {
     let (status, ready) = d.get("/readyz");
     assert_eq!(status, 200);
     assert!(ready.contains("events queue: unreadable"), "{ready}");
-    assert_eq!(metric(&d, "forcemfa_events_queue_up"), 0.0);
+    assert_eq!(
+        metric(
+            &d,
+            "forcemfa_events_queue_up{queue=\"http://127.0.0.1:1/123456789012/missing\"}"
+        ),
+        0.0
+    );
     let (status, _) = d.post("/reconcile", None);
     assert_eq!(status, 202);
     d.wait_runs(1, 20).await;

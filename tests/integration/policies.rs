@@ -418,10 +418,8 @@ async fn cleanup_deletes_only_devices_seen_unassigned_long_enough() {
     );
 }
 
-const GRANTED_FOR_RECONCILE_USER_NOT_YET_RUN_HERE: [&str; 2] =
-    ["iam:GetUser", "iam:ListGroupsForUser"];
-
-/// Every IAM operation forcemfa calls in a run that uses every feature is granted by
+/// Every IAM operation forcemfa calls in a full run and a run for named users, with every
+/// feature on, is granted by
 /// `forcemfa policy daemon`; sts:GetCallerIdentity needs no permission.
 #[tokio::test]
 async fn the_daemon_policy_grants_every_call_the_code_makes() {
@@ -475,11 +473,32 @@ async fn the_daemon_policy_grants_every_call_the_code_makes() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let acct = run.account();
     assert_eq!(names(&acct["deleted_mfa_devices"]).len(), 1, "{acct}");
-    let called: BTreeSet<String> = acct["api_calls"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .filter(|op| *op != "GetCallerIdentity")
+    // And a run for named users: dave2 has no MFA and a console password to be read.
+    a.user("dave2").await.console_password().await;
+    let named = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config,
+        "--output",
+        "json",
+        "--user",
+        "dave2",
+        "--user",
+        "alice",
+    ]);
+    assert_eq!(named.code, 0, "{}", named.stderr);
+    assert_eq!(names(&named.account()["added"]), ["dave2"]);
+    let called: BTreeSet<String> = [acct, named.account()]
+        .iter()
+        .flat_map(|a| {
+            a["api_calls"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|op| op != "GetCallerIdentity")
         .map(|op| format!("iam:{op}"))
         .collect();
     let granted = forcemfa::policy::allowed_actions(&policy(
@@ -489,10 +508,7 @@ async fn the_daemon_policy_grants_every_call_the_code_makes() {
     let missing: Vec<_> = called.difference(&granted).collect();
     assert!(missing.is_empty(), "called but not granted: {missing:?}");
     // And nothing is granted that the code never calls.
-    let unused: Vec<_> = granted
-        .difference(&called)
-        .filter(|a| !GRANTED_FOR_RECONCILE_USER_NOT_YET_RUN_HERE.contains(&a.as_str()))
-        .collect();
+    let unused: Vec<_> = granted.difference(&called).collect();
     assert!(unused.is_empty(), "granted but never called: {unused:?}");
 }
 
@@ -782,6 +798,22 @@ async fn a_run_succeeds_with_exactly_the_daemon_policy_under_enforcement() {
     let acct = run.account();
     assert_eq!(acct["own_user"], "forcemfa");
     assert_eq!(names(&acct["added"]), ["carol", "limited"]);
+    assert!(acct["api_errors"].as_object().unwrap().is_empty(), "{acct}");
+
+    // So is a run for named users, with its per-user reads.
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--output",
+        "json",
+        "--user",
+        "carol",
+        "--user",
+        "alice",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(acct["users_scanned"], 2, "{acct}");
+    assert!(acct["skipped"].as_array().unwrap().is_empty(), "{acct}");
     assert!(acct["api_errors"].as_object().unwrap().is_empty(), "{acct}");
 }
 

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod files;
 pub mod proxy;
+pub mod queue;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
