@@ -8,6 +8,9 @@ use crate::arn::{is_account_id, Partition};
 use super::raw::RawEvents;
 use super::{parse_duration, ConfigError};
 
+/// SQS holds a receive open for at most 20 s (`WaitTimeSeconds`); a longer one is refused.
+pub const LONGEST_POLL: Duration = Duration::from_secs(20);
+
 /// Where the events come from and how they are taken off the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsSettings {
@@ -134,7 +137,7 @@ pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>,
         raw.wait.as_deref(),
         Duration::from_secs(20),
         Duration::from_secs(1),
-        Duration::from_secs(20),
+        LONGEST_POLL,
     )?;
     let batch_window = bounded(
         "events.batch_window",

@@ -27,6 +27,11 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabel {
+    queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
 }
@@ -135,14 +140,30 @@ impl Metrics {
             .inc();
     }
 
+    /// No events queue is configured: no series says whether one can be read, so that an
+    /// alert on `forcemfa_events_queue_up == 0` never fires for a service without a queue.
+    pub fn record_queue_off(&self) {
+        self.events.queue_up.clear();
+    }
+
     /// Seconds from an event to the change it caused.
     pub fn record_event_delay(&self, seconds: f64) {
         self.events.delay.observe(seconds);
     }
 
-    /// Whether the last receive from the events queue succeeded; `kind` labels a failure.
-    pub fn record_queue_read(&self, failure: Option<&'static str>) {
-        self.events.queue_up.set(i64::from(failure.is_none()));
+    /// Whether the last receive from the events queue `queue` (its name) succeeded; `kind`
+    /// labels a failure. Only the queue read now has a series: a reload may have named another.
+    pub fn record_queue_read(&self, queue: &str, failure: Option<&'static str>) {
+        let label = QueueLabel {
+            queue: queue.to_string(),
+        };
+        if self.events.queue_up.get(&label).is_none() {
+            self.events.queue_up.clear();
+        }
+        self.events
+            .queue_up
+            .get_or_create(&label)
+            .set(i64::from(failure.is_none()));
         if let Some(kind) = failure {
             self.events
                 .queue_errors
@@ -502,7 +523,7 @@ struct EventMetrics {
     received: Counter,
     outcomes: Family<OutcomeLabel, Counter>,
     delay: Histogram,
-    queue_up: Gauge,
+    queue_up: Family<QueueLabel, Gauge>,
     queue_errors: Family<KindLabel, Counter>,
 }
 
@@ -512,7 +533,7 @@ impl Default for EventMetrics {
             received: Counter::default(),
             outcomes: Family::default(),
             delay: Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
-            queue_up: Gauge::default(),
+            queue_up: Family::default(),
             queue_errors: Family::default(),
         }
     }
@@ -537,7 +558,7 @@ impl EventMetrics {
         );
         registry.register(
             "events_queue_up",
-            "1 when the last receive from the events queue succeeded, 0 when it failed",
+            "1 when the last receive from the events queue (by name) succeeded, 0 when it failed; absent without [events]",
             self.queue_up.clone(),
         );
         registry.register(

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::state::{QueueState, Shared};
 use crate::aws::AwsError;
 use crate::cloudtrail::{self, IamEvent};
+use crate::config::events::LONGEST_POLL;
 use crate::config::EventsSettings;
 use crate::reconcile::events::Verdict;
 use crate::reconcile::Reconciler;
@@ -37,6 +38,7 @@ pub async fn poll(shared: Arc<Shared>) {
         let reconciler = shared.current().reconciler.clone();
         let Some(settings) = reconciler.config().events.clone() else {
             shared.set_queue_state(QueueState::Off);
+            shared.metrics.record_queue_off();
             client = None;
             pause(&shared, IDLE_CHECK).await;
             continue;
@@ -60,7 +62,7 @@ pub async fn poll(shared: Arc<Shared>) {
             Err(e) => {
                 shared
                     .metrics
-                    .record_queue_read(Some(e.kind.metric_label()));
+                    .record_queue_read(&settings.queue.name, Some(e.kind.metric_label()));
                 warn!(queue_url = %settings.queue_url, error_kind = e.kind.metric_label(), error = %e, retry_in_secs = backoff.as_secs(), "cannot read the events queue; scheduled runs go on");
                 shared.set_queue_state(QueueState::Unreadable {
                     since: Instant::now(),
@@ -70,7 +72,7 @@ pub async fn poll(shared: Arc<Shared>) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Ok(messages) => {
-                shared.metrics.record_queue_read(None);
+                shared.metrics.record_queue_read(&settings.queue.name, None);
                 if let QueueState::Unreadable { .. } = shared.set_queue_state(QueueState::Readable)
                 {
                     info!(queue_url = %settings.queue_url, "the events queue can be read again");
@@ -127,8 +129,9 @@ async fn receive_batch(
         if left.is_zero() {
             break;
         }
-        // Whole seconds only; a receive returns as soon as a message is there.
-        let wait = Duration::from_secs(left.as_millis().div_ceil(1000) as u64);
+        // Whole seconds only, and no more than SQS allows (a window may be longer: it takes
+        // several receives); a receive returns as soon as a message is there.
+        let wait = Duration::from_secs(left.as_millis().div_ceil(1000) as u64).min(LONGEST_POLL);
         match receive(sqs, settings, wait).await {
             Ok(more) if more.is_empty() => break,
             Ok(more) => batch.extend(more),
