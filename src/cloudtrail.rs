@@ -106,6 +106,18 @@ fn is_user_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
+/// At most this many characters of a value from a message go into a log line: a message is up to
+/// 1 MiB, and anyone who can send to the queue chooses its text.
+const SHOWN_MAX: usize = 64;
+
+/// `text` as a log line shows it: cut after [`SHOWN_MAX`] characters.
+fn shown(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_MAX) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
 fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
@@ -123,8 +135,8 @@ pub fn parse(body: &str) -> Result<IamEvent, Rejected> {
             Unusable::Unsupported,
             format!(
                 "source {:?} and detail-type {:?}, not {SOURCE:?} and {DETAIL_TYPE:?}",
-                source.unwrap_or_default(),
-                detail_type.unwrap_or_default()
+                shown(source.unwrap_or_default()),
+                shown(detail_type.unwrap_or_default())
             ),
         ));
     }
@@ -135,14 +147,14 @@ pub fn parse(body: &str) -> Result<IamEvent, Rejected> {
     if let Some(other) = text(detail, "eventSource").filter(|s| *s != EVENT_SOURCE) {
         return Err(rejected(
             Unusable::Unsupported,
-            format!("eventSource {other:?}"),
+            format!("eventSource {:?}", shown(other)),
         ));
     }
     let event_name = text(detail, "eventName").ok_or_else(|| malformed("no detail.eventName"))?;
     if !HANDLED_EVENTS.contains(&event_name) {
         return Err(rejected(
             Unusable::Unsupported,
-            format!("{event_name} changes nothing forcemfa decides on"),
+            format!("{} changes nothing forcemfa decides on", shown(event_name)),
         ));
     }
     if let Some(code) = detail.get("errorCode").filter(|c| !c.is_null()) {
@@ -150,7 +162,7 @@ pub fn parse(body: &str) -> Result<IamEvent, Rejected> {
             Unusable::FailedCall,
             format!(
                 "{event_name} failed ({}), so it changed nothing",
-                code.as_str().unwrap_or("?")
+                shown(code.as_str().unwrap_or("?"))
             ),
         ));
     }
@@ -167,7 +179,8 @@ pub fn parse(body: &str) -> Result<IamEvent, Rejected> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(name)) if is_user_name(name) => Ok(Some(name.clone())),
             Some(other) => Err(malformed(format!(
-                "{event_name}: requestParameters.{key} {other} is not an IAM user name"
+                "{event_name}: requestParameters.{key} {} is not an IAM user name",
+                shown(&other.to_string())
             ))),
         }
     };
@@ -220,7 +233,9 @@ fn account(envelope: &Value, detail: &Value) -> Result<String, Rejected> {
     let id = match (recipient, account) {
         (Some(r), Some(a)) if r != a => {
             return Err(malformed(format!(
-                "account {a} and detail.recipientAccountId {r} disagree"
+                "account {} and detail.recipientAccountId {} disagree",
+                shown(a),
+                shown(r)
             )))
         }
         (Some(id), _) | (None, Some(id)) => id,
@@ -228,7 +243,8 @@ fn account(envelope: &Value, detail: &Value) -> Result<String, Rejected> {
     };
     if !is_account_id(id) {
         return Err(malformed(format!(
-            "account {id:?} is not a 12-digit account id"
+            "account {:?} is not a 12-digit account id",
+            shown(id)
         )));
     }
     Ok(id.to_string())
@@ -421,6 +437,24 @@ mod tests {
             parse(&e.to_string()).unwrap_err().kind,
             Unusable::FailedCall
         );
+    }
+
+    /// A reason quotes what was wrong, never a whole field of a message up to 1 MiB long.
+    #[test]
+    fn a_reason_quotes_at_most_a_little_of_the_message() {
+        let long = "x".repeat(200_000);
+        let mut unsupported = event("CreateUser", json!({"userName": "alice"}));
+        unsupported["detail"]["eventName"] = json!(long);
+        let mut bad_user = event("CreateUser", json!({"userName": "alice"}));
+        bad_user["detail"]["requestParameters"]["userName"] = json!(long);
+        let mut source = event("CreateUser", json!({"userName": "alice"}));
+        source["source"] = json!(long);
+        let mut code = event("CreateUser", json!({"userName": "alice"}));
+        code["detail"]["errorCode"] = json!(long);
+        for e in [unsupported, bad_user, source, code] {
+            let reason = parse(&e.to_string()).unwrap_err().reason;
+            assert!(reason.len() < 300, "{} characters", reason.len());
+        }
     }
 
     #[test]

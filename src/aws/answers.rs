@@ -42,6 +42,8 @@ fn required_elements(operation: &str) -> &'static [&'static str] {
         "ListVirtualMFADevices" => &["VirtualMFADevices", "IsTruncated"],
         "GetAccountAuthorizationDetails" => &["UserDetailList", "GroupDetailList", "IsTruncated"],
         "GetLoginProfile" => &["LoginProfile"],
+        "GetUser" => &["User"],
+        "ListGroupsForUser" => &["Groups", "IsTruncated"],
         "GetAccountSummary" => &["SummaryMap"],
         "GetPolicy" => &["Policy"],
         "GetPolicyVersion" => &["PolicyVersion"],

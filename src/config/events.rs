@@ -8,6 +8,9 @@ use crate::arn::{is_account_id, Partition};
 use super::raw::RawEvents;
 use super::{parse_duration, ConfigError};
 
+/// SQS holds a receive open for at most 20 s (`WaitTimeSeconds`); a longer one is refused.
+pub const LONGEST_POLL: Duration = Duration::from_secs(20);
+
 /// Where the events come from and how they are taken off the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsSettings {
@@ -134,7 +137,7 @@ pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>,
         raw.wait.as_deref(),
         Duration::from_secs(20),
         Duration::from_secs(1),
-        Duration::from_secs(20),
+        LONGEST_POLL,
     )?;
     let batch_window = bounded(
         "events.batch_window",
@@ -150,6 +153,16 @@ pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>,
         Duration::from_secs(5),
         Duration::from_secs(12 * 3600),
     )?;
+    if visibility_timeout <= batch_window + batch_window {
+        return Err(ConfigError::invalid(
+            "events.visibility_timeout",
+            format!(
+                "{} is not more than twice events.batch_window ({}): messages would be delivered again before their batch is handled",
+                super::humanize_ms(visibility_timeout),
+                super::humanize_ms(batch_window)
+            ),
+        ));
+    }
     Ok(Some(EventsSettings {
         queue_url,
         queue,
@@ -246,5 +259,26 @@ mod tests {
             let e = parse_queue_url(url).unwrap_err();
             assert!(e.contains(reason), "{url}: {e}");
         }
+    }
+
+    #[test]
+    fn a_visibility_timeout_must_outlast_the_batch_window() {
+        let config = |extra: &str| {
+            crate::config::Config::parse(&format!(
+                "[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"\n{extra}"
+            ))
+        };
+        assert!(config("visibility_timeout = \"30s\"\nbatch_window = \"10s\"\n").is_ok());
+        let e = config("visibility_timeout = \"30s\"\nbatch_window = \"15s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("events.visibility_timeout") && e.contains("batch_window"),
+            "{e}"
+        );
+        let e = config("wait = \"25s\"\n").unwrap_err().to_string();
+        assert!(e.contains("events.wait"), "{e}");
+        let e = config("queue_url = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("duplicate") || e.contains("queue_url"), "{e}");
     }
 }

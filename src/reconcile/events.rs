@@ -22,6 +22,14 @@ const ACCOUNTS_FRESH_FOR: Duration = Duration::from_secs(600);
 /// An event for an account not in the list reads it again, at most this often.
 const ACCOUNTS_REREAD_AFTER: Duration = Duration::from_secs(60);
 
+/// The IAM calls forcemfa itself makes: membership of its group, and the clean-up of abandoned
+/// virtual MFA devices.
+const OWN_CALLS: [&str; 3] = [
+    "AddUserToGroup",
+    "RemoveUserFromGroup",
+    "DeleteVirtualMFADevice",
+];
+
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -205,7 +213,12 @@ impl Reconciler {
 
     /// Whether an event needs no reconciliation, and why.
     fn needs_no_work(&self, event: &IamEvent, identity: &Identity) -> Option<Verdict> {
-        if event.principal_arn.as_deref() == Some(identity.arn.as_str()) {
+        // Only a call forcemfa makes can be its own change. Any other call by its principal was
+        // made by someone or something else holding it (shared automation, its credentials
+        // misused) and is reconciled like any other.
+        if OWN_CALLS.contains(&event.event_name.as_str())
+            && event.principal_arn.as_deref() == Some(identity.arn.as_str())
+        {
             return Some(Verdict::OwnChange);
         }
         match &event.group {

@@ -27,13 +27,13 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
+struct QueueLabel {
+    queue: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueueLabel {
-    queue: String,
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,11 +116,6 @@ impl Metrics {
         }
     }
 
-    /// No events queue is configured (any more).
-    pub fn forget_queue(&self) {
-        self.events.queue_up.clear();
-    }
-
     /// Records the reconciliation of the users a batch of events named: its changes, errors and
     /// calls count like a full run's; the account's user counts stay those of the last full run.
     pub fn record_event_reconciliation(&self, a: &AccountReport) {
@@ -145,19 +140,29 @@ impl Metrics {
             .inc();
     }
 
+    /// No events queue is configured: no series says whether one can be read, so that an
+    /// alert on `forcemfa_events_queue_up == 0` never fires for a service without a queue.
+    pub fn record_queue_off(&self) {
+        self.events.queue_up.clear();
+    }
+
+    /// Messages done with that could not be deleted.
+    pub fn record_event_delete_errors(&self, n: u64) {
+        self.events.delete_errors.inc_by(n);
+    }
+
     /// Seconds from an event to the change it caused.
     pub fn record_event_delay(&self, seconds: f64) {
         self.events.delay.observe(seconds);
     }
 
-    /// Whether the last receive from the events queue `queue` (its URL) succeeded; `kind` labels
-    /// a failure.
+    /// Whether the last receive from the events queue `queue` (its name) succeeded; `kind`
+    /// labels a failure. Only the queue read now has a series: a reload may have named another.
     pub fn record_queue_read(&self, queue: &str, failure: Option<&'static str>) {
         let label = QueueLabel {
             queue: queue.to_string(),
         };
         if self.events.queue_up.get(&label).is_none() {
-            // Another queue than before (or none): only the one read now is up or down.
             self.events.queue_up.clear();
         }
         self.events
@@ -523,9 +528,9 @@ struct EventMetrics {
     received: Counter,
     outcomes: Family<OutcomeLabel, Counter>,
     delay: Histogram,
-    /// By queue URL; absent without `[events]`, so that no alert fires where there is no queue.
     queue_up: Family<QueueLabel, Gauge>,
     queue_errors: Family<KindLabel, Counter>,
+    delete_errors: Counter,
 }
 
 impl Default for EventMetrics {
@@ -536,6 +541,7 @@ impl Default for EventMetrics {
             delay: Histogram::new([0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0]),
             queue_up: Family::default(),
             queue_errors: Family::default(),
+            delete_errors: Counter::default(),
         }
     }
 }
@@ -559,8 +565,13 @@ impl EventMetrics {
         );
         registry.register(
             "events_queue_up",
-            "1 when the last receive from the events queue succeeded, 0 when it failed; absent without [events]",
+            "1 when the last receive from the events queue (by name) succeeded, 0 when it failed; absent without [events]",
             self.queue_up.clone(),
+        );
+        registry.register(
+            "events_delete_errors",
+            "Messages done with that could not be deleted from the events queue (they are handled again)",
+            self.delete_errors.clone(),
         );
         registry.register(
             "events_queue_errors",

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use super::state::{QueueState, Shared};
 use crate::aws::AwsError;
 use crate::cloudtrail::{self, IamEvent};
+use crate::config::events::LONGEST_POLL;
 use crate::config::EventsSettings;
 use crate::reconcile::events::Verdict;
 use crate::reconcile::Reconciler;
@@ -37,7 +38,7 @@ pub async fn poll(shared: Arc<Shared>) {
         let reconciler = shared.current().reconciler.clone();
         let Some(settings) = reconciler.config().events.clone() else {
             shared.set_queue_state(QueueState::Off);
-            shared.metrics.forget_queue();
+            shared.metrics.record_queue_off();
             client = None;
             pause(&shared, IDLE_CHECK).await;
             continue;
@@ -61,7 +62,7 @@ pub async fn poll(shared: Arc<Shared>) {
             Err(e) => {
                 shared
                     .metrics
-                    .record_queue_read(&settings.queue_url, Some(e.kind.metric_label()));
+                    .record_queue_read(&settings.queue.name, Some(e.kind.metric_label()));
                 warn!(queue_url = %settings.queue_url, error_kind = e.kind.metric_label(), error = %e, retry_in_secs = backoff.as_secs(), "cannot read the events queue; scheduled runs go on");
                 shared.set_queue_state(QueueState::Unreadable {
                     since: Instant::now(),
@@ -71,7 +72,7 @@ pub async fn poll(shared: Arc<Shared>) {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Ok(messages) => {
-                shared.metrics.record_queue_read(&settings.queue_url, None);
+                shared.metrics.record_queue_read(&settings.queue.name, None);
                 if let QueueState::Unreadable { .. } = shared.set_queue_state(QueueState::Readable)
                 {
                     info!(queue_url = %settings.queue_url, "the events queue can be read again");
@@ -128,8 +129,9 @@ async fn receive_batch(
         if left.is_zero() {
             break;
         }
-        // Whole seconds only; a receive returns as soon as a message is there.
-        let wait = Duration::from_secs(left.as_millis().div_ceil(1000) as u64);
+        // Whole seconds only, and no more than SQS allows (a window may be longer: it takes
+        // several receives); a receive returns as soon as a message is there.
+        let wait = Duration::from_secs(left.as_millis().div_ceil(1000) as u64).min(LONGEST_POLL);
         match receive(sqs, settings, wait).await {
             Ok(more) if more.is_empty() => break,
             Ok(more) => batch.extend(more),
@@ -217,35 +219,50 @@ async fn handle(
             }
         }
     }
-    delete(sqs, settings, &done).await;
+    delete(shared, sqs, settings, &done).await;
 }
 
 /// Deletes the messages done with, ten per request. A message that cannot be deleted comes back
-/// after its visibility timeout and is handled again, which changes nothing.
-async fn delete(sqs: &aws_sdk_sqs::Client, settings: &EventsSettings, done: &[&Received]) {
-    let entries: Vec<DeleteMessageBatchRequestEntry> = done
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .set_receipt_handle(r.receipt.clone())
-                .build()
-                .ok()
-        })
-        .collect();
-    for chunk in entries.chunks(RECEIVE_MAX as usize) {
+/// after its visibility timeout and is handled again, which changes nothing; it is logged and
+/// counted, since a role without sqs:DeleteMessage would otherwise go unnoticed.
+async fn delete(
+    shared: &Shared,
+    sqs: &aws_sdk_sqs::Client,
+    settings: &EventsSettings,
+    done: &[&Received],
+) {
+    let with_receipt: Vec<&&Received> = done.iter().filter(|r| r.receipt.is_some()).collect();
+    for chunk in with_receipt.chunks(RECEIVE_MAX as usize) {
+        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .set_receipt_handle(r.receipt.clone())
+                    .build()
+                    .ok()
+            })
+            .collect();
         match sqs
             .delete_message_batch()
             .queue_url(&settings.queue_url)
-            .set_entries(Some(chunk.to_vec()))
+            .set_entries(Some(entries))
             .send()
             .await
         {
             Ok(out) => {
                 for failed in out.failed() {
+                    let message_id = failed
+                        .id()
+                        .parse::<usize>()
+                        .ok()
+                        .and_then(|i| chunk.get(i))
+                        .map(|r| r.message_id.as_str())
+                        .unwrap_or_default();
+                    shared.metrics.record_event_delete_errors(1);
                     warn!(
-                        entry = failed.id(),
+                        message_id,
                         code = failed.code(),
                         message = failed.message().unwrap_or_default(),
                         "event message not deleted; it will be handled again"
@@ -254,7 +271,11 @@ async fn delete(sqs: &aws_sdk_sqs::Client, settings: &EventsSettings, done: &[&R
             }
             Err(e) => {
                 let e = AwsError::of("sqs", "DeleteMessageBatch", &e);
-                warn!(error = %e, messages = chunk.len(), "event messages not deleted; they will be handled again");
+                shared
+                    .metrics
+                    .record_event_delete_errors(chunk.len() as u64);
+                let ids: Vec<&str> = chunk.iter().map(|r| r.message_id.as_str()).collect();
+                warn!(error = %e, message_ids = ids.join(","), "event messages not deleted; they will be handled again");
             }
         }
     }

@@ -535,12 +535,11 @@ async fn an_unreadable_queue_is_reported_and_scheduled_runs_go_on() {
     let (status, ready) = d.get("/readyz");
     assert_eq!(status, 200);
     assert!(ready.contains("events queue: unreadable"), "{ready}");
-    assert_eq!(
-        metric(
-            &d,
-            "forcemfa_events_queue_up{queue=\"http://127.0.0.1:1/123456789012/missing\"}"
-        ),
-        0.0
+    let (_, text) = d.get("/metrics");
+    assert!(
+        text.lines()
+            .any(|l| l == "forcemfa_events_queue_up{queue=\"missing\"} 0"),
+        "{text}"
     );
     let (status, _) = d.post("/reconcile", None);
     assert_eq!(status, 202);
@@ -589,5 +588,165 @@ async fn a_full_run_does_not_undo_a_newer_event_driven_decision() {
     );
     assert_eq!(left_out.len(), 1, "{}", d.stderr_text());
     assert_eq!(left_out[0]["user"], "carol");
+    assert_eq!(d.stop().0, 0);
+}
+
+// ---- Review of the events feature: each test below failed before the fix committed with it. ----
+
+/// A change forcemfa never makes (here CreateUser) is not its own change, even when its principal
+/// made it: a principal shared with other automation, or anyone holding forcemfa's credentials,
+/// would otherwise create users whose events are all skipped.
+#[tokio::test]
+async fn only_the_calls_forcemfa_makes_are_skipped_as_its_own() {
+    let a = Account::with_group().await;
+    a.user("sneaky").await;
+    a.user("mine").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let as_forcemfa = |name: &str, params: serde_json::Value| {
+        let mut e: serde_json::Value =
+            serde_json::from_str(&iam_event(ACCOUNT_ID, name, &params)).unwrap();
+        // moto's answer to GetCallerIdentity for the test's credentials.
+        e["detail"]["userIdentity"]["arn"] = "arn:aws:sts::123456789012:user/moto".into();
+        e.to_string()
+    };
+    queue
+        .send(&as_forcemfa(
+            "CreateUser",
+            serde_json::json!({ "userName": "sneaky" }),
+        ))
+        .await;
+    queue
+        .send(&as_forcemfa(
+            "RemoveUserFromGroup",
+            serde_json::json!({ "groupName": GROUP, "userName": "mine" }),
+        ))
+        .await;
+    let mut d = events_daemon(&a, &a.moto.endpoint, &queue, "");
+    until(10, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    assert_eq!(
+        a.members(GROUP).await,
+        set(&["sneaky"]),
+        "{}",
+        d.stderr_text()
+    );
+    assert_eq!(
+        metric(&d, "forcemfa_events_total{outcome=\"own_change\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}"),
+        1.0
+    );
+    assert_eq!(d.stop().0, 0);
+}
+
+/// A ListGroupsForUser answer without its list would read as "in no group": for a member with
+/// MFA that is "nothing to do", reported as a decision (and, in the daemon, a decision that makes
+/// a full run leave out its removal). It must be a skip, like a ListMFADevices answer without its.
+#[tokio::test]
+async fn a_group_listing_without_its_list_is_a_skip_not_a_fact() {
+    const NS: &str = r#"xmlns="https://iam.amazonaws.com/doc/2010-05-08/""#;
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=ListGroupsForUser", "UserName=alice"],
+        Fault::Answer {
+            status: 200,
+            body: format!("<ListGroupsForUserResponse {NS}><ListGroupsForUserResult><IsTruncated>false</IsTruncated></ListGroupsForUserResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></ListGroupsForUserResponse>"),
+        },
+    )]);
+    let config = a.config("[aws]\nmax_attempts = 1\n");
+    let run = a.forcemfa_via(
+        &proxy.endpoint,
+        &[
+            "reconcile",
+            "--config",
+            config.to_str().unwrap(),
+            "--output",
+            "json",
+            "--user",
+            "alice",
+        ],
+    );
+    let acct = run.account();
+    assert_eq!(run.code, 1, "{}\n{acct}", run.stderr);
+    let skipped = acct["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{acct}");
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ListGroupsForUser"),
+        "{acct}"
+    );
+    assert_eq!(a.members(GROUP).await, set(&["alice"]));
+}
+
+/// Without `[events]` the service has no queue: `forcemfa_events_queue_up` must not be 0, or
+/// ForceMFAEventsQueueUnreadable (`== 0 for 10m`) fires for every service without an events queue.
+#[tokio::test]
+async fn without_an_events_queue_the_queue_is_not_reported_down() {
+    let a = Account::with_group().await;
+    let mut d = Daemon::start(
+        &a,
+        &a.moto.endpoint,
+        "schedule = \"0 0 1 1 *\"\nrun_on_start = false\n",
+    );
+    let (_, text) = d.get("/metrics");
+    let down: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("forcemfa_events_queue_up") && l.ends_with(" 0"))
+        .collect();
+    assert!(down.is_empty(), "{down:?}");
+    assert_eq!(d.stop().0, 0);
+}
+
+/// `events.batch_window` accepts up to 60 s, but SQS long-polls 20 s at most: a longer follow-up
+/// receive was refused, the window ended at once, and a second event for the same user cost a
+/// second reconciliation.
+#[tokio::test]
+async fn a_batch_window_longer_than_a_long_poll_still_gathers_the_burst() {
+    let a = Account::with_group().await;
+    a.user("busy").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let mut d = Daemon::start(
+        &a,
+        &a.moto.endpoint,
+        &format!(
+            "schedule = \"0 0 1 1 *\"\nrun_on_start = false\n[events]\nqueue_url = \"{}\"\nwait = \"1s\"\nbatch_window = \"21s\"\nvisibility_timeout = \"60s\"\n",
+            queue.url
+        ),
+    );
+    // Let the daemon start polling, then send the burst 3 s apart.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    queue.send(&user_event("TagUser", "busy")).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    queue.send(&user_event("TagUser", "busy")).await;
+    until(40, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    until(10, "two events handled", &d, || async {
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}") == 2.0
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &d,
+            "forcemfa_api_calls_total{account=\"123456789012\",operation=\"GetUser\"}"
+        ),
+        1.0,
+        "{}",
+        d.stderr_text()
+    );
     assert_eq!(d.stop().0, 0);
 }
