@@ -750,3 +750,83 @@ async fn a_batch_window_longer_than_a_long_poll_still_gathers_the_burst() {
     );
     assert_eq!(d.stop().0, 0);
 }
+
+/// Events from an organization's member accounts, arriving on one queue, are reconciled through
+/// each account's role; an excluded account's are foreign.
+#[tokio::test]
+async fn events_of_organization_accounts_use_each_accounts_role() {
+    let a = Account::with_group().await;
+    let orgs = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::Config::builder()
+            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+            .endpoint_url(&a.moto.endpoint)
+            .credentials_provider(aws_sdk_organizations::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .build(),
+    );
+    orgs.create_organization().send().await.unwrap();
+    let mut members = Vec::new();
+    for name in ["member-a", "member-b"] {
+        let out = orgs
+            .create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .unwrap();
+        let id = out
+            .create_account_status()
+            .unwrap()
+            .account_id()
+            .unwrap()
+            .to_string();
+        let other = a.other(&id).await;
+        other.group(GROUP).await;
+        other.user("newcomer").await;
+        members.push(id);
+    }
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let mut d = events_daemon(
+        &a,
+        &a.moto.endpoint,
+        &queue,
+        &format!(
+            "[organization]\nrole_name = \"OrganizationAccountAccessRole\"\nexclude_accounts = [\"{}\"]\n",
+            members[1]
+        ),
+    );
+    for account in [&members[0], &members[1]] {
+        queue
+            .send(&iam_event(
+                account,
+                "CreateUser",
+                &serde_json::json!({ "userName": "newcomer" }),
+            ))
+            .await;
+    }
+    until(15, "the queue drained", &d, || async {
+        queue.len().await == 0
+    })
+    .await;
+    assert_eq!(
+        a.other(&members[0]).await.members(GROUP).await,
+        set(&["newcomer"])
+    );
+    assert!(
+        a.other(&members[1]).await.members(GROUP).await.is_empty(),
+        "an excluded account was touched"
+    );
+    assert_eq!(
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&d, "forcemfa_events_total{outcome=\"foreign_account\"}"),
+        1.0
+    );
+    let handled = d.events("event handled");
+    assert_eq!(handled[0]["account_id"], members[0].as_str());
+    assert_eq!(d.stop().0, 0);
+}
