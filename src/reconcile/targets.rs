@@ -1,6 +1,7 @@
 //! Which accounts a run covers (its own, listed roles, or every account of an organization) and
-//! the clients for each: one per account, reused across runs, each with its own retry budget so
-//! that one throttled or broken account does not starve the others.
+//! the clients for each: one set per account, reused across runs, each with its own retry budget
+//! and its own pacer, so that one throttled or broken account does not starve the others and every
+//! run in an account is paced together.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -12,7 +13,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use crate::arn::Partition;
 use crate::aws::answers::Pages;
 use crate::aws::{load_sdk_config, AccountClients, AwsError, CallCounter};
-use crate::config::{AccountTarget, Config};
+use crate::config::{AccountTarget, AwsSettings, Config};
 use crate::sync::lock;
 
 /// Session name of the roles forcemfa assumes, as CloudTrail shows it.
@@ -92,6 +93,7 @@ pub fn with_organization(
 /// The clients of every account, created on first use and kept.
 pub struct ClientPool {
     base: SdkConfig,
+    settings: AwsSettings,
     own: AccountClients,
     roles: Mutex<HashMap<String, AccountClients>>,
     organizations: aws_sdk_organizations::Client,
@@ -109,8 +111,9 @@ impl ClientPool {
                 .build(),
         );
         ClientPool {
-            own: AccountClients::new(&base, "own"),
+            own: AccountClients::new(&base, "own", &config.aws),
             base,
+            settings: config.aws.clone(),
             roles: Mutex::new(HashMap::new()),
             organizations,
             discovery_calls,
@@ -139,7 +142,7 @@ impl ClientPool {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
-        let clients = AccountClients::new(&sdk, &role.account_id);
+        let clients = AccountClients::new(&sdk, &role.account_id, &self.settings);
         lock(&self.roles).entry(key).or_insert(clients).clone()
     }
 
