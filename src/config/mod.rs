@@ -91,8 +91,7 @@ pub struct AwsSettings {
     pub max_backoff_secs: u64,
     /// Accounts reconciled at once.
     pub max_accounts_in_parallel: usize,
-    /// IAM calls a second per account, at most: where the pacing starts and what it never
-    /// exceeds while it finds the rate IAM allows.
+    /// IAM calls a second per account, at most, whatever rate IAM turns out to allow.
     pub max_requests_per_second: u32,
     /// IAM calls per account that may go out faster than the rate after a quiet spell.
     pub burst: u32,
@@ -109,7 +108,7 @@ impl Default for AwsSettings {
             retry_mode: RetryMode::Adaptive,
             max_backoff_secs: 20,
             max_accounts_in_parallel: 4,
-            max_requests_per_second: 50,
+            max_requests_per_second: 200,
             burst: 100,
         }
     }
