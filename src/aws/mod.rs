@@ -46,7 +46,7 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// AWS_ENDPOINT_URL, web identity, ECS, IMDS, ...) with forcemfa's retry and timeout policy.
 pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let region = RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
-    // Adaptive retry slows the client down when IAM throttles, rather than hammering it.
+    // The account's pacing holds IAM's rate; adaptive retry adds the SDK's own limiter on top.
     let retry = match settings.retry_mode {
         RetryMode::Adaptive => RetryConfig::adaptive(),
         RetryMode::Standard => RetryConfig::standard(),

@@ -105,7 +105,7 @@ impl Default for AwsSettings {
             connect_timeout_secs: 5,
             operation_timeout_secs: 60,
             page_size: 1000,
-            retry_mode: RetryMode::Adaptive,
+            retry_mode: RetryMode::Standard,
             max_backoff_secs: 20,
             max_accounts_in_parallel: 4,
             max_requests_per_second: 200,
