@@ -51,9 +51,9 @@ use crate::sync::lock;
 /// starts take longer to reach the rate of an account that throttles late or not at all; higher
 /// ones have more calls under way when a slow bucket runs dry, and each of those is throttled.
 /// Measured with `scripts/bench` (see the README's Performance section).
-pub const START_RATE: f64 = 50.0;
+pub const START_RATE: f64 = 40.0;
 /// The burst is spent at no more than this many times the rate.
-pub const BURST_PACE: f64 = 1.5;
+pub const BURST_PACE: f64 = 2.0;
 /// The rate is never lowered below this many calls a second.
 pub const MIN_RATE: f64 = 1.0;
 /// At the first throttle, when nothing is known, the rate is multiplied by this ...
@@ -186,11 +186,11 @@ pub struct Pace {
 }
 
 impl Pace {
-    /// Starts at [`START_RATE`] calls a second, never more than `max_rate`, with a full burst of
-    /// `burst` calls.
-    pub fn new(max_rate: f64, burst: f64, now: Duration) -> Pace {
+    /// Starts at `start` calls a second (never more than `max_rate`) with a full burst of `burst`
+    /// calls.
+    pub fn new(start: f64, max_rate: f64, burst: f64, now: Duration) -> Pace {
         Pace {
-            bucket: TokenBucket::new(max_rate.min(START_RATE), burst.max(1.0), now),
+            bucket: TokenBucket::new(start.min(max_rate), burst.max(1.0), now),
             max_rate,
             found: None,
             empty_at: None,
@@ -354,7 +354,7 @@ impl Pacer {
         Pacer {
             inner: Arc::new(PacerInner {
                 origin: Instant::now(),
-                pace: Mutex::new(Pace::new(max_rate, burst, Duration::ZERO)),
+                pace: Mutex::new(Pace::new(START_RATE, max_rate, burst, Duration::ZERO)),
                 queue: tokio::sync::Mutex::new(()),
             }),
         }
@@ -488,17 +488,17 @@ mod tests {
     #[test]
     fn a_bucket_spends_its_burst_at_its_pace_then_holds_its_rate() {
         let mut b = TokenBucket::new(10.0, 4.0, ms(0));
-        // Two at once (the pace's depth), then one every 1/15 s while the burst lasts.
+        // Two at once (the pace's depth), then one every 1/20 s while the burst lasts.
         assert_eq!(b.take(ms(0)), Ok(()));
         assert_eq!(b.take(ms(0)), Ok(()));
         let wait = b.take(ms(0)).unwrap_err();
-        assert!((wait.as_secs_f64() - 1.0 / 15.0).abs() < 1e-9, "{wait:?}");
-        assert_eq!(b.take(ms(67)), Ok(()));
-        assert_eq!(b.take(ms(134)), Ok(()));
+        assert!((wait.as_secs_f64() - 1.0 / 20.0).abs() < 1e-9, "{wait:?}");
+        assert_eq!(b.take(ms(50)), Ok(()));
+        assert_eq!(b.take(ms(100)), Ok(()));
         // The burst is spent: one every 100 ms from here.
         let mut sent = 0;
-        let mut t = 134;
-        while t <= 1134 {
+        let mut t = 100;
+        while t <= 1100 {
             if b.take(ms(t)).is_ok() {
                 sent += 1;
             }
@@ -541,7 +541,7 @@ mod tests {
 
     #[test]
     fn the_first_throttle_quarters_the_rate_and_drops_the_burst() {
-        let mut pace = Pace::new(50.0, 100.0, ms(0));
+        let mut pace = Pace::new(50.0, 50.0, 100.0, ms(0));
         let ticket = pace.try_send(ms(0)).unwrap();
         pace.answered(ticket, Answer::Throttled, ms(10));
         assert_eq!(pace.rate(), 12.5);
@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn throttles_of_calls_sent_before_a_cut_change_nothing_more() {
-        let mut pace = Pace::new(40.0, 100.0, ms(0));
+        let mut pace = Pace::new(40.0, 40.0, 100.0, ms(0));
         let tickets: Vec<Ticket> = (0..8).map(|_| loop_send(&mut pace, ms(0))).collect();
         for (i, ticket) in tickets.into_iter().enumerate() {
             pace.answered(ticket, Answer::Throttled, ms(20 + i as u64));
@@ -576,7 +576,7 @@ mod tests {
 
     #[test]
     fn two_throttles_a_second_apart_measure_the_rate() {
-        let mut pace = Pace::new(50.0, 10.0, ms(0));
+        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
         let ticket = pace.try_send(ms(0)).unwrap();
         pace.answered(ticket, Answer::Throttled, ms(0));
         // 18 calls accepted over the next 1.2 s, then a throttle: IAM refills 15 a second.
@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn a_throttle_too_soon_to_measure_still_bounds_the_rate() {
-        let mut pace = Pace::new(50.0, 10.0, ms(0));
+        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
         let early = pace.try_send(ms(0)).unwrap();
         let first = pace.try_send(ms(0)).unwrap();
         pace.answered(first, Answer::Throttled, ms(10));
@@ -611,7 +611,7 @@ mod tests {
 
     #[test]
     fn the_rate_grows_only_while_calls_wait_for_it() {
-        let mut pace = Pace::new(50.0, 1.0, ms(0));
+        let mut pace = Pace::new(50.0, 50.0, 1.0, ms(0));
         let ticket = pace.try_send(ms(0)).unwrap();
         pace.answered(ticket, Answer::Throttled, ms(0));
         assert_eq!(pace.rate(), 12.5);
@@ -630,7 +630,7 @@ mod tests {
 
     /// A pace that has measured IAM at 15 calls a second; returns it and the time.
     fn measured_at_15() -> (Pace, Duration) {
-        let mut pace = Pace::new(50.0, 10.0, ms(0));
+        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
         let ticket = pace.try_send(ms(0)).unwrap();
         pace.answered(ticket, Answer::Throttled, ms(0));
         let mut t = ms(0);
@@ -678,13 +678,13 @@ mod tests {
 
     #[test]
     fn the_rate_stays_within_its_bounds() {
-        let mut pace = Pace::new(4.0, 1.0, ms(0));
+        let mut pace = Pace::new(4.0, 4.0, 1.0, ms(0));
         for i in 0..20 {
             let ticket = loop_send(&mut pace, ms(i * 10_000));
             pace.answered(ticket, Answer::Throttled, ms(i * 10_000 + 1));
         }
         assert_eq!(pace.rate(), MIN_RATE);
-        let mut low = Pace::new(0.5, 1.0, ms(0));
+        let mut low = Pace::new(0.5, 0.5, 1.0, ms(0));
         let ticket = low.try_send(ms(0)).unwrap();
         low.answered(ticket, Answer::Throttled, ms(1));
         assert_eq!(
@@ -721,6 +721,7 @@ mod tests {
     fn simulate(calls: u64, rate: f64, burst: f64, latency: f64, concurrency: u64) -> (f64, u64) {
         let defaults = crate::config::AwsSettings::default();
         let mut pace = Pace::new(
+            START_RATE,
             f64::from(defaults.max_requests_per_second),
             f64::from(defaults.burst),
             Duration::ZERO,
