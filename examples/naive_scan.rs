@@ -1,16 +1,17 @@
 //! NAIVE BASELINE for the benchmark, not part of forcemfa: the per-user scan a cron'd script
 //! does. ListUsers, then, one user after the other, ListMFADevices and ListGroupsForUser, to
-//! decide who belongs in the group. Prints one JSON line: users, API calls, the plan's size.
+//! decide who belongs in the group, and with `--apply` the change for that user right away.
+//! Prints one JSON line: users, API calls, the plan's size.
 //!
-//! Usage: naive_scan GROUP   (talks to whatever AWS_ENDPOINT_URL names)
+//! Usage: naive_scan GROUP [--apply]   (talks to whatever AWS_ENDPOINT_URL names)
 
 use aws_sdk_iam::Client;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let group = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "ForceMFA".to_string());
+    let mut args = std::env::args().skip(1);
+    let group = args.next().unwrap_or_else(|| "ForceMFA".to_string());
+    let apply = args.next().as_deref() == Some("--apply");
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let iam = Client::new(&sdk);
     let mut calls = 0u64;
@@ -45,8 +46,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             member |= page?.groups().iter().any(|g| g.group_name() == group);
         }
         match (has_mfa, member) {
-            (false, false) => to_add += 1,
-            (true, true) => to_remove += 1,
+            (false, false) => {
+                to_add += 1;
+                if apply {
+                    calls += 1;
+                    iam.add_user_to_group()
+                        .group_name(&group)
+                        .user_name(user)
+                        .send()
+                        .await?;
+                }
+            }
+            (true, true) => {
+                to_remove += 1;
+                if apply {
+                    calls += 1;
+                    iam.remove_user_from_group()
+                        .group_name(&group)
+                        .user_name(user)
+                        .send()
+                        .await?;
+                }
+            }
             _ => {}
         }
     }

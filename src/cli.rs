@@ -392,7 +392,8 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
     let (partition, account_id) = match &account.account_id {
         Some(id) => (account.partition.unwrap_or_default(), id.clone()),
         None => {
-            let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
+            let clients =
+                AccountClients::new(&load_sdk_config(&config.aws).await, "own", &config.aws);
             let identity = match identity::caller_identity(&clients).await {
                 Ok(identity) => identity,
                 Err(e) => {
@@ -444,7 +445,7 @@ async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
     let Some(config) = load_config(args.config.config.as_deref(), telemetry) else {
         return exit::USAGE;
     };
-    let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own");
+    let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own", &config.aws);
     let dry_run = args.dry_run || config.dry_run;
     match bootstrap::bootstrap(&clients, &config.group, &config.group_policy, dry_run).await {
         Ok(report) => {

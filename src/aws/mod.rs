@@ -1,9 +1,11 @@
 //! The AWS SDK set-up: the standard credential chain and environment, IAM's global endpoint, the
-//! retry and timeout policy, and a count of every request sent, by operation.
+//! retry and timeout policy, the pacing of every account's IAM calls, and a count of every request
+//! sent, by operation.
 
 pub mod answers;
 pub mod error;
 pub mod identity;
+pub mod pacing;
 
 pub use error::AwsError;
 
@@ -17,17 +19,22 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_iam::config::retry::{RetryPartition, TokenBucket};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
+use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::config::{AwsSettings, RetryMode};
 use crate::sync::lock;
 use answers::AnswerCheck;
+use pacing::{PaceFeedback, PacedHttpClient, Pacer};
 
 /// Retry tokens per account: a retry costs 5, a retried timeout 10, a success returns 1.
 const RETRY_QUOTA: usize = 10_000;
@@ -39,7 +46,7 @@ const FALLBACK_REGION: &str = "us-east-1";
 /// AWS_ENDPOINT_URL, web identity, ECS, IMDS, ...) with forcemfa's retry and timeout policy.
 pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
     let region = RegionProviderChain::default_provider().or_else(Region::new(FALLBACK_REGION));
-    // Adaptive retry slows the client down when IAM throttles, rather than hammering it.
+    // The account's pacing holds IAM's rate; adaptive retry adds the SDK's own limiter on top.
     let retry = match settings.retry_mode {
         RetryMode::Adaptive => RetryConfig::adaptive(),
         RetryMode::Standard => RetryConfig::standard(),
@@ -52,12 +59,26 @@ pub async fn load_sdk_config(settings: &AwsSettings) -> SdkConfig {
         .operation_attempt_timeout(Duration::from_secs(settings.operation_timeout_secs.min(30)))
         .operation_timeout(Duration::from_secs(settings.operation_timeout_secs))
         .build();
-    aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region)
         .retry_config(retry)
-        .timeout_config(timeouts)
-        .load()
-        .await
+        .timeout_config(timeouts);
+    if let Some(http) = default_http_client() {
+        loader = loader.http_client(http);
+    }
+    loader.load().await
+}
+
+/// A new instance of the SDK's default HTTPS client. Set on the shared configuration, it is the one
+/// every client built from it uses (IAM's of every account, STS's, the role providers'), so that
+/// they share one connection pool and one TLS set-up instead of holding one each.
+fn default_http_client() -> Option<SharedHttpClient> {
+    let plugin = aws_smithy_runtime::client::defaults::default_http_client_plugin_v2(
+        BehaviorVersion::latest(),
+    )?;
+    plugin
+        .runtime_components(&RuntimeComponentsBuilder::new("forcemfa"))
+        .http_client()
 }
 
 /// Requests sent and failed attempts, by operation name.
@@ -123,12 +144,15 @@ impl Intercept for CallCounter {
     }
 }
 
-/// The clients one account is reconciled with, for one run: they count that run's calls only.
+/// The clients one account is reconciled with, for one run: they count that run's calls only, and
+/// share the account's pacer with every other run of it.
 #[derive(Debug, Clone)]
 pub struct AccountClients {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
     pub calls: CallCounter,
+    /// Paces every IAM request of the account, retries included.
+    pub pacer: Pacer,
 }
 
 /// An account's clients as the pool keeps them: one set of connections, credentials and retry
@@ -137,32 +161,39 @@ pub struct AccountClients {
 pub struct SharedClients {
     iam: aws_sdk_iam::Client,
     sts: aws_sdk_sts::Client,
+    pacer: Pacer,
 }
 
 impl SharedClients {
     /// Clients on `sdk`'s credentials with a retry partition of their own, named after
-    /// `partition` (the account): throttling in one account spends only that account's retry
-    /// budget and slows only its rate limiter.
-    pub fn new(sdk: &SdkConfig, partition: &str) -> SharedClients {
+    /// `partition` (the account), and a pacer of their own: throttling in one account spends only
+    /// that account's retry budget and slows only its own calls.
+    pub fn new(sdk: &SdkConfig, partition: &str, settings: &AwsSettings) -> SharedClients {
+        let pacer = Pacer::new(
+            f64::from(settings.max_requests_per_second),
+            f64::from(settings.burst),
+        );
         // A larger retry quota than the SDK's 500 tokens (100 retries): IAM throttling is
-        // expected, backoff and the adaptive limiter already protect IAM, and running out of
+        // expected, backoff and the pacing already protect IAM, and running out of
         // quota would skip users a few more patient retries would have read.
         let retry_partition = RetryPartition::custom(format!("forcemfa-{partition}"))
             .token_bucket(TokenBucket::new(RETRY_QUOTA))
             .build();
-        let iam = aws_sdk_iam::Client::from_conf(
-            aws_sdk_iam::config::Builder::from(sdk)
-                .retry_partition(retry_partition.clone())
-                .interceptor(AnswerCheck)
-                .build(),
-        );
+        let mut iam = aws_sdk_iam::config::Builder::from(sdk)
+            .retry_partition(retry_partition.clone())
+            .interceptor(AnswerCheck)
+            .interceptor(PaceFeedback::new(pacer.clone()));
+        if let Some(http) = sdk.http_client().or_else(default_http_client) {
+            iam = iam.http_client(PacedHttpClient::new(http, pacer.clone()));
+        }
+        let iam = aws_sdk_iam::Client::from_conf(iam.build());
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(sdk)
                 .retry_partition(retry_partition)
                 .interceptor(AnswerCheck)
                 .build(),
         );
-        SharedClients { iam, sts }
+        SharedClients { iam, sts, pacer }
     }
 
     /// The same clients counting into a counter of their own, so that two runs of one account
@@ -185,13 +216,14 @@ impl SharedClients {
                     .build(),
             ),
             calls,
+            pacer: self.pacer.clone(),
         }
     }
 }
 
 impl AccountClients {
     /// Clients of their own (commands that reconcile nothing: bootstrap, policy).
-    pub fn new(sdk: &SdkConfig, partition: &str) -> AccountClients {
-        SharedClients::new(sdk, partition).for_run()
+    pub fn new(sdk: &SdkConfig, partition: &str, settings: &AwsSettings) -> AccountClients {
+        SharedClients::new(sdk, partition, settings).for_run()
     }
 }

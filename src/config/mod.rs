@@ -69,10 +69,10 @@ pub struct ExemptRules {
 /// The SDK's retry strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryMode {
-    /// Exponential backoff with jitter, plus a client-side rate limiter that slows every call down
-    /// after throttling.
+    /// Exponential backoff with jitter, plus the SDK's own client-side rate limiter, which slows
+    /// every later call down after throttling (on top of the account's pacing).
     Adaptive,
-    /// Exponential backoff with jitter only.
+    /// Exponential backoff with jitter only; the account's pacing holds the rate.
     Standard,
 }
 
@@ -93,6 +93,10 @@ pub struct AwsSettings {
     pub max_backoff_secs: u64,
     /// Accounts reconciled at once.
     pub max_accounts_in_parallel: usize,
+    /// IAM calls a second per account, at most, whatever rate IAM turns out to allow.
+    pub max_requests_per_second: u32,
+    /// IAM calls per account that may go out faster than the rate after a quiet spell.
+    pub burst: u32,
 }
 
 impl Default for AwsSettings {
@@ -103,9 +107,11 @@ impl Default for AwsSettings {
             connect_timeout_secs: 5,
             operation_timeout_secs: 60,
             page_size: 1000,
-            retry_mode: RetryMode::Adaptive,
+            retry_mode: RetryMode::Standard,
             max_backoff_secs: 20,
             max_accounts_in_parallel: 4,
+            max_requests_per_second: 200,
+            burst: 100,
         }
     }
 }
@@ -666,6 +672,14 @@ fn validate_aws(raw: &RawAws) -> Result<AwsSettings, ConfigError> {
         1,
         64,
     )?;
+    let max_requests_per_second = ranged(
+        "aws.max_requests_per_second",
+        raw.max_requests_per_second,
+        d.max_requests_per_second,
+        1,
+        10_000,
+    )?;
+    let burst = ranged("aws.burst", raw.burst, d.burst, 1, 100_000)?;
     Ok(AwsSettings {
         max_concurrency,
         max_attempts,
@@ -675,6 +689,8 @@ fn validate_aws(raw: &RawAws) -> Result<AwsSettings, ConfigError> {
         retry_mode,
         max_backoff_secs,
         max_accounts_in_parallel,
+        max_requests_per_second,
+        burst,
     })
 }
 
@@ -934,6 +950,8 @@ mod tests {
             [aws]
             max_concurrency = 4
             page_size = 100
+            max_requests_per_second = 10
+            burst = 20
             [group_policy]
             allow_enrolment_with_access_keys = true
             "#,
@@ -947,6 +965,7 @@ mod tests {
         assert_eq!(c.exempt.tags.get("forcemfa").unwrap(), "exempt");
         assert_eq!(c.aws.max_concurrency, 4);
         assert_eq!(c.aws.page_size, 100);
+        assert_eq!((c.aws.max_requests_per_second, c.aws.burst), (10, 20));
     }
 
     #[test]
@@ -1034,6 +1053,14 @@ mod tests {
         assert_eq!(
             key_of(Config::parse("[aws]\nretry_mode = \"legacy\"").unwrap_err()),
             "aws.retry_mode"
+        );
+        assert_eq!(
+            key_of(Config::parse("[aws]\nmax_requests_per_second = 0").unwrap_err()),
+            "aws.max_requests_per_second"
+        );
+        assert_eq!(
+            key_of(Config::parse("[aws]\nburst = 0").unwrap_err()),
+            "aws.burst"
         );
         assert_eq!(
             key_of(Config::parse("log_level = \"loud[\"").unwrap_err()),

@@ -104,4 +104,6 @@ pub(super) struct RawAws {
     pub(super) retry_mode: Option<String>,
     pub(super) max_backoff_secs: Option<i64>,
     pub(super) max_accounts_in_parallel: Option<i64>,
+    pub(super) max_requests_per_second: Option<i64>,
+    pub(super) burst: Option<i64>,
 }

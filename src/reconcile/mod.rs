@@ -406,6 +406,7 @@ async fn reconcile_account(
     let counts = clients.calls.take();
     report.api_calls = counts.calls;
     report.api_errors = counts.errors;
+    report.iam_requests_per_second = clients.pacer.rate();
     report.duration_seconds = started.elapsed().as_secs_f64();
     report
 }

@@ -98,6 +98,9 @@ pub struct AccountReport {
     pub api_calls: BTreeMap<String, u64>,
     /// Attempts that failed (throttled, refused, timed out), by operation.
     pub api_errors: BTreeMap<String, u64>,
+    /// IAM calls a second the account's pacing held at the end of the run: the rate IAM was found
+    /// to allow, or `aws.max_requests_per_second` when it did not throttle.
+    pub iam_requests_per_second: f64,
     pub duration_seconds: f64,
     /// Why the account failed, as a metric label; set with `error` by [`AccountReport::fail`].
     #[serde(skip)]

@@ -1,6 +1,7 @@
 //! Which accounts a run covers (its own, listed roles, or every account of an organization) and
-//! the clients for each: one per account, reused across runs, each with its own retry budget so
-//! that one throttled or broken account does not starve the others.
+//! the clients for each: one set per account, reused across runs, each with its own retry budget
+//! and its own pacer, so that one throttled or broken account does not starve the others and every
+//! run in an account is paced together.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -14,7 +15,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use crate::arn::Partition;
 use crate::aws::answers::Pages;
 use crate::aws::{load_sdk_config, AccountClients, AwsError, CallCounter, SharedClients};
-use crate::config::{AccountTarget, Config};
+use crate::config::{AccountTarget, AwsSettings, Config};
 use crate::sync::lock;
 
 /// Session name of the roles forcemfa assumes, as CloudTrail shows it.
@@ -94,6 +95,7 @@ pub fn with_organization(
 /// The clients of every account, created on first use and kept.
 pub struct ClientPool {
     base: SdkConfig,
+    settings: AwsSettings,
     own: SharedClients,
     roles: Mutex<HashMap<String, SharedClients>>,
     organizations: aws_sdk_organizations::Client,
@@ -113,8 +115,9 @@ impl ClientPool {
                 .build(),
         );
         ClientPool {
-            own: SharedClients::new(&base, "own"),
+            own: SharedClients::new(&base, "own", &config.aws),
             base,
+            settings: config.aws.clone(),
             roles: Mutex::new(HashMap::new()),
             organizations,
             connect_timeout_secs: config.aws.connect_timeout_secs,
@@ -149,7 +152,7 @@ impl ClientPool {
             .to_builder()
             .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
-        let clients = SharedClients::new(&sdk, &role.account_id);
+        let clients = SharedClients::new(&sdk, &role.account_id, &self.settings);
         lock(&self.roles).entry(key).or_insert(clients).clone()
     }
 

@@ -127,7 +127,7 @@ async fn throttling_is_retried_and_the_run_converges() {
         Rule::new(&["Action=ListMFADevices"], Fault::Throttle).times(1),
         Rule::new(&["Action=AddUserToGroup"], Fault::Throttle).times(1),
     ]);
-    // The adaptive limiter waits up to max_backoff_secs after a throttle; keep that short here.
+    // A throttled call waits up to max_backoff_secs before its retry; keep that short here.
     let config = a.config("[aws]\nmax_backoff_secs = 1\n");
 
     let run = a.reconcile_json_via(&proxy.endpoint, &config);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::Daemon;
-use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::proxy::{Fault, FaultProxy, Rule, Throttle};
 use crate::support::{names, set, Account};
 
 const GROUP: &str = "ForceMFA";
@@ -79,6 +79,48 @@ async fn thirty_percent_throttling_still_converges_exactly() {
             .map(|v| v.as_u64().unwrap())
             .sum::<u64>()
     );
+}
+
+/// Under a token bucket like IAM's, of a rate forcemfa is not told, and IAM's distance, the pacing
+/// finds the rate: few calls are throttled, reads and writes alike, and the run converges.
+#[tokio::test]
+async fn under_iams_token_bucket_few_calls_are_throttled() {
+    let a = Account::with_group().await;
+    let without = mixed(&a, 90).await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_latency(Duration::from_millis(20));
+    proxy.set_throttle(Some(Throttle {
+        rate: 20.0,
+        burst: 10.0,
+    }));
+
+    let run = a.forcemfa_via(&proxy.endpoint, &["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, without);
+    let counts = proxy.counts();
+    assert!(counts.iam >= 100, "{counts:?}");
+    // The pacing starts above the bucket's rate and must find it: a handful of throttles, not
+    // the dozens that sending at will costs.
+    assert!(counts.throttled * 100 <= counts.iam * 15, "{counts:?}");
+    let errors: u64 = run.account()["api_errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, counts.throttled);
+    eprintln!(
+        "IAM's bucket (20/s, burst 10): {} of {} IAM requests throttled, converged in 1 run",
+        counts.throttled, counts.iam
+    );
+
+    // The next run, its bucket full again, reads the converged account as lightly.
+    proxy.reset();
+    let run = a.forcemfa_via(&proxy.endpoint, &["reconcile", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.account()["planned_changes"], 0);
+    let counts = proxy.counts();
+    assert!(counts.throttled * 100 <= counts.iam * 15, "{counts:?}");
 }
 
 #[tokio::test]

@@ -4,13 +4,20 @@
 //! the emulator's real answer altered ([`Fault::Rewrite`]), so that tests can feed forcemfa broken
 //! answers beside a working account.
 //!
+//! It can also give the emulator the shape of the real endpoint: a round-trip time on every request
+//! ([`FaultProxy::set_latency`]), and IAM's throttling, a token bucket per signing key that answers
+//! IAM's `Throttling` error when empty ([`FaultProxy::set_throttle`]). The benchmark
+//! (examples/bench.rs) uses it for that.
+//!
 //! It runs on its own threads with blocking I/O, so that it keeps serving while a test waits for
 //! the forcemfa process.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What to answer instead of forwarding.
 #[derive(Debug, Clone)]
@@ -90,11 +97,44 @@ impl Rule {
     }
 }
 
+/// IAM's throttling: every IAM request takes a token from the bucket of its signing key (one per
+/// account for forcemfa, which signs with one set of credentials per account); an empty bucket
+/// answers HTTP 400 with IAM's `Throttling` error. Other services (STS, Organizations) are not
+/// throttled: their limits are their own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    /// Tokens added per second.
+    pub rate: f64,
+    /// Tokens the bucket holds; it starts full.
+    pub burst: f64,
+}
+
+/// Requests seen, by kind, since the last [`FaultProxy::reset`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    /// Those signed for IAM.
+    pub iam: u64,
+    /// IAM requests answered `Throttling` by the bucket.
+    pub throttled: u64,
+}
+
+/// What every connection's thread shares.
+struct Shared {
+    rules: Mutex<Vec<Rule>>,
+    faulted: AtomicU64,
+    requests: Mutex<Vec<String>>,
+    /// Added to every request, half before it is handled and half before its answer.
+    latency: Mutex<Duration>,
+    throttle: Mutex<Option<Throttle>>,
+    /// Tokens and their last refill, by signing key.
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    counts: Mutex<Counts>,
+}
+
 pub struct FaultProxy {
     pub endpoint: String,
-    rules: Arc<Mutex<Vec<Rule>>>,
-    faulted: Arc<AtomicU64>,
-    requests: Arc<Mutex<Vec<String>>>,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
 }
 
@@ -104,54 +144,72 @@ impl FaultProxy {
         let upstream = upstream.trim_start_matches("http://").to_string();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("proxy addr"));
-        let rules = Arc::new(Mutex::new(Vec::new()));
-        let faulted = Arc::new(AtomicU64::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::new(Shared {
+            rules: Mutex::new(Vec::new()),
+            faulted: AtomicU64::new(0),
+            requests: Mutex::new(Vec::new()),
+            latency: Mutex::new(Duration::ZERO),
+            throttle: Mutex::new(None),
+            buckets: Mutex::new(HashMap::new()),
+            counts: Mutex::new(Counts::default()),
+        });
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (rules, faulted, requests, stop) = (
-                rules.clone(),
-                faulted.clone(),
-                requests.clone(),
-                stop.clone(),
-            );
+            let (shared, stop) = (shared.clone(), stop.clone());
             std::thread::spawn(move || {
                 for conn in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (rules, faulted, requests, upstream) = (
-                        rules.clone(),
-                        faulted.clone(),
-                        requests.clone(),
-                        upstream.clone(),
-                    );
-                    std::thread::spawn(move || serve(conn, &upstream, &rules, &faulted, &requests));
+                    let (shared, upstream) = (shared.clone(), upstream.clone());
+                    std::thread::spawn(move || serve(conn, &upstream, &shared));
                 }
             });
         }
         FaultProxy {
             endpoint,
-            rules,
-            faulted,
-            requests,
+            shared,
             stop,
         }
     }
 
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        *self.rules.lock().expect("rules") = rules;
+        *self.shared.rules.lock().expect("rules") = rules;
+    }
+
+    /// Every request takes this much longer: half before it is handled, half before its answer.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.shared.latency.lock().expect("latency") = latency;
+    }
+
+    /// Throttles IAM requests as IAM does, or stops throttling; every bucket starts full.
+    pub fn set_throttle(&self, throttle: Option<Throttle>) {
+        *self.shared.throttle.lock().expect("throttle") = throttle;
+        self.shared.buckets.lock().expect("buckets").clear();
+    }
+
+    /// Requests seen since the last reset.
+    pub fn counts(&self) -> Counts {
+        *self.shared.counts.lock().expect("counts")
+    }
+
+    /// Forgets the requests seen and fills every bucket again, as before a first request.
+    pub fn reset(&self) {
+        *self.shared.counts.lock().expect("counts") = Counts::default();
+        self.shared.requests.lock().expect("requests").clear();
+        self.shared.buckets.lock().expect("buckets").clear();
     }
 
     /// Requests answered with a fault so far.
     pub fn faulted(&self) -> u64 {
-        self.faulted.load(Ordering::SeqCst)
+        self.shared.faulted.load(Ordering::SeqCst)
     }
 
     /// How many requests so far contained every one of `needles`.
     pub fn requests_with(&self, needles: &[&str]) -> usize {
-        self.requests
+        self.shared
+            .requests
             .lock()
             .expect("requests")
             .iter()
@@ -233,13 +291,48 @@ fn fault_response(fault: &Fault) -> Option<Vec<u8>> {
     Some(http_answer(status, &body))
 }
 
-fn serve(
-    conn: TcpStream,
-    upstream: &str,
-    rules: &Mutex<Vec<Rule>>,
-    faulted: &AtomicU64,
-    requests: &Mutex<Vec<String>>,
-) {
+/// The access key and the service a request is signed for (SigV4's `Credential=KEY/DATE/REGION/
+/// SERVICE/aws4_request`).
+fn signer(head: &[u8]) -> Option<(String, String)> {
+    let head = String::from_utf8_lossy(head);
+    let line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))?;
+    let credential = line.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    let mut parts = credential.split('/');
+    let key = parts.next()?.to_string();
+    let service = parts.nth(2)?.to_string();
+    Some((key, service))
+}
+
+/// Whether the bucket of `key` has a token for one more request now (and takes it).
+fn take_token(shared: &Shared, throttle: Throttle, key: &str) -> bool {
+    let mut buckets = shared.buckets.lock().expect("buckets");
+    let now = Instant::now();
+    let (tokens, at) = buckets
+        .entry(key.to_string())
+        .or_insert((throttle.burst, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * throttle.rate).min(throttle.burst);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        true
+    } else {
+        false
+    }
+}
+
+/// IAM's `Throttling` error, on a connection that stays open.
+fn throttling_answer() -> Vec<u8> {
+    let body = "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>";
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn serve(conn: TcpStream, upstream: &str, shared: &Shared) {
     let Ok(write_half) = conn.try_clone() else {
         return;
     };
@@ -247,10 +340,32 @@ fn serve(
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_message(&mut reader) {
         let body = String::from_utf8_lossy(&request.body).into_owned();
-        if let Ok(mut seen) = requests.lock() {
+        if let Ok(mut seen) = shared.requests.lock() {
             seen.push(body.clone());
         }
-        let fault = rules
+        let latency = *shared.latency.lock().expect("latency");
+        std::thread::sleep(latency / 2);
+        let signer = signer(&request.head);
+        let is_iam = signer.as_ref().is_some_and(|(_, service)| service == "iam");
+        let throttle = *shared.throttle.lock().expect("throttle");
+        let throttled = match (throttle, &signer) {
+            (Some(throttle), Some((key, _))) if is_iam => !take_token(shared, throttle, key),
+            _ => false,
+        };
+        if let Ok(mut counts) = shared.counts.lock() {
+            counts.requests += 1;
+            counts.iam += u64::from(is_iam);
+            counts.throttled += u64::from(throttled);
+        }
+        if throttled {
+            std::thread::sleep(latency / 2);
+            if client.write_all(&throttling_answer()).is_err() {
+                return;
+            }
+            continue;
+        }
+        let fault = shared
+            .rules
             .lock()
             .map(|mut rules| {
                 let rule = rules.iter_mut().find(|r| {
@@ -274,14 +389,14 @@ fn serve(
         if let Some(fault) = &fault {
             match fault_response(fault) {
                 Some(answer) => {
-                    faulted.fetch_add(1, Ordering::SeqCst);
+                    shared.faulted.fetch_add(1, Ordering::SeqCst);
                     let _ = client.write_all(&answer);
                     return;
                 }
                 None => match fault {
                     Fault::Delay(ms) => std::thread::sleep(std::time::Duration::from_millis(*ms)),
                     Fault::Drop => {
-                        faulted.fetch_add(1, Ordering::SeqCst);
+                        shared.faulted.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
                     _ => {}
@@ -299,11 +414,12 @@ fn serve(
             return;
         };
         if matches!(fault, Some(Fault::DropAfterForward)) {
-            faulted.fetch_add(1, Ordering::SeqCst);
+            shared.faulted.fetch_add(1, Ordering::SeqCst);
             return;
         }
+        std::thread::sleep(latency / 2);
         if let Some(Fault::Rewrite(rewrite)) = &fault {
-            faulted.fetch_add(1, Ordering::SeqCst);
+            shared.faulted.fetch_add(1, Ordering::SeqCst);
             let status = String::from_utf8_lossy(&response.head)
                 .lines()
                 .next()

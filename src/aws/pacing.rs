@@ -1,0 +1,823 @@
+//! Client-side pacing of IAM calls: one token bucket per account, shared by every IAM call made in
+//! that account (reads, writes and the SDK's retries), whose rate is found from IAM's answers.
+//!
+//! IAM throttles each account with token buckets whose sizes AWS does not publish, which cannot be
+//! raised, and which every caller of the account shares. Sending faster than IAM's bucket refills
+//! gains nothing (the excess is answered `Throttling` and sent again later) and slows the other
+//! callers of the account; sending slower wastes the run's time. So forcemfa sends at the rate IAM
+//! allows, and finds that rate from IAM's own answers:
+//!
+//! - IAM answers `Throttling` only when its bucket is empty. Between two such moments, the calls
+//!   it accepted are exactly those its bucket refilled for, so their count over the time between
+//!   the two is IAM's rate. That is the rate forcemfa keeps, a few percent below.
+//! - Before the first throttle nothing is known: the pacing starts at [`START_RATE`] with a full
+//!   `aws.burst`, spent at no more than [`BURST_PACE`] times the rate so that IAM's first throttle
+//!   arrives before many more calls are under way, and the rate doubles every second that calls
+//!   wait for it, up to `aws.max_requests_per_second`: an endpoint that never throttles is not
+//!   held to a guess. The first throttle cuts the rate to a quarter; it grows back the same way
+//!   until the next throttle measures it. A throttle too soon after another to measure anything halves the rate,
+//!   and still bounds it: IAM cannot have refilled more than it accepted in between, plus one.
+//! - Once measured, the rate grows quickly back to the measured rate after a cut, and only creeps
+//!   above it (1% a second while calls wait), so that a limit raised or freed by other callers is
+//!   found again; it is measured anew at every throttle. A burst after a quiet spell that overruns
+//!   IAM's drops what is left of it, and leaves the measured rate as it is.
+//! - A throttle of a call sent before the rate was last lowered says nothing new and changes
+//!   nothing: a few throttles never drag the rate down further than one measurement says.
+//!
+//! [`Pace`] is that logic on an explicit clock, without I/O; [`Pacer`] shares it between the tasks
+//! of an account; [`PacedHttpClient`] makes every request of an IAM client wait for its turn, and
+//! [`PaceFeedback`] tells the pacer how IAM answered each one.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_smithy_runtime::client::retries::classifiers::run_classifiers_on_ctx;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::retries::classifiers::{RetryAction, RetryReason};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::retry::ErrorKind;
+
+use crate::sync::lock;
+
+/// Calls a second before anything is known (or `aws.max_requests_per_second`, when lower). Lower
+/// starts take longer to reach the rate of an account that throttles late or not at all; higher
+/// ones have more calls under way when a slow bucket runs dry, and each of those is throttled.
+/// Measured with `scripts/bench` (see the README's Performance section).
+pub const START_RATE: f64 = 40.0;
+/// The burst is spent at no more than this many times the rate.
+pub const BURST_PACE: f64 = 2.0;
+/// The rate is never lowered below this many calls a second.
+pub const MIN_RATE: f64 = 1.0;
+/// At the first throttle, when nothing is known, the rate is multiplied by this ...
+const FIRST_CUT: f64 = 0.25;
+/// ... and at a later throttle that cannot be measured yet, by this.
+const CUT: f64 = 0.5;
+/// The rate kept is this much below the one measured, so that IAM's bucket is not run dry again
+/// at once and other callers of the account keep a little room.
+const MARGIN: f64 = 0.05;
+/// A measurement needs at least this long between two throttles ...
+const MIN_SPAN: Duration = Duration::from_secs(1);
+/// ... and at least this many calls accepted in between: a count of a few is too coarse.
+const MIN_ACCEPTED: u64 = 8;
+/// Growth while calls wait for the rate, per second of waiting: doubling up to the rate last
+/// measured, 1% above it.
+const GROWTH_QUICK: f64 = std::f64::consts::LN_2;
+const GROWTH_SLOW: f64 = 0.01;
+/// No call for this long, and IAM's bucket has had time to refill.
+const QUIET: Duration = Duration::from_secs(1);
+
+/// A token bucket on an explicit clock (time since an arbitrary origin).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenBucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+    /// A second bucket, two tokens deep, refilled at [`BURST_PACE`] times the rate: it spaces the
+    /// burst out instead of letting it all go at once.
+    pace_tokens: f64,
+    at: Duration,
+}
+
+const PACE_DEPTH: f64 = 2.0;
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, capacity: f64, now: Duration) -> TokenBucket {
+        TokenBucket {
+            rate,
+            capacity,
+            tokens: capacity,
+            pace_tokens: PACE_DEPTH,
+            at: now,
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    pub fn tokens(&self) -> f64 {
+        self.tokens
+    }
+
+    fn refill(&mut self, now: Duration) {
+        let elapsed = now.saturating_sub(self.at).as_secs_f64();
+        self.at = self.at.max(now);
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.pace_tokens = (self.pace_tokens + elapsed * self.rate * BURST_PACE).min(PACE_DEPTH);
+    }
+
+    /// How long until a call may go; zero when one may go now.
+    pub fn wait(&mut self, now: Duration) -> Duration {
+        self.refill(now);
+        let for_token = (1.0 - self.tokens).max(0.0) / self.rate;
+        let for_pace = (1.0 - self.pace_tokens).max(0.0) / (self.rate * BURST_PACE);
+        Duration::from_secs_f64(for_token.max(for_pace))
+    }
+
+    /// Takes a token when one is there; otherwise says how long until one is.
+    pub fn take(&mut self, now: Duration) -> Result<(), Duration> {
+        let wait = self.wait(now);
+        if wait > Duration::ZERO {
+            return Err(wait);
+        }
+        self.tokens -= 1.0;
+        self.pace_tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Refills at `rate` from `now` on.
+    pub fn set_rate(&mut self, rate: f64, now: Duration) {
+        self.refill(now);
+        self.rate = rate;
+    }
+
+    /// Drops whatever burst is left: after a throttle there is none at the other end either.
+    pub fn empty(&mut self, now: Duration) {
+        self.refill(now);
+        self.tokens = self.tokens.min(0.0);
+    }
+}
+
+/// How IAM answered one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// IAM took the call (whatever it answered, an error included): it cost a token of its bucket.
+    Accepted,
+    /// IAM answered that its bucket is empty.
+    Throttled,
+}
+
+/// Which rate a call was sent under: a throttle of a call sent before the rate was last lowered
+/// is not held against the lower rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    generation: u64,
+}
+
+/// Finds IAM's rate from the answers to the calls it paces (see the module's documentation).
+#[derive(Debug, Clone)]
+pub struct Pace {
+    bucket: TokenBucket,
+    max_rate: f64,
+    /// IAM's rate as last measured between two throttles.
+    found: Option<f64>,
+    /// When IAM's bucket was last seen empty, and how many calls it had accepted by then.
+    empty_at: Option<(Duration, u64)>,
+    accepted: u64,
+    throttled: u64,
+    /// Raised whenever the rate is lowered.
+    generation: u64,
+    /// Since when a call has been waiting for a token.
+    waiting_since: Option<Duration>,
+    /// When the last call was let go.
+    last_sent: Option<Duration>,
+    /// The most IAM's rate can be, from throttles too close to measure it: before a measurement,
+    /// growth stops there.
+    bound: Option<f64>,
+}
+
+impl Pace {
+    /// Starts at `start` calls a second (never more than `max_rate`) with a full burst of `burst`
+    /// calls.
+    pub fn new(start: f64, max_rate: f64, burst: f64, now: Duration) -> Pace {
+        Pace {
+            bucket: TokenBucket::new(start.min(max_rate), burst.max(1.0), now),
+            max_rate,
+            found: None,
+            empty_at: None,
+            accepted: 0,
+            throttled: 0,
+            generation: 0,
+            waiting_since: None,
+            last_sent: None,
+            bound: None,
+        }
+    }
+
+    /// Calls a second.
+    pub fn rate(&self) -> f64 {
+        self.bucket.rate()
+    }
+
+    /// IAM's rate as last measured (rather than assumed), if it has been.
+    #[cfg(test)]
+    fn found(&self) -> Option<f64> {
+        self.found
+    }
+
+    /// Answers IAM accepted and throttled so far.
+    #[cfg(test)]
+    fn counts(&self) -> (u64, u64) {
+        (self.accepted, self.throttled)
+    }
+
+    /// Lets one call go when its token is there (and returns its ticket), or says how long to
+    /// wait before asking again.
+    pub fn try_send(&mut self, now: Duration) -> Result<Ticket, Duration> {
+        match self.bucket.take(now) {
+            Ok(()) => {
+                if let Some(since) = self.waiting_since.take() {
+                    self.grow(now.saturating_sub(since), now);
+                }
+                // A quiet spell, or a second's worth of calls left unsent: IAM's bucket has been
+                // refilling meanwhile, so calls counted from its last empty moment on would no
+                // longer measure its rate.
+                let quiet = self
+                    .last_sent
+                    .is_some_and(|last| now.saturating_sub(last) >= QUIET);
+                if quiet || self.bucket.tokens() >= self.rate().max(2.0) {
+                    self.empty_at = None;
+                    self.bound = None;
+                }
+                self.last_sent = Some(now);
+                Ok(Ticket {
+                    generation: self.generation,
+                })
+            }
+            Err(wait) => {
+                self.waiting_since.get_or_insert(now);
+                Err(wait)
+            }
+        }
+    }
+
+    /// The rate grows while calls wait for it: quickly up to the rate last measured and to what
+    /// throttles since bound it to, slowly above (a bound or a measurement is a snapshot of a
+    /// limit that other callers of the account move).
+    fn grow(&mut self, waited: Duration, now: Duration) {
+        let mut quick_until = self.max_rate;
+        if let Some(bound) = self.bound {
+            quick_until = quick_until.min(bound);
+        }
+        if let Some(found) = self.found {
+            quick_until = quick_until.min(found * (1.0 - MARGIN));
+        }
+        let rate = self.rate();
+        let grown = if rate < quick_until {
+            (rate * (GROWTH_QUICK * waited.as_secs_f64()).exp()).min(quick_until)
+        } else {
+            (rate * (GROWTH_SLOW * waited.as_secs_f64()).exp()).min(self.max_rate)
+        };
+        if grown > rate {
+            self.bucket.set_rate(grown, now);
+        }
+    }
+
+    /// Takes in IAM's answer to a call sent with `ticket`.
+    pub fn answered(&mut self, ticket: Ticket, answer: Answer, now: Duration) {
+        match answer {
+            Answer::Accepted => self.accepted += 1,
+            Answer::Throttled => {
+                self.throttled += 1;
+                self.throttle(ticket, now);
+            }
+        }
+    }
+
+    fn throttle(&mut self, ticket: Ticket, now: Duration) {
+        // IAM's bucket is empty: whatever burst is left here would only be throttled too.
+        self.bucket.empty(now);
+        let current = ticket.generation == self.generation;
+        let rate = match self.empty_at {
+            None if !current => return,
+            None => {
+                self.empty_at = Some((now, self.accepted));
+                if self.found.is_some() {
+                    // A burst after a quiet spell overran IAM's: it is gone now, and the rate
+                    // measured still stands until the next throttle measures it again.
+                    return;
+                }
+                self.rate() * FIRST_CUT
+            }
+            Some((since, accepted_then)) => {
+                let span = now.saturating_sub(since);
+                let accepted = self.accepted - accepted_then;
+                let seconds = span.as_secs_f64().max(f64::EPSILON);
+                if current && span >= MIN_SPAN && accepted >= MIN_ACCEPTED {
+                    // Empty then and empty now: IAM refilled exactly what it accepted between.
+                    let found = accepted as f64 / seconds;
+                    self.found = Some(found);
+                    self.empty_at = Some((now, self.accepted));
+                    self.bound = None;
+                    found * (1.0 - MARGIN)
+                } else {
+                    // Too soon to measure, but IAM cannot have refilled more than one call more
+                    // than it accepted since: a bound that holds whichever call was throttled.
+                    let at_most = (accepted + 1) as f64 / seconds;
+                    self.bound = Some(self.bound.map_or(at_most, |b| b.min(at_most)));
+                    let cut = if current {
+                        self.rate() * CUT
+                    } else {
+                        self.rate()
+                    };
+                    let rate = cut.min(at_most * (1.0 - MARGIN));
+                    if rate >= self.rate() {
+                        return;
+                    }
+                    rate
+                }
+            }
+        };
+        self.bucket
+            .set_rate(rate.clamp(MIN_RATE.min(self.max_rate), self.max_rate), now);
+        self.generation += 1;
+    }
+}
+
+/// The pacing of one account, shared by all its IAM clients and every run that uses them. Cheap to
+/// clone; clones share the pace.
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    inner: Arc<PacerInner>,
+}
+
+#[derive(Debug)]
+struct PacerInner {
+    origin: Instant,
+    pace: Mutex<Pace>,
+    /// Calls wait for their turn in the order they asked for it.
+    queue: tokio::sync::Mutex<()>,
+}
+
+impl Pacer {
+    /// At most `max_rate` calls a second, after a burst of at most `burst`.
+    pub fn new(max_rate: f64, burst: f64) -> Pacer {
+        Pacer {
+            inner: Arc::new(PacerInner {
+                origin: Instant::now(),
+                pace: Mutex::new(Pace::new(START_RATE, max_rate, burst, Duration::ZERO)),
+                queue: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.inner.origin.elapsed()
+    }
+
+    /// Waits until a call may be sent.
+    pub async fn turn(&self) -> Ticket {
+        let _first_in_line = self.inner.queue.lock().await;
+        loop {
+            let wait = match lock(&self.inner.pace).try_send(self.now()) {
+                Ok(ticket) => return ticket,
+                Err(wait) => wait,
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    pub fn answered(&self, ticket: Ticket, answer: Answer) {
+        let now = self.now();
+        lock(&self.inner.pace).answered(ticket, answer, now);
+    }
+
+    /// Calls a second at the moment.
+    pub fn rate(&self) -> f64 {
+        lock(&self.inner.pace).rate()
+    }
+}
+
+/// An HTTP client whose every request waits for its turn with a [`Pacer`] before it is sent.
+#[derive(Debug)]
+pub struct PacedHttpClient {
+    inner: SharedHttpClient,
+    pacer: Pacer,
+}
+
+impl PacedHttpClient {
+    pub fn new(inner: SharedHttpClient, pacer: Pacer) -> PacedHttpClient {
+        PacedHttpClient { inner, pacer }
+    }
+}
+
+impl HttpClient for PacedHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(PacedConnector {
+            inner: self.inner.http_connector(settings, components),
+            pacer: self.pacer.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct PacedConnector {
+    inner: SharedHttpConnector,
+    pacer: Pacer,
+}
+
+impl HttpConnector for PacedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let (inner, pacer) = (self.inner.clone(), self.pacer.clone());
+        HttpConnectorFuture::new(async move {
+            let ticket = pacer.turn().await;
+            let mut response = inner.call(request).await?;
+            // The answer carries its ticket to [`PaceFeedback`], which classifies it.
+            response.add_extension(ticket);
+            Ok(response)
+        })
+    }
+}
+
+/// Tells the pacer how IAM answered each attempt, as the SDK's retry classifiers read it.
+#[derive(Debug, Clone)]
+pub struct PaceFeedback {
+    pacer: Pacer,
+}
+
+impl PaceFeedback {
+    pub fn new(pacer: Pacer) -> PaceFeedback {
+        PaceFeedback { pacer }
+    }
+}
+
+impl Intercept for PaceFeedback {
+    fn name(&self) -> &'static str {
+        "forcemfa::PaceFeedback"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Only attempts that reached IAM and came back carry a ticket; a timeout or a broken
+        // connection says nothing of IAM's bucket.
+        let Some(ticket) = context.response().and_then(|r| r.extension::<Ticket>()) else {
+            return Ok(());
+        };
+        let throttled = matches!(
+            run_classifiers_on_ctx(runtime_components.retry_classifiers(), context.inner()),
+            RetryAction::RetryIndicated(RetryReason::RetryableError {
+                kind: ErrorKind::ThrottlingError,
+                ..
+            })
+        );
+        let answer = if throttled {
+            Answer::Throttled
+        } else {
+            Answer::Accepted
+        };
+        self.pacer.answered(*ticket, answer);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_bucket_spends_its_burst_at_its_pace_then_holds_its_rate() {
+        let mut b = TokenBucket::new(10.0, 4.0, ms(0));
+        // Two at once (the pace's depth), then one every 1/20 s while the burst lasts.
+        assert_eq!(b.take(ms(0)), Ok(()));
+        assert_eq!(b.take(ms(0)), Ok(()));
+        let wait = b.take(ms(0)).unwrap_err();
+        assert!((wait.as_secs_f64() - 1.0 / 20.0).abs() < 1e-9, "{wait:?}");
+        assert_eq!(b.take(ms(50)), Ok(()));
+        assert_eq!(b.take(ms(100)), Ok(()));
+        // The burst is spent: one every 100 ms from here.
+        let mut sent = 0;
+        let mut t = 100;
+        while t <= 1100 {
+            if b.take(ms(t)).is_ok() {
+                sent += 1;
+            }
+            t += 1;
+        }
+        assert!((9..=11).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn a_bucket_refills_to_its_capacity_only() {
+        let mut b = TokenBucket::new(10.0, 3.0, ms(0));
+        b.empty(ms(0));
+        assert_eq!(b.tokens(), 0.0);
+        b.wait(ms(60_000));
+        assert_eq!(b.tokens(), 3.0);
+    }
+
+    #[test]
+    fn an_emptied_bucket_waits_a_full_token() {
+        let mut b = TokenBucket::new(20.0, 40.0, ms(0));
+        b.empty(ms(0));
+        assert_eq!(b.wait(ms(0)), ms(50));
+        b.set_rate(10.0, ms(0));
+        assert_eq!(b.wait(ms(0)), ms(100));
+        assert_eq!(b.wait(ms(100)), Duration::ZERO);
+    }
+
+    /// Sends `n` calls through `pace` as fast as it allows, starting at `t`, every answer accepted.
+    fn send_accepted(pace: &mut Pace, t: &mut Duration, n: usize) {
+        for _ in 0..n {
+            let ticket = loop {
+                match pace.try_send(*t) {
+                    Ok(ticket) => break ticket,
+                    Err(wait) => *t += wait,
+                }
+            };
+            pace.answered(ticket, Answer::Accepted, *t);
+        }
+    }
+
+    #[test]
+    fn the_first_throttle_quarters_the_rate_and_drops_the_burst() {
+        let mut pace = Pace::new(50.0, 50.0, 100.0, ms(0));
+        let ticket = pace.try_send(ms(0)).unwrap();
+        pace.answered(ticket, Answer::Throttled, ms(10));
+        assert_eq!(pace.rate(), 12.5);
+        assert_eq!(pace.found(), None);
+        // No burst left: the next call waits a token's time at the new rate.
+        assert_eq!(pace.try_send(ms(10)), Err(ms(80)));
+    }
+
+    fn loop_send(pace: &mut Pace, mut t: Duration) -> Ticket {
+        loop {
+            match pace.try_send(t) {
+                Ok(ticket) => return ticket,
+                Err(wait) => t += wait,
+            }
+        }
+    }
+
+    #[test]
+    fn throttles_of_calls_sent_before_a_cut_change_nothing_more() {
+        let mut pace = Pace::new(40.0, 40.0, 100.0, ms(0));
+        let tickets: Vec<Ticket> = (0..8).map(|_| loop_send(&mut pace, ms(0))).collect();
+        for (i, ticket) in tickets.into_iter().enumerate() {
+            pace.answered(ticket, Answer::Throttled, ms(20 + i as u64));
+        }
+        assert_eq!(
+            pace.rate(),
+            10.0,
+            "eight throttles of one burst are one signal"
+        );
+        assert_eq!(pace.counts(), (0, 8));
+    }
+
+    #[test]
+    fn two_throttles_a_second_apart_measure_the_rate() {
+        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
+        let ticket = pace.try_send(ms(0)).unwrap();
+        pace.answered(ticket, Answer::Throttled, ms(0));
+        // 18 calls accepted over the next 1.2 s, then a throttle: IAM refills 15 a second.
+        let mut t = ms(0);
+        send_accepted(&mut pace, &mut t, 18);
+        assert!(t < ms(1200), "{t:?}");
+        let ticket = loop_send(&mut pace, t);
+        pace.answered(ticket, Answer::Throttled, ms(1200));
+        assert_eq!(pace.found(), Some(15.0));
+        assert!((pace.rate() - 14.25).abs() < 1e-9, "{}", pace.rate());
+    }
+
+    #[test]
+    fn a_throttle_too_soon_to_measure_still_bounds_the_rate() {
+        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
+        let early = pace.try_send(ms(0)).unwrap();
+        let first = pace.try_send(ms(0)).unwrap();
+        pace.answered(first, Answer::Throttled, ms(10));
+        assert_eq!(pace.rate(), 12.5);
+        let mut t = ms(10);
+        send_accepted(&mut pace, &mut t, 1);
+        // Half a second after the first throttle, with one call accepted since, IAM cannot be
+        // refilling more than 4 a second, whenever the throttled call was sent.
+        pace.answered(early, Answer::Throttled, ms(510));
+        assert!((pace.rate() - 3.8).abs() < 1e-9, "{}", pace.rate());
+        assert_eq!(pace.found(), None);
+        // Quick growth stops at that bound; above it the rate only creeps.
+        let mut t = ms(510);
+        send_accepted(&mut pace, &mut t, 20);
+        assert!(pace.rate() >= 4.0 && pace.rate() < 4.3, "{}", pace.rate());
+    }
+
+    #[test]
+    fn the_rate_grows_only_while_calls_wait_for_it() {
+        let mut pace = Pace::new(50.0, 50.0, 1.0, ms(0));
+        let ticket = pace.try_send(ms(0)).unwrap();
+        pace.answered(ticket, Answer::Throttled, ms(0));
+        assert_eq!(pace.rate(), 12.5);
+        // Nobody waits for a minute: the rate stays.
+        let ticket = pace.try_send(ms(60_000)).unwrap();
+        pace.answered(ticket, Answer::Accepted, ms(60_000));
+        assert_eq!(pace.rate(), 12.5);
+        // Calls waiting back to back for more than a second more than double it, up to the
+        // maximum.
+        let mut t = ms(60_000);
+        send_accepted(&mut pace, &mut t, 25);
+        assert!(pace.rate() > 25.0, "{}", pace.rate());
+        send_accepted(&mut pace, &mut t, 200);
+        assert_eq!(pace.rate(), 50.0);
+    }
+
+    /// A pace that has measured IAM at 15 calls a second; returns it and the time.
+    fn measured_at_15() -> (Pace, Duration) {
+        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
+        let ticket = pace.try_send(ms(0)).unwrap();
+        pace.answered(ticket, Answer::Throttled, ms(0));
+        let mut t = ms(0);
+        send_accepted(&mut pace, &mut t, 18);
+        let ticket = loop_send(&mut pace, t);
+        pace.answered(ticket, Answer::Throttled, ms(1200));
+        assert_eq!(pace.found(), Some(15.0));
+        (pace, ms(1200))
+    }
+
+    #[test]
+    fn a_burst_overrun_after_a_quiet_spell_keeps_the_measured_rate() {
+        let (mut pace, t) = measured_at_15();
+        let later = t + ms(10_000);
+        let ticket = pace.try_send(later).unwrap();
+        pace.answered(ticket, Answer::Throttled, later + ms(5));
+        assert!((pace.rate() - 14.25).abs() < 1e-9, "{}", pace.rate());
+        // What was left of the burst is gone.
+        assert!(pace.try_send(later + ms(5)).is_err());
+    }
+
+    #[test]
+    fn below_the_measured_rate_growth_is_quick_above_it_slow() {
+        let (mut pace, mut t) = measured_at_15();
+        // Another throttle 0.7 s later: too soon to measure, so the rate is halved.
+        send_accepted(&mut pace, &mut t, 9);
+        let ticket = loop_send(&mut pace, t);
+        pace.answered(ticket, Answer::Throttled, ms(1900));
+        assert!((pace.rate() - 7.15).abs() < 0.05, "{}", pace.rate());
+        // It doubles back within a second or so of waiting calls, to 5% below the measurement ...
+        let mut t = ms(1900);
+        send_accepted(&mut pace, &mut t, 12);
+        assert!((pace.rate() - 14.25).abs() < 0.1, "{}", pace.rate());
+        // ... and creeps above it: 1% a second.
+        let started = t;
+        send_accepted(&mut pace, &mut t, 150);
+        let seconds = (t - started).as_secs_f64();
+        let expected = 14.25 * (0.01 * seconds).exp();
+        assert!(
+            (pace.rate() - expected).abs() < 0.2,
+            "{} {expected}",
+            pace.rate()
+        );
+    }
+
+    #[test]
+    fn the_rate_stays_within_its_bounds() {
+        let mut pace = Pace::new(4.0, 4.0, 1.0, ms(0));
+        for i in 0..20 {
+            let ticket = loop_send(&mut pace, ms(i * 10_000));
+            pace.answered(ticket, Answer::Throttled, ms(i * 10_000 + 1));
+        }
+        assert_eq!(pace.rate(), MIN_RATE);
+        let mut low = Pace::new(0.5, 0.5, 1.0, ms(0));
+        let ticket = low.try_send(ms(0)).unwrap();
+        low.answered(ticket, Answer::Throttled, ms(1));
+        assert_eq!(
+            low.rate(),
+            0.5,
+            "never below a maximum set under the minimum"
+        );
+    }
+
+    /// IAM's side: a token bucket that answers `Throttling` when empty.
+    struct Iam {
+        rate: f64,
+        burst: f64,
+        tokens: f64,
+        at: f64,
+    }
+
+    impl Iam {
+        fn take(&mut self, t: f64) -> Answer {
+            self.tokens = (self.tokens + (t - self.at) * self.rate).min(self.burst);
+            self.at = t;
+            if self.tokens >= 1.0 {
+                self.tokens -= 1.0;
+                Answer::Accepted
+            } else {
+                Answer::Throttled
+            }
+        }
+    }
+
+    /// Runs `calls` calls, `concurrency` at a time, each answered `latency` after it is sent,
+    /// through a pace against IAM at `rate` and `burst`; a throttled call is sent again 100 ms
+    /// after its answer. Returns the seconds it took and the answers that were throttles.
+    fn simulate(calls: u64, rate: f64, burst: f64, latency: f64, concurrency: u64) -> (f64, u64) {
+        let defaults = crate::config::AwsSettings::default();
+        let mut pace = Pace::new(
+            START_RATE,
+            f64::from(defaults.max_requests_per_second),
+            f64::from(defaults.burst),
+            Duration::ZERO,
+        );
+        let mut iam = Iam {
+            rate,
+            burst,
+            tokens: burst,
+            at: 0.0,
+        };
+        let dur = Duration::from_secs_f64;
+        // Calls ready to be sent (from when), and calls sent (answered when, ticket, answer).
+        let mut ready: Vec<f64> = vec![0.0; concurrency.min(calls) as usize];
+        let mut sent: Vec<(f64, Ticket, Answer)> = Vec::new();
+        let (mut started, mut done, mut t) = (ready.len() as u64, 0, 0.0);
+        while done < calls {
+            let (r, next_ready) = ready
+                .iter()
+                .copied()
+                .enumerate()
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            let (s, next_answer) = sent
+                .iter()
+                .map(|c| c.0)
+                .enumerate()
+                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            if next_answer <= next_ready {
+                let (at, ticket, answer) = sent.swap_remove(s);
+                t = at;
+                pace.answered(ticket, answer, dur(t));
+                if answer == Answer::Throttled {
+                    ready.push(t + 0.1);
+                } else {
+                    done += 1;
+                    if started < calls {
+                        started += 1;
+                        ready.push(t);
+                    }
+                }
+                continue;
+            }
+            t = next_ready;
+            match pace.try_send(dur(t)) {
+                Ok(ticket) => {
+                    ready.swap_remove(r);
+                    sent.push((t + latency, ticket, iam.take(t + latency / 2.0)));
+                }
+                Err(wait) => ready[r] = t + wait.as_secs_f64(),
+            }
+        }
+        (t, pace.counts().1)
+    }
+
+    #[test]
+    fn against_a_bucket_it_does_not_know_it_runs_near_the_limit_with_few_throttles() {
+        // The slowest bucket, a tenth of the starting rate, costs a throttle or two more to find,
+        // and so does a deep bucket, which lets the start's rate grow further before it runs dry.
+        for (rate, burst, share) in [
+            (5.0, 10.0, 0.06),
+            (10.0, 20.0, 0.05),
+            (20.0, 40.0, 0.05),
+            (40.0, 80.0, 0.05),
+            (50.0, 100.0, 0.05),
+            (100.0, 200.0, 0.05),
+            (10.0, 40.0, 0.06),
+        ] {
+            for latency in [0.002, 0.05] {
+                for calls in [150u64, 600] {
+                    if calls as f64 <= burst {
+                        // IAM never throttles such a run: see the test below.
+                        continue;
+                    }
+                    let (seconds, throttled) = simulate(calls, rate, burst, latency, 8);
+                    let limit = (calls as f64 - burst) / rate;
+                    assert!(
+                        seconds <= limit * 1.2 + 0.5,
+                        "{calls} calls at {rate}/s (burst {burst}), {latency}s: {seconds:.2}s, limit {limit:.2}s"
+                    );
+                    assert!(
+                        throttled as f64 <= calls as f64 * share,
+                        "{calls} calls at {rate}/s (burst {burst}), {latency}s: {throttled} throttled"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_account_that_never_throttles_is_not_held_to_the_start() {
+        for calls in [150u64, 600] {
+            let (seconds, throttled) = simulate(calls, 1e6, 1e6, 0.05, 8);
+            // Eight calls in flight, 50 ms each: the most the caller could do unpaced. The start's
+            // rate costs a little of it while it doubles.
+            let unpaced = calls.div_ceil(8) as f64 * 0.05;
+            assert!(seconds <= unpaced * 1.4, "{calls} calls: {seconds:.2}s");
+            assert_eq!(throttled, 0);
+        }
+    }
+}
