@@ -91,7 +91,8 @@ pub struct AwsSettings {
     pub retry_mode: RetryMode,
     /// Upper bound on one wait between attempts (and on the adaptive rate limiter's delay).
     pub max_backoff_secs: u64,
-    /// Accounts reconciled at once.
+    /// Accounts reconciled at once. IAM's limits are per account, so accounts run side by side;
+    /// each one in flight holds up to `max_concurrency` connections and a few hundred KiB.
     pub max_accounts_in_parallel: usize,
     /// IAM calls a second per account, at most, whatever rate IAM turns out to allow.
     pub max_requests_per_second: u32,
@@ -109,7 +110,7 @@ impl Default for AwsSettings {
             page_size: 1000,
             retry_mode: RetryMode::Standard,
             max_backoff_secs: 20,
-            max_accounts_in_parallel: 4,
+            max_accounts_in_parallel: 32,
             max_requests_per_second: 200,
             burst: 100,
         }
