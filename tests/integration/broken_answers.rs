@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::proxy::{Fault, FaultProxy, Rule};
-use crate::support::{names, set, Account};
+use crate::support::{names, set, skipped, Account};
 
 const GROUP: &str = "ForceMFA";
 const NS: &str = r#"xmlns="https://iam.amazonaws.com/doc/2010-05-08/""#;
@@ -36,21 +36,6 @@ fn mfa_rules(user: &str, first: &str, after_m1: Option<&str>) -> Vec<Rule> {
         ));
     }
     rules
-}
-
-/// Skipped users of a report's only account, with their reasons.
-fn skipped(acct: &serde_json::Value) -> Vec<(String, String)> {
-    acct["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["user"].as_str().unwrap().to_string(),
-                s["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use crate::support::daemon::{eventually, Daemon};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::queue::{iam_event, Queue};
-use crate::support::{names, set, Account, ACCOUNT_ID};
+use crate::support::{names, set, skipped, Account, ACCOUNT_ID};
 
 const GROUP: &str = "ForceMFA";
 
@@ -172,17 +172,7 @@ async fn a_user_whose_state_cannot_be_read_is_skipped_not_guessed() {
     assert_eq!(a.members(GROUP).await, set(&["devices", "fine", "groups"]));
     let acct = run.account();
     assert_eq!(names(&acct["added"]), ["fine"]);
-    let skipped: Vec<(String, String)> = acct["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["user"].as_str().unwrap().into(),
-                s["reason"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let skipped = skipped(&acct);
     let users: Vec<&str> = skipped.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(users, ["devices", "get", "groups"]);
     for ((_, reason), call) in

@@ -1,7 +1,7 @@
 //! A user whose state cannot be read is left as it is and reported; a refused change is reported.
 
 use crate::support::proxy::{Fault, FaultProxy, Rule};
-use crate::support::{names, set, Account};
+use crate::support::{names, set, skipped, Account};
 
 const GROUP: &str = "ForceMFA";
 
@@ -35,17 +35,7 @@ async fn unreadable_users_are_skipped_not_guessed() {
     let acct = run.account();
     assert_eq!(names(&acct["added"]), ["plain"]);
     assert!(names(&acct["removed"]).is_empty());
-    let skipped: Vec<(String, String)> = acct["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["user"].as_str().unwrap().into(),
-                s["reason"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
+    let skipped = skipped(&acct);
     assert_eq!(
         skipped.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
         ["hidden-fixed", "hidden-in", "hidden-out"]

@@ -125,6 +125,21 @@ impl Run {
     }
 }
 
+/// Skipped users of a report's account, with their reasons.
+pub fn skipped(acct: &serde_json::Value) -> Vec<(String, String)> {
+    acct["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["user"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Names in a report's JSON list, in order.
 pub fn names(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
