@@ -96,36 +96,11 @@ async fn an_account_whose_role_cannot_be_assumed_fails_alone() {
 async fn every_active_account_of_the_organization_is_discovered() {
     let a = Account::with_group().await;
     a.user("mgmt-user").await;
-    let orgs = aws_sdk_organizations::Client::from_conf(
-        aws_sdk_organizations::Config::builder()
-            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
-            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
-            .endpoint_url(&a.moto.endpoint)
-            .credentials_provider(aws_sdk_organizations::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build(),
-    );
-    orgs.create_organization().send().await.unwrap();
-    let mut members = Vec::new();
-    for name in ["member-a", "member-b"] {
-        let out = orgs
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = out
-            .create_account_status()
-            .unwrap()
-            .account_id()
-            .unwrap()
-            .to_string();
-        let other = a.other(&id).await;
+    let members = a.organization(&["member-a", "member-b"]).await;
+    for (name, id) in ["member-a", "member-b"].iter().zip(&members) {
+        let other = a.other(id).await;
         other.group(GROUP).await;
         other.user(&format!("{name}-user")).await;
-        members.push(id);
     }
     let config = a.config(&format!(
         "[organization]\nrole_name = \"OrganizationAccountAccessRole\"\nexclude_accounts = [\"{}\"]\n",

@@ -746,36 +746,11 @@ async fn a_batch_window_longer_than_a_long_poll_still_gathers_the_burst() {
 #[tokio::test]
 async fn events_of_organization_accounts_use_each_accounts_role() {
     let a = Account::with_group().await;
-    let orgs = aws_sdk_organizations::Client::from_conf(
-        aws_sdk_organizations::Config::builder()
-            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
-            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
-            .endpoint_url(&a.moto.endpoint)
-            .credentials_provider(aws_sdk_organizations::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .build(),
-    );
-    orgs.create_organization().send().await.unwrap();
-    let mut members = Vec::new();
-    for name in ["member-a", "member-b"] {
-        let out = orgs
-            .create_account()
-            .account_name(name)
-            .email(format!("{name}@example.com"))
-            .send()
-            .await
-            .unwrap();
-        let id = out
-            .create_account_status()
-            .unwrap()
-            .account_id()
-            .unwrap()
-            .to_string();
-        let other = a.other(&id).await;
+    let members = a.organization(&["member-a", "member-b"]).await;
+    for id in &members {
+        let other = a.other(id).await;
         other.group(GROUP).await;
         other.user("newcomer").await;
-        members.push(id);
     }
     let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
     let mut d = events_daemon(

@@ -210,6 +210,41 @@ impl Account {
         }
     }
 
+    /// Makes this account the management account of an organization with a member account for
+    /// each of `names`; returns the members' ids, in that order.
+    pub async fn organization(&self, names: &[&str]) -> Vec<String> {
+        let orgs = aws_sdk_organizations::Client::from_conf(
+            aws_sdk_organizations::Config::builder()
+                .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+                .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+                .endpoint_url(&self.moto.endpoint)
+                .credentials_provider(aws_sdk_organizations::config::Credentials::new(
+                    "testing", "testing", None, None, "tests",
+                ))
+                .build(),
+        );
+        orgs.create_organization()
+            .send()
+            .await
+            .expect("create organization");
+        let mut members = Vec::new();
+        for name in names {
+            let out = orgs
+                .create_account()
+                .account_name(*name)
+                .email(format!("{name}@example.com"))
+                .send()
+                .await
+                .expect("create account");
+            let id = out
+                .create_account_status()
+                .and_then(|s| s.account_id())
+                .expect("account id");
+            members.push(id.to_string());
+        }
+        members
+    }
+
     /// An empty account.
     pub fn empty() -> Account {
         Account::on(Moto::start())
