@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::inventory::AccountError;
 use super::report::AccountReport;
 use super::targets::{listed_targets, Target};
 use super::{reconcile_account, Halt, Reconciler, RunOptions, Scope};
@@ -146,11 +147,7 @@ impl Reconciler {
         let clients = self.clients.clients(&target).await;
         let identity = match identity::caller_identity(&clients).await {
             Ok(identity) => identity,
-            Err(e) => {
-                return all(Verdict::Retry(format!(
-                    "cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}"
-                )))
-            }
+            Err(e) => return all(Verdict::Retry(AccountError::Identity(e).to_string())),
         };
         let mut verdicts: Vec<Option<Verdict>> = events
             .iter()
@@ -272,9 +269,9 @@ impl Reconciler {
             return Ok(own);
         }
         let clients = self.clients.clients(&Target::Own).await;
-        let identity = identity::caller_identity(&clients).await.map_err(|e| {
-            format!("cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}")
-        })?;
+        let identity = identity::caller_identity(&clients)
+            .await
+            .map_err(|e| AccountError::Identity(e).to_string())?;
         lock(&self.accounts).own = Some(identity.account_id.clone());
         Ok(identity.account_id)
     }
