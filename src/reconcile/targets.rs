@@ -99,8 +99,6 @@ pub struct ClientPool {
     own: SharedClients,
     roles: Mutex<HashMap<String, SharedClients>>,
     organizations: aws_sdk_organizations::Client,
-    connect_timeout_secs: u64,
-    operation_timeout_secs: u64,
     /// Calls to AWS Organizations (account discovery).
     pub discovery_calls: CallCounter,
 }
@@ -120,8 +118,6 @@ impl ClientPool {
             settings: config.aws.clone(),
             roles: Mutex::new(HashMap::new()),
             organizations,
-            connect_timeout_secs: config.aws.connect_timeout_secs,
-            operation_timeout_secs: config.aws.operation_timeout_secs,
             discovery_calls,
         }
     }
@@ -160,9 +156,9 @@ impl ClientPool {
     /// one. Its calls may last `long_poll` longer than IAM's: SQS holds a receive open that long
     /// when the queue is empty.
     pub fn sqs(&self, region: Option<&str>, long_poll: Duration) -> aws_sdk_sqs::Client {
-        let limit = Duration::from_secs(self.operation_timeout_secs) + long_poll;
+        let limit = Duration::from_secs(self.settings.operation_timeout_secs) + long_poll;
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(self.connect_timeout_secs))
+            .connect_timeout(Duration::from_secs(self.settings.connect_timeout_secs))
             .operation_attempt_timeout(limit)
             .operation_timeout(limit + limit)
             .build();
