@@ -25,8 +25,10 @@
 //! from the environment as usual (e.g. FORCEMFA__AWS__RETRY_MODE=adaptive).
 //!
 //! The physical limit of a run under the bucket: the IAM calls it needed beyond the burst divided
-//! by the rate, plus one round trip for each of its steps that cannot overlap (the caller's
-//! identity, the pages of the bulk listings, the per-user reads, the changes).
+//! by the rate, plus the round trips of its steps that cannot overlap (the caller's identity, the
+//! pages of the slower bulk listing, a per-user read, a change), as the proxy measured them: the
+//! emulator's own time is part of a round trip, and a page of 1,000 users takes it far longer
+//! than the latency added.
 // The benchmark reads its children's peak memory.
 #![allow(unsafe_code)]
 
@@ -348,17 +350,44 @@ struct Sample {
     limit: Option<f64>,
 }
 
-/// The physical limit of a run that made `counts` IAM calls in `steps` steps that cannot overlap.
-fn physical_limit(args: &Args, counts: Counts, steps: u32) -> Option<f64> {
+/// The physical limit of a run that made `counts` IAM calls, `sequential` seconds of which went
+/// to round trips that cannot overlap.
+fn physical_limit(args: &Args, counts: Counts, sequential: f64) -> Option<f64> {
     let t = args.throttle?;
     let accepted = (counts.iam - counts.throttled) as f64;
-    Some((accepted - t.burst).max(0.0) / t.rate + f64::from(steps) * args.latency.as_secs_f64())
+    Some((accepted - t.burst).max(0.0) / t.rate + sequential)
 }
 
-/// The steps of a forcemfa run that cannot overlap: the caller's identity, the pages of the
-/// longer bulk listing, the per-user reads, and the changes when there are some.
-fn sequential_steps(users: usize, changes: bool) -> u32 {
-    1 + users.div_ceil(1000).max(1) as u32 + 1 + u32::from(changes)
+/// The round trips of a forcemfa run's steps that cannot overlap, as the proxy measured them
+/// (the emulator's time included): the caller's identity, the pages of the slower bulk listing,
+/// a per-user read, and a change when there are some.
+fn sequential_round_trips(proxy: &FaultProxy, changes: bool) -> f64 {
+    let seconds = |actions: &[&str]| -> Vec<f64> {
+        actions
+            .iter()
+            .flat_map(|a| proxy.round_trips(a))
+            .map(|d| d.as_secs_f64())
+            .collect()
+    };
+    let typical = |actions: &[&str]| {
+        let s = seconds(actions);
+        if s.is_empty() {
+            0.0
+        } else {
+            median(s.into_iter())
+        }
+    };
+    let identity = typical(&["GetCallerIdentity"]);
+    let listing = seconds(&["GetAccountAuthorizationDetails"])
+        .iter()
+        .sum::<f64>()
+        .max(seconds(&["ListVirtualMFADevices"]).iter().sum());
+    let change = if changes {
+        typical(&["AddUserToGroup", "RemoveUserFromGroup"])
+    } else {
+        0.0
+    };
+    identity + listing + typical(&["ListMFADevices"]) + change
 }
 
 struct Row {
@@ -500,12 +529,12 @@ async fn one_account(args: &Args, iam: &Client, proxy: &FaultProxy) -> Result<()
             if let Some(e) = report.errors.first() {
                 return Err(format!("forcemfa: {e}"));
             }
-            let steps = sequential_steps(n, changes && !dry_run);
+            let sequential = sequential_round_trips(proxy, changes && !dry_run);
             push(
                 &mut rows[row],
                 &m,
                 counts,
-                physical_limit(args, counts, steps),
+                physical_limit(args, counts, sequential),
             );
             eprintln!(
                 "run {run}: {} {:.2}s, {} calls, {} throttled, {} changes planned",

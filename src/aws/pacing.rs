@@ -10,13 +10,17 @@
 //! - IAM answers `Throttling` only when its bucket is empty. Between two such moments, the calls
 //!   it accepted are exactly those its bucket refilled for, so their count over the time between
 //!   the two is IAM's rate. That is the rate forcemfa keeps, a few percent below.
-//! - Before the first throttle nothing is known: the pacing starts at [`START_RATE`] with a full
-//!   `aws.burst`, spent at no more than [`BURST_PACE`] times the rate so that IAM's first throttle
-//!   arrives before many more calls are under way, and the rate doubles every second that calls
-//!   wait for it, up to `aws.max_requests_per_second`: an endpoint that never throttles is not
-//!   held to a guess. The first throttle cuts the rate to a quarter; it grows back the same way
-//!   until the next throttle measures it. A throttle too soon after another to measure anything halves the rate,
-//!   and still bounds it: IAM cannot have refilled more than it accepted in between, plus one.
+//! - Before the first throttle nothing is known, and the calls under way when a bucket of
+//!   unknown size first runs dry are all throttled. So until then the pacing bounds how many calls
+//!   are under way rather than how fast they go: [`START_WINDOW`] at first, and one more for every
+//!   [`WINDOW_GROWTH`] calls IAM accepts. A small bucket runs dry while the window is small; an
+//!   endpoint that never throttles soon has every call the run can make under way, within
+//!   `aws.max_requests_per_second` and `aws.burst`.
+//! - The first throttle sets the rate to a quarter of the calls sent in the last second: IAM
+//!   allows less than that, by an unknown share. The rate doubles every second that calls wait
+//!   for it until the next throttle measures it. A throttle too soon after another to measure
+//!   anything halves the rate, and still bounds it: IAM cannot have refilled more than it
+//!   accepted in between, plus one.
 //! - Once measured, the rate grows quickly back to the measured rate after a cut, and only creeps
 //!   above it (1% a second while calls wait), so that a limit raised or freed by other callers is
 //!   found again; it is measured anew at every throttle. A burst after a quiet spell that overruns
@@ -26,8 +30,11 @@
 //!
 //! [`Pace`] is that logic on an explicit clock, without I/O; [`Pacer`] shares it between the tasks
 //! of an account; [`PacedHttpClient`] makes every request of an IAM client wait for its turn, and
-//! [`PaceFeedback`] tells the pacer how IAM answered each one.
+//! [`PaceFeedback`] tells the pacer how IAM answered each one. A request that ends without an
+//! answer (a broken connection, a timeout) frees its place in the window when it is dropped.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,18 +54,20 @@ use aws_smithy_types::retry::ErrorKind;
 
 use crate::sync::lock;
 
-/// Calls a second before anything is known (or `aws.max_requests_per_second`, when lower). Lower
-/// starts take longer to reach the rate of an account that throttles late or not at all; higher
-/// ones have more calls under way when a slow bucket runs dry, and each of those is throttled.
+/// Before IAM has throttled anything, at most this many calls are under way at first ...
+pub const START_WINDOW: f64 = 2.0;
+/// ... and one more for every so many calls IAM has accepted. The calls under way when a bucket
+/// of unknown size first runs dry are all throttled, so the window is small while few calls have
+/// been accepted (a small bucket runs dry early) and opens as IAM keeps accepting them.
 /// Measured with `scripts/bench` (see the README's Performance section).
-pub const START_RATE: f64 = 40.0;
+pub const WINDOW_GROWTH: f64 = 15.0;
 /// The burst is spent at no more than this many times the rate.
 pub const BURST_PACE: f64 = 2.0;
 /// The rate is never lowered below this many calls a second.
 pub const MIN_RATE: f64 = 1.0;
-/// At the first throttle, when nothing is known, the rate is multiplied by this ...
+/// At the first throttle, the rate becomes this share of the calls sent in the last second ...
 const FIRST_CUT: f64 = 0.25;
-/// ... and at a later throttle that cannot be measured yet, by this.
+/// ... and at a later throttle that cannot be measured yet, it is multiplied by this.
 const CUT: f64 = 0.5;
 /// The rate kept is this much below the one measured, so that IAM's bucket is not run dry again
 /// at once and other callers of the account keep a little room.
@@ -73,6 +82,8 @@ const GROWTH_QUICK: f64 = std::f64::consts::LN_2;
 const GROWTH_SLOW: f64 = 0.01;
 /// No call for this long, and IAM's bucket has had time to refill.
 const QUIET: Duration = Duration::from_secs(1);
+/// The span over which the rate calls were sent at is counted.
+const RECENT: Duration = Duration::from_secs(1);
 
 /// A token bucket on an explicit clock (time since an arbitrary origin).
 #[derive(Debug, Clone, PartialEq)]
@@ -163,6 +174,15 @@ pub struct Ticket {
     generation: u64,
 }
 
+/// Why a call cannot go yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Its token is this far off.
+    For(Duration),
+    /// As many calls are under way as IAM may be trusted with: one of them must be answered first.
+    Answer,
+}
+
 /// Finds IAM's rate from the answers to the calls it paces (see the module's documentation).
 #[derive(Debug, Clone)]
 pub struct Pace {
@@ -183,14 +203,18 @@ pub struct Pace {
     /// The most IAM's rate can be, from throttles too close to measure it: before a measurement,
     /// growth stops there.
     bound: Option<f64>,
+    /// Calls let go and not answered yet.
+    in_flight: u64,
+    /// When the calls of the last [`RECENT`] were let go.
+    recent: VecDeque<Duration>,
 }
 
 impl Pace {
-    /// Starts at `start` calls a second (never more than `max_rate`) with a full burst of `burst`
-    /// calls.
-    pub fn new(start: f64, max_rate: f64, burst: f64, now: Duration) -> Pace {
+    /// At most `max_rate` calls a second, with a full burst of `burst` calls; until IAM first
+    /// throttles, no more calls under way than [`START_WINDOW`] and [`WINDOW_GROWTH`] allow.
+    pub fn new(max_rate: f64, burst: f64, now: Duration) -> Pace {
         Pace {
-            bucket: TokenBucket::new(start.min(max_rate), burst.max(1.0), now),
+            bucket: TokenBucket::new(max_rate, burst.max(1.0), now),
             max_rate,
             found: None,
             empty_at: None,
@@ -200,6 +224,8 @@ impl Pace {
             waiting_since: None,
             last_sent: None,
             bound: None,
+            in_flight: 0,
+            recent: VecDeque::new(),
         }
     }
 
@@ -220,9 +246,32 @@ impl Pace {
         (self.accepted, self.throttled)
     }
 
-    /// Lets one call go when its token is there (and returns its ticket), or says how long to
-    /// wait before asking again.
-    pub fn try_send(&mut self, now: Duration) -> Result<Ticket, Duration> {
+    /// A pace just after IAM's first throttle, at `now`, left its rate at `rate`.
+    #[cfg(test)]
+    fn throttled_at(rate: f64, max_rate: f64, burst: f64, now: Duration) -> Pace {
+        let mut pace = Pace::new(max_rate, burst, now);
+        pace.bucket = TokenBucket::new(rate, burst, now);
+        pace.bucket.empty(now);
+        pace.throttled = 1;
+        pace.empty_at = Some((now, 0));
+        pace.generation = 1;
+        pace
+    }
+
+    /// How many calls may be under way at once: bounded only until IAM first throttles.
+    fn window(&self) -> Option<f64> {
+        (self.throttled == 0).then(|| START_WINDOW + self.accepted as f64 / WINDOW_GROWTH)
+    }
+
+    /// Lets one call go when its turn has come (and returns its ticket), or says what it waits
+    /// for. A call let go must be [`released`](Pace::released) once it is answered or given up.
+    pub fn try_send(&mut self, now: Duration) -> Result<Ticket, Wait> {
+        if self
+            .window()
+            .is_some_and(|window| self.in_flight as f64 >= window)
+        {
+            return Err(Wait::Answer);
+        }
         match self.bucket.take(now) {
             Ok(()) => {
                 if let Some(since) = self.waiting_since.take() {
@@ -239,15 +288,29 @@ impl Pace {
                     self.bound = None;
                 }
                 self.last_sent = Some(now);
+                self.in_flight += 1;
+                while self
+                    .recent
+                    .front()
+                    .is_some_and(|&at| now.saturating_sub(at) >= RECENT)
+                {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(now);
                 Ok(Ticket {
                     generation: self.generation,
                 })
             }
             Err(wait) => {
                 self.waiting_since.get_or_insert(now);
-                Err(wait)
+                Err(Wait::For(wait))
             }
         }
+    }
+
+    /// A call let go is answered, or given up on.
+    pub fn released(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// The rate grows while calls wait for it: quickly up to the rate last measured and to what
@@ -296,7 +359,12 @@ impl Pace {
                     // measured still stands until the next throttle measures it again.
                     return;
                 }
-                self.rate() * FIRST_CUT
+                if self.throttled == 1 {
+                    // IAM's first throttle: it allows less than the calls went at.
+                    self.recent.len() as f64 / RECENT.as_secs_f64() * FIRST_CUT
+                } else {
+                    self.rate() * FIRST_CUT
+                }
             }
             Some((since, accepted_then)) => {
                 let span = now.saturating_sub(since);
@@ -346,6 +414,8 @@ struct PacerInner {
     pace: Mutex<Pace>,
     /// Calls wait for their turn in the order they asked for it.
     queue: tokio::sync::Mutex<()>,
+    /// Woken whenever a call under way is answered or given up.
+    released: tokio::sync::Notify,
 }
 
 impl Pacer {
@@ -354,8 +424,9 @@ impl Pacer {
         Pacer {
             inner: Arc::new(PacerInner {
                 origin: Instant::now(),
-                pace: Mutex::new(Pace::new(START_RATE, max_rate, burst, Duration::ZERO)),
+                pace: Mutex::new(Pace::new(max_rate, burst, Duration::ZERO)),
                 queue: tokio::sync::Mutex::new(()),
+                released: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -364,26 +435,69 @@ impl Pacer {
         self.inner.origin.elapsed()
     }
 
-    /// Waits until a call may be sent.
-    pub async fn turn(&self) -> Ticket {
+    /// Waits until a call may be sent. The call counts as under way until the [`Sent`] returned
+    /// is answered or dropped.
+    pub async fn turn(&self) -> Sent {
         let _first_in_line = self.inner.queue.lock().await;
         loop {
+            // Registered before the pace is asked, so that no release in between is missed.
+            let released = self.inner.released.notified();
             let wait = match lock(&self.inner.pace).try_send(self.now()) {
-                Ok(ticket) => return ticket,
+                Ok(ticket) => {
+                    return Sent {
+                        ticket,
+                        slot: Arc::new(Slot {
+                            pacer: self.clone(),
+                            released: AtomicBool::new(false),
+                        }),
+                    }
+                }
                 Err(wait) => wait,
             };
-            tokio::time::sleep(wait).await;
+            match wait {
+                Wait::For(wait) => tokio::time::sleep(wait).await,
+                Wait::Answer => released.await,
+            }
         }
     }
 
-    pub fn answered(&self, ticket: Ticket, answer: Answer) {
+    fn answered(&self, sent: &Sent, answer: Answer) {
         let now = self.now();
-        lock(&self.inner.pace).answered(ticket, answer, now);
+        lock(&self.inner.pace).answered(sent.ticket, answer, now);
+        sent.slot.release();
     }
 
     /// Calls a second at the moment.
     pub fn rate(&self) -> f64 {
         lock(&self.inner.pace).rate()
+    }
+}
+
+/// A call let go by a [`Pacer`]: under way until it is answered or dropped.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    ticket: Ticket,
+    slot: Arc<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    pacer: Pacer,
+    released: AtomicBool,
+}
+
+impl Slot {
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel) {
+            lock(&self.pacer.inner.pace).released();
+            self.pacer.inner.released.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -423,10 +537,11 @@ impl HttpConnector for PacedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let (inner, pacer) = (self.inner.clone(), self.pacer.clone());
         HttpConnectorFuture::new(async move {
-            let ticket = pacer.turn().await;
+            let sent = pacer.turn().await;
+            // A call that fails on the way drops its [`Sent`], which frees its place.
             let mut response = inner.call(request).await?;
             // The answer carries its ticket to [`PaceFeedback`], which classifies it.
-            response.add_extension(ticket);
+            response.add_extension(sent);
             Ok(response)
         })
     }
@@ -457,7 +572,7 @@ impl Intercept for PaceFeedback {
     ) -> Result<(), BoxError> {
         // Only attempts that reached IAM and came back carry a ticket; a timeout or a broken
         // connection says nothing of IAM's bucket.
-        let Some(ticket) = context.response().and_then(|r| r.extension::<Ticket>()) else {
+        let Some(sent) = context.response().and_then(|r| r.extension::<Sent>()) else {
             return Ok(());
         };
         let throttled = matches!(
@@ -472,7 +587,7 @@ impl Intercept for PaceFeedback {
         } else {
             Answer::Accepted
         };
-        self.pacer.answered(*ticket, answer);
+        self.pacer.answered(sent, answer);
         Ok(())
     }
 }
@@ -532,53 +647,86 @@ mod tests {
             let ticket = loop {
                 match pace.try_send(*t) {
                     Ok(ticket) => break ticket,
-                    Err(wait) => *t += wait,
+                    Err(Wait::For(wait)) => *t += wait,
+                    Err(Wait::Answer) => panic!("nothing is under way"),
                 }
             };
             pace.answered(ticket, Answer::Accepted, *t);
+            pace.released();
         }
     }
 
     #[test]
-    fn the_first_throttle_quarters_the_rate_and_drops_the_burst() {
-        let mut pace = Pace::new(50.0, 50.0, 100.0, ms(0));
-        let ticket = pace.try_send(ms(0)).unwrap();
-        pace.answered(ticket, Answer::Throttled, ms(10));
-        assert_eq!(pace.rate(), 12.5);
+    fn until_the_first_throttle_a_window_bounds_the_calls_under_way() {
+        let mut pace = Pace::new(200.0, 100.0, ms(0));
+        let mut t = ms(0);
+        let _one = loop_send(&mut pace, t);
+        let _two = loop_send(&mut pace, t);
+        assert_eq!(pace.try_send(ms(100)), Err(Wait::Answer));
+        pace.released();
+        assert!(pace.try_send(ms(100)).is_ok());
+        pace.released();
+        pace.released();
+        // It opens by one for every 15 calls accepted.
+        send_accepted(&mut pace, &mut t, 15);
+        let under_way: Vec<Ticket> = (0..3).map(|_| loop_send(&mut pace, t)).collect();
+        assert_eq!(pace.try_send(t), Err(Wait::Answer));
+        // A throttle removes it: the rate holds IAM's pace from then on, however many calls
+        // are under way.
+        pace.answered(under_way[0], Answer::Throttled, t + ms(20));
+        assert!(matches!(pace.try_send(t + ms(20)), Err(Wait::For(_))));
+        for _ in 0..10 {
+            loop_send(&mut pace, t + ms(20));
+        }
+    }
+
+    #[test]
+    fn the_first_throttle_cuts_the_rate_to_a_quarter_of_the_last_seconds_calls() {
+        let mut pace = Pace::new(200.0, 100.0, ms(0));
+        let mut t = ms(0);
+        // 39 calls in the first 0.8 s (and none before), then a throttle.
+        for _ in 0..39 {
+            send_accepted(&mut pace, &mut t, 1);
+            t += ms(20);
+        }
+        let ticket = loop_send(&mut pace, t);
+        pace.answered(ticket, Answer::Throttled, t + ms(10));
+        assert_eq!(pace.rate(), 10.0);
         assert_eq!(pace.found(), None);
         // No burst left: the next call waits a token's time at the new rate.
-        assert_eq!(pace.try_send(ms(10)), Err(ms(80)));
+        assert_eq!(pace.try_send(t + ms(10)), Err(Wait::For(ms(100))));
     }
 
     fn loop_send(pace: &mut Pace, mut t: Duration) -> Ticket {
         loop {
             match pace.try_send(t) {
                 Ok(ticket) => return ticket,
-                Err(wait) => t += wait,
+                Err(Wait::For(wait)) => t += wait,
+                Err(Wait::Answer) => panic!("too many calls under way"),
             }
         }
     }
 
     #[test]
     fn throttles_of_calls_sent_before_a_cut_change_nothing_more() {
-        let mut pace = Pace::new(40.0, 40.0, 100.0, ms(0));
-        let tickets: Vec<Ticket> = (0..8).map(|_| loop_send(&mut pace, ms(0))).collect();
+        let mut pace = Pace::new(200.0, 100.0, ms(0));
+        let mut t = ms(0);
+        send_accepted(&mut pace, &mut t, 30);
+        let tickets: Vec<Ticket> = (0..4).map(|_| loop_send(&mut pace, t)).collect();
         for (i, ticket) in tickets.into_iter().enumerate() {
-            pace.answered(ticket, Answer::Throttled, ms(20 + i as u64));
+            pace.answered(ticket, Answer::Throttled, t + ms(20 + i as u64));
         }
         assert_eq!(
             pace.rate(),
-            10.0,
-            "eight throttles of one burst are one signal"
+            34.0 * 0.25,
+            "four throttles of calls sent together are one signal"
         );
-        assert_eq!(pace.counts(), (0, 8));
+        assert_eq!(pace.counts(), (30, 4));
     }
 
     #[test]
     fn two_throttles_a_second_apart_measure_the_rate() {
-        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
-        let ticket = pace.try_send(ms(0)).unwrap();
-        pace.answered(ticket, Answer::Throttled, ms(0));
+        let mut pace = Pace::throttled_at(12.5, 50.0, 10.0, ms(0));
         // 18 calls accepted over the next 1.2 s, then a throttle: IAM refills 15 a second.
         let mut t = ms(0);
         send_accepted(&mut pace, &mut t, 18);
@@ -591,11 +739,9 @@ mod tests {
 
     #[test]
     fn a_throttle_too_soon_to_measure_still_bounds_the_rate() {
-        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
-        let early = pace.try_send(ms(0)).unwrap();
-        let first = pace.try_send(ms(0)).unwrap();
-        pace.answered(first, Answer::Throttled, ms(10));
-        assert_eq!(pace.rate(), 12.5);
+        // A call sent at the start, before IAM's first throttle at 10 ms.
+        let early = Ticket { generation: 0 };
+        let mut pace = Pace::throttled_at(12.5, 50.0, 10.0, ms(10));
         let mut t = ms(10);
         send_accepted(&mut pace, &mut t, 1);
         // Half a second after the first throttle, with one call accepted since, IAM cannot be
@@ -611,10 +757,7 @@ mod tests {
 
     #[test]
     fn the_rate_grows_only_while_calls_wait_for_it() {
-        let mut pace = Pace::new(50.0, 50.0, 1.0, ms(0));
-        let ticket = pace.try_send(ms(0)).unwrap();
-        pace.answered(ticket, Answer::Throttled, ms(0));
-        assert_eq!(pace.rate(), 12.5);
+        let mut pace = Pace::throttled_at(12.5, 50.0, 1.0, ms(0));
         // Nobody waits for a minute: the rate stays.
         let ticket = pace.try_send(ms(60_000)).unwrap();
         pace.answered(ticket, Answer::Accepted, ms(60_000));
@@ -630,9 +773,7 @@ mod tests {
 
     /// A pace that has measured IAM at 15 calls a second; returns it and the time.
     fn measured_at_15() -> (Pace, Duration) {
-        let mut pace = Pace::new(50.0, 50.0, 10.0, ms(0));
-        let ticket = pace.try_send(ms(0)).unwrap();
-        pace.answered(ticket, Answer::Throttled, ms(0));
+        let mut pace = Pace::throttled_at(12.5, 50.0, 10.0, ms(0));
         let mut t = ms(0);
         send_accepted(&mut pace, &mut t, 18);
         let ticket = loop_send(&mut pace, t);
@@ -678,13 +819,13 @@ mod tests {
 
     #[test]
     fn the_rate_stays_within_its_bounds() {
-        let mut pace = Pace::new(4.0, 4.0, 1.0, ms(0));
+        let mut pace = Pace::new(4.0, 1.0, ms(0));
         for i in 0..20 {
             let ticket = loop_send(&mut pace, ms(i * 10_000));
             pace.answered(ticket, Answer::Throttled, ms(i * 10_000 + 1));
         }
         assert_eq!(pace.rate(), MIN_RATE);
-        let mut low = Pace::new(0.5, 0.5, 1.0, ms(0));
+        let mut low = Pace::new(0.5, 1.0, ms(0));
         let ticket = low.try_send(ms(0)).unwrap();
         low.answered(ticket, Answer::Throttled, ms(1));
         assert_eq!(
@@ -692,6 +833,26 @@ mod tests {
             0.5,
             "never below a maximum set under the minimum"
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_frees_its_place_in_the_window() {
+        let pacer = Pacer::new(200.0, 100.0);
+        let first = pacer.turn().await;
+        let _second = pacer.turn().await;
+        let third = tokio::time::timeout(Duration::from_millis(100), pacer.turn()).await;
+        assert!(third.is_err(), "two calls under way fill the first window");
+        let waiting = tokio::spawn({
+            let pacer = pacer.clone();
+            async move { pacer.turn().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The first call's connection failed: nothing answered it, and its place is free again.
+        drop(first);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("a freed place lets the next call go")
+            .unwrap();
     }
 
     /// IAM's side: a token bucket that answers `Throttling` when empty.
@@ -715,13 +876,35 @@ mod tests {
         }
     }
 
-    /// Runs `calls` calls, `concurrency` at a time, each answered `latency` after it is sent,
-    /// through a pace against IAM at `rate` and `burst`; a throttled call is sent again 100 ms
-    /// after its answer. Returns the seconds it took and the answers that were throttles.
-    fn simulate(calls: u64, rate: f64, burst: f64, latency: f64, concurrency: u64) -> (f64, u64) {
+    /// The calls of a run: `chain` one after the other (the pages of the bulk listings), then
+    /// `reads` and then `writes`, `concurrency` at a time.
+    #[derive(Debug, Clone, Copy)]
+    struct Shape {
+        chain: u64,
+        reads: u64,
+        writes: u64,
+    }
+
+    impl Shape {
+        fn calls(&self) -> u64 {
+            self.chain + self.reads + self.writes
+        }
+    }
+
+    /// What a simulated run took.
+    #[derive(Debug)]
+    struct Outcome {
+        seconds: f64,
+        throttled: u64,
+    }
+
+    /// Runs a run of `shape` through a pace against IAM at `rate` and `burst`, each call answered
+    /// `latency` after it is sent; a throttled call is sent again after the SDK's jittered
+    /// backoff (up to 200 ms, doubling with each attempt).
+    fn simulate(shape: Shape, rate: f64, burst: f64, latency: f64, seed: u64) -> Outcome {
+        let concurrency = 8;
         let defaults = crate::config::AwsSettings::default();
         let mut pace = Pace::new(
-            START_RATE,
             f64::from(defaults.max_requests_per_second),
             f64::from(defaults.burst),
             Duration::ZERO,
@@ -732,15 +915,39 @@ mod tests {
             tokens: burst,
             at: 0.0,
         };
+        let mut random = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut jitter = move || {
+            random = random
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (random >> 11) as f64 / (1u64 << 53) as f64
+        };
         let dur = Duration::from_secs_f64;
-        // Calls ready to be sent (from when), and calls sent (answered when, ticket, answer).
-        let mut ready: Vec<f64> = vec![0.0; concurrency.min(calls) as usize];
-        let mut sent: Vec<(f64, Ticket, Answer)> = Vec::new();
-        let (mut started, mut done, mut t) = (ready.len() as u64, 0, 0.0);
-        while done < calls {
+        // Calls ready to be sent (from when, attempt), and calls sent (answered when, ticket,
+        // answer, attempt).
+        let mut ready: Vec<(f64, u32)> = vec![(0.0, 0)];
+        let mut sent: Vec<(f64, Ticket, Answer, u32)> = Vec::new();
+        let (mut started, mut done, mut t) = (1u64, 0u64, 0.0);
+        let phase_end = |done: u64| {
+            if done < shape.chain {
+                done + 1
+            } else if done < shape.chain + shape.reads {
+                shape.chain + shape.reads
+            } else {
+                shape.calls()
+            }
+        };
+        while done < shape.calls() {
+            // Start what the run's phase allows.
+            while started < phase_end(done) && (ready.len() + sent.len()) < concurrency {
+                started += 1;
+                ready.push((t, 0));
+            }
             let (r, next_ready) = ready
                 .iter()
-                .copied()
+                .map(|c| c.0)
                 .enumerate()
                 .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
             let (s, next_answer) = sent
@@ -749,75 +956,152 @@ mod tests {
                 .enumerate()
                 .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
             if next_answer <= next_ready {
-                let (at, ticket, answer) = sent.swap_remove(s);
+                let (at, ticket, answer, attempt) = sent.swap_remove(s);
                 t = at;
                 pace.answered(ticket, answer, dur(t));
+                pace.released();
                 if answer == Answer::Throttled {
-                    ready.push(t + 0.1);
+                    let backoff = jitter() * 0.2 * 2f64.powi(attempt as i32);
+                    ready.push((t + backoff, attempt + 1));
                 } else {
                     done += 1;
-                    if started < calls {
-                        started += 1;
-                        ready.push(t);
-                    }
                 }
                 continue;
             }
             t = next_ready;
             match pace.try_send(dur(t)) {
                 Ok(ticket) => {
-                    ready.swap_remove(r);
-                    sent.push((t + latency, ticket, iam.take(t + latency / 2.0)));
+                    let (_, attempt) = ready.swap_remove(r);
+                    sent.push((t + latency, ticket, iam.take(t + latency / 2.0), attempt));
                 }
-                Err(wait) => ready[r] = t + wait.as_secs_f64(),
+                Err(Wait::For(wait)) => ready[r].0 = t + wait.as_secs_f64(),
+                Err(Wait::Answer) => ready[r].0 = next_answer,
             }
         }
-        (t, pace.counts().1)
+        Outcome {
+            seconds: t,
+            throttled: pace.counts().1,
+        }
+    }
+
+    /// The shapes of `scripts/bench`'s accounts of 500 and 2,000 users.
+    const SHAPES: [(&str, Shape); 4] = [
+        (
+            "500 dry",
+            Shape {
+                chain: 4,
+                reads: 142,
+                writes: 0,
+            },
+        ),
+        (
+            "500 apply",
+            Shape {
+                chain: 4,
+                reads: 142,
+                writes: 70,
+            },
+        ),
+        (
+            "2000 dry",
+            Shape {
+                chain: 6,
+                reads: 562,
+                writes: 0,
+            },
+        ),
+        (
+            "2000 apply",
+            Shape {
+                chain: 6,
+                reads: 562,
+                writes: 280,
+            },
+        ),
+    ];
+
+    /// The physical limit of a run: the calls beyond the burst at the rate, and the round trips
+    /// that cannot overlap.
+    fn limit(shape: Shape, rate: f64, burst: f64, latency: f64) -> f64 {
+        let steps = shape.chain + 2;
+        let unthrottled = (shape.chain as f64
+            + (shape.reads as f64 / 8.0).ceil()
+            + (shape.writes as f64 / 8.0).ceil())
+            * latency;
+        ((shape.calls() as f64 - burst).max(0.0) / rate + steps as f64 * latency).max(unthrottled)
     }
 
     #[test]
     fn against_a_bucket_it_does_not_know_it_runs_near_the_limit_with_few_throttles() {
-        // The slowest bucket, a tenth of the starting rate, costs a throttle or two more to find,
-        // and so does a deep bucket, which lets the start's rate grow further before it runs dry.
+        // A deep bucket lets the window open further before it runs dry, and costs a throttle or
+        // two more.
         for (rate, burst, share) in [
-            (5.0, 10.0, 0.06),
+            (5.0, 10.0, 0.05),
             (10.0, 20.0, 0.05),
             (20.0, 40.0, 0.05),
-            (40.0, 80.0, 0.05),
             (50.0, 100.0, 0.05),
-            (100.0, 200.0, 0.05),
             (10.0, 40.0, 0.06),
         ] {
-            for latency in [0.002, 0.05] {
-                for calls in [150u64, 600] {
-                    if calls as f64 <= burst {
-                        // IAM never throttles such a run: see the test below.
-                        continue;
+            for latency in [0.003, 0.05] {
+                for (name, shape) in SHAPES {
+                    for seed in 0..3 {
+                        let run = simulate(shape, rate, burst, latency, seed);
+                        let limit = limit(shape, rate, burst, latency);
+                        let case = format!("{name} at {rate}/s (burst {burst}), {latency}s");
+                        assert!(
+                            run.seconds <= limit * 1.2 + 0.1,
+                            "{case}: {:.2}s, limit {limit:.2}s",
+                            run.seconds
+                        );
+                        assert!(
+                            run.throttled as f64 <= shape.calls() as f64 * share,
+                            "{case}: {} throttled",
+                            run.throttled
+                        );
                     }
-                    let (seconds, throttled) = simulate(calls, rate, burst, latency, 8);
-                    let limit = (calls as f64 - burst) / rate;
-                    assert!(
-                        seconds <= limit * 1.2 + 0.5,
-                        "{calls} calls at {rate}/s (burst {burst}), {latency}s: {seconds:.2}s, limit {limit:.2}s"
-                    );
-                    assert!(
-                        throttled as f64 <= calls as f64 * share,
-                        "{calls} calls at {rate}/s (burst {burst}), {latency}s: {throttled} throttled"
-                    );
                 }
             }
         }
     }
 
     #[test]
-    fn an_account_that_never_throttles_is_not_held_to_the_start() {
-        for calls in [150u64, 600] {
-            let (seconds, throttled) = simulate(calls, 1e6, 1e6, 0.05, 8);
-            // Eight calls in flight, 50 ms each: the most the caller could do unpaced. The start's
-            // rate costs a little of it while it doubles.
-            let unpaced = calls.div_ceil(8) as f64 * 0.05;
-            assert!(seconds <= unpaced * 1.4, "{calls} calls: {seconds:.2}s");
-            assert_eq!(throttled, 0);
+    fn an_account_that_never_throttles_is_not_held_back() {
+        for (name, shape) in SHAPES {
+            let run = simulate(shape, 1e6, 1e6, 0.05, 0);
+            // Eight calls in flight, 50 ms each: the most the caller could do unpaced. The
+            // window costs a little of it while it opens.
+            let unpaced = limit(shape, 1e6, 1e6, 0.05);
+            assert!(run.seconds <= unpaced * 1.4, "{name}: {:.2}s", run.seconds);
+            assert_eq!(run.throttled, 0);
+        }
+    }
+
+    #[test]
+    #[ignore = "prints the grid the pacing's constants were chosen on"]
+    fn grid() {
+        for (rate, burst) in [
+            (5.0, 10.0),
+            (10.0, 20.0),
+            (20.0, 40.0),
+            (50.0, 100.0),
+            (100.0, 200.0),
+            (1e6, 1e6),
+        ] {
+            for latency in [0.003, 0.05] {
+                for (name, shape) in SHAPES {
+                    let outcomes: Vec<Outcome> = (0..5)
+                        .map(|seed| simulate(shape, rate, burst, latency, seed))
+                        .collect();
+                    let limit = limit(shape, rate, burst, latency);
+                    let worst = outcomes.iter().map(|o| o.seconds).fold(0.0, f64::max);
+                    let throttled = outcomes.iter().map(|o| o.throttled).max().unwrap();
+                    println!(
+                        "{rate:>7}/s {latency:>5}s {name:>10}: limit {limit:6.2}s worst {:5.2}x throttled {throttled:3} ({:4.1}%)",
+                        worst / limit,
+                        throttled as f64 * 100.0 / shape.calls() as f64
+                    );
+                }
+            }
         }
     }
 }

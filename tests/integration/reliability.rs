@@ -99,6 +99,12 @@ async fn under_iams_token_bucket_few_calls_are_throttled() {
     assert_eq!(a.members(GROUP).await, without);
     let counts = proxy.counts();
     assert!(counts.iam >= 100, "{counts:?}");
+    let reads = proxy.round_trips("ListMFADevices");
+    assert!(!reads.is_empty());
+    assert!(
+        reads.iter().all(|d| *d >= Duration::from_millis(20)),
+        "{reads:?}"
+    );
     // The pacing starts above the bucket's rate and must find it: a handful of throttles, not
     // the dozens that sending at will costs.
     assert!(counts.throttled * 100 <= counts.iam * 15, "{counts:?}");

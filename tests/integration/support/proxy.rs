@@ -124,6 +124,9 @@ struct Shared {
     rules: Mutex<Vec<Rule>>,
     faulted: AtomicU64,
     requests: Mutex<Vec<String>>,
+    /// How long each answer passed on took, from its request's arrival to its answer's last
+    /// byte, by action.
+    round_trips: Mutex<Vec<(String, Duration)>>,
     /// Added to every request, half before it is handled and half before its answer.
     latency: Mutex<Duration>,
     throttle: Mutex<Option<Throttle>>,
@@ -149,6 +152,7 @@ impl FaultProxy {
             faulted: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
+            round_trips: Mutex::new(Vec::new()),
             throttle: Mutex::new(None),
             buckets: Mutex::new(HashMap::new()),
             counts: Mutex::new(Counts::default()),
@@ -198,7 +202,21 @@ impl FaultProxy {
     pub fn reset(&self) {
         *self.shared.counts.lock().expect("counts") = Counts::default();
         self.shared.requests.lock().expect("requests").clear();
+        self.shared.round_trips.lock().expect("round trips").clear();
         self.shared.buckets.lock().expect("buckets").clear();
+    }
+
+    /// The round trips of the `action` requests passed on and answered (not those throttled or
+    /// faulted), in the order they were answered.
+    pub fn round_trips(&self, action: &str) -> Vec<Duration> {
+        self.shared
+            .round_trips
+            .lock()
+            .expect("round trips")
+            .iter()
+            .filter(|(a, _)| a == action)
+            .map(|(_, d)| *d)
+            .collect()
     }
 
     /// Requests answered with a fault so far.
@@ -339,6 +357,7 @@ fn serve(conn: TcpStream, upstream: &str, shared: &Shared) {
     let mut client = write_half;
     let mut reader = BufReader::new(conn);
     while let Some(request) = read_message(&mut reader) {
+        let arrived = Instant::now();
         let body = String::from_utf8_lossy(&request.body).into_owned();
         if let Ok(mut seen) = shared.requests.lock() {
             seen.push(body.clone());
@@ -432,6 +451,14 @@ fn serve(conn: TcpStream, upstream: &str, shared: &Shared) {
         }
         if client.write_all(&response.head).is_err() || client.write_all(&response.body).is_err() {
             return;
+        }
+        let action = body
+            .split('&')
+            .find_map(|p| p.strip_prefix("Action="))
+            .unwrap_or_default()
+            .to_string();
+        if let Ok(mut round_trips) = shared.round_trips.lock() {
+            round_trips.push((action, arrived.elapsed()));
         }
     }
 }
