@@ -12,8 +12,8 @@
 //!   the two is IAM's rate. That is the rate forcemfa keeps, a few percent below.
 //! - Before the first throttle nothing is known, and the calls under way when a bucket of
 //!   unknown size first runs dry are all throttled. So until then the pacing bounds how many calls
-//!   are under way rather than how fast they go: [`START_WINDOW`] at first, and one more for every
-//!   [`WINDOW_GROWTH`] calls IAM accepts. A small bucket runs dry while the window is small; an
+//!   are under way rather than how fast they go: fewer than [`START_WINDOW`] plus the calls IAM
+//!   has accepted divided by [`WINDOW_GROWTH`]. A small bucket runs dry while the window is small; an
 //!   endpoint that never throttles soon has every call the run can make under way, within
 //!   `aws.max_requests_per_second` and `aws.burst`.
 //! - The first throttle sets the rate to a quarter of the calls sent in the last second: IAM
@@ -54,9 +54,11 @@ use aws_smithy_types::retry::ErrorKind;
 
 use crate::sync::lock;
 
-/// Before IAM has throttled anything, at most this many calls are under way at first ...
+/// Before IAM has throttled anything, a call goes only while fewer calls are under way than this
+/// ...
 pub const START_WINDOW: f64 = 2.0;
-/// ... and one more for every so many calls IAM has accepted. The calls under way when a bucket
+/// ... plus the calls IAM has accepted divided by this (two at first, three from the first
+/// answer on, four from the 16th, and so on). The calls under way when a bucket
 /// of unknown size first runs dry are all throttled, so the window is small while few calls have
 /// been accepted (a small bucket runs dry early) and opens as IAM keeps accepting them.
 /// Measured with `scripts/bench` (see the README's Performance section).
@@ -258,7 +260,8 @@ impl Pace {
         pace
     }
 
-    /// How many calls may be under way at once: bounded only until IAM first throttles.
+    /// A call may go while fewer calls than this are under way; bounded only until IAM first
+    /// throttles.
     fn window(&self) -> Option<f64> {
         (self.throttled == 0).then(|| START_WINDOW + self.accepted as f64 / WINDOW_GROWTH)
     }
@@ -289,13 +292,7 @@ impl Pace {
                 }
                 self.last_sent = Some(now);
                 self.in_flight += 1;
-                while self
-                    .recent
-                    .front()
-                    .is_some_and(|&at| now.saturating_sub(at) >= RECENT)
-                {
-                    self.recent.pop_front();
-                }
+                self.forget_before(now);
                 self.recent.push_back(now);
                 Ok(Ticket {
                     generation: self.generation,
@@ -305,6 +302,17 @@ impl Pace {
                 self.waiting_since.get_or_insert(now);
                 Err(Wait::For(wait))
             }
+        }
+    }
+
+    /// Keeps only the calls let go in the [`RECENT`] before `now`.
+    fn forget_before(&mut self, now: Duration) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|&at| now.saturating_sub(at) >= RECENT)
+        {
+            self.recent.pop_front();
         }
     }
 
@@ -361,6 +369,7 @@ impl Pace {
                 }
                 if self.throttled == 1 {
                     // IAM's first throttle: it allows less than the calls went at.
+                    self.forget_before(now);
                     self.recent.len() as f64 / RECENT.as_secs_f64() * FIRST_CUT
                 } else {
                     self.rate() * FIRST_CUT
@@ -480,6 +489,9 @@ pub struct Sent {
     slot: Arc<Slot>,
 }
 
+/// A call's place in the window. The SDK's future of the call holds it until the answer is read
+/// or the call is given up (a timeout, a broken connection, a cancelled run); every caller polls
+/// its calls to the end, so a place is never held by a call nobody waits for.
 #[derive(Debug)]
 struct Slot {
     pacer: Pacer,
@@ -660,17 +672,27 @@ mod tests {
     fn until_the_first_throttle_a_window_bounds_the_calls_under_way() {
         let mut pace = Pace::new(200.0, 100.0, ms(0));
         let mut t = ms(0);
-        let _one = loop_send(&mut pace, t);
+        let one = loop_send(&mut pace, t);
         let _two = loop_send(&mut pace, t);
         assert_eq!(pace.try_send(ms(100)), Err(Wait::Answer));
+        // From the first answer on, three.
+        pace.answered(one, Answer::Accepted, ms(100));
         pace.released();
-        assert!(pace.try_send(ms(100)).is_ok());
-        pace.released();
-        pace.released();
-        // It opens by one for every 15 calls accepted.
-        send_accepted(&mut pace, &mut t, 15);
+        let _three = loop_send(&mut pace, ms(100));
+        let _four = loop_send(&mut pace, ms(100));
+        assert_eq!(pace.try_send(ms(100)), Err(Wait::Answer));
+        for _ in 0..3 {
+            pace.released();
+        }
+        // Four from the 16th accepted on.
+        send_accepted(&mut pace, &mut t, 14);
         let under_way: Vec<Ticket> = (0..3).map(|_| loop_send(&mut pace, t)).collect();
         assert_eq!(pace.try_send(t), Err(Wait::Answer));
+        pace.released();
+        send_accepted(&mut pace, &mut t, 1);
+        let under_way = [under_way[1], under_way[2], loop_send(&mut pace, t)];
+        let _fourth_under_way = loop_send(&mut pace, t);
+        assert_eq!(pace.try_send(t + ms(100)), Err(Wait::Answer));
         // A throttle removes it: the rate holds IAM's pace from then on, however many calls
         // are under way.
         pace.answered(under_way[0], Answer::Throttled, t + ms(20));
