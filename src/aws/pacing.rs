@@ -207,7 +207,7 @@ pub struct Pace {
     bound: Option<f64>,
     /// Calls let go and not answered yet.
     in_flight: u64,
-    /// When the calls of the last [`RECENT`] were let go.
+    /// When the calls of the last [`RECENT`] were let go, until IAM first throttles.
     recent: VecDeque<Duration>,
 }
 
@@ -292,8 +292,11 @@ impl Pace {
                 }
                 self.last_sent = Some(now);
                 self.in_flight += 1;
-                self.forget_before(now);
-                self.recent.push_back(now);
+                if self.throttled == 0 {
+                    // Read only at the first throttle.
+                    self.forget_before(now);
+                    self.recent.push_back(now);
+                }
                 Ok(Ticket {
                     generation: self.generation,
                 })
@@ -370,7 +373,9 @@ impl Pace {
                 if self.throttled == 1 {
                     // IAM's first throttle: it allows less than the calls went at.
                     self.forget_before(now);
-                    self.recent.len() as f64 / RECENT.as_secs_f64() * FIRST_CUT
+                    let sent = self.recent.len();
+                    self.recent = VecDeque::new();
+                    sent as f64 / RECENT.as_secs_f64() * FIRST_CUT
                 } else {
                     self.rate() * FIRST_CUT
                 }
