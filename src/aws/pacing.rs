@@ -972,16 +972,8 @@ mod tests {
                 started += 1;
                 ready.push((t, 0));
             }
-            let (r, next_ready) = ready
-                .iter()
-                .map(|c| c.0)
-                .enumerate()
-                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
-            let (s, next_answer) = sent
-                .iter()
-                .map(|c| c.0)
-                .enumerate()
-                .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a });
+            let (r, next_ready) = earliest(ready.iter().map(|c| c.0));
+            let (s, next_answer) = earliest(sent.iter().map(|c| c.0));
             if next_answer <= next_ready {
                 let (at, ticket, answer, attempt) = sent.swap_remove(s);
                 t = at;
@@ -1009,6 +1001,13 @@ mod tests {
             seconds: t,
             throttled: pace.counts().1,
         }
+    }
+
+    /// The index and time of the earliest of `times` (infinity when there are none).
+    fn earliest(times: impl Iterator<Item = f64>) -> (usize, f64) {
+        times
+            .enumerate()
+            .fold((0, f64::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
     }
 
     /// The shapes of `scripts/bench`'s accounts of 500 and 2,000 users.
