@@ -243,31 +243,30 @@ async fn restore(iam: &Client, n: usize) -> Result<(), String> {
         .map(|i| async move {
             let name = user_name(i);
             // A tool that did not make the change leaves nothing to undo.
-            let gone = |e: &dyn ProvideErrorMetadata| e.code() == Some("NoSuchEntity");
-            if seed_of(i, true).member {
-                match iam
-                    .add_user_to_group()
+            let failed = |e: &dyn ProvideErrorMetadata, shown: String| {
+                (e.code() != Some("NoSuchEntity")).then_some(shown)
+            };
+            let failure = if seed_of(i, true).member {
+                iam.add_user_to_group()
                     .group_name(GROUP)
                     .user_name(&name)
                     .send()
                     .await
-                {
-                    Err(e) if !gone(&e) => return Err(format!("restore {name}: {e}")),
-                    _ => {}
-                }
+                    .err()
+                    .and_then(|e| failed(&e, e.to_string()))
             } else {
-                match iam
-                    .remove_user_from_group()
+                iam.remove_user_from_group()
                     .group_name(GROUP)
                     .user_name(&name)
                     .send()
                     .await
-                {
-                    Err(e) if !gone(&e) => return Err(format!("restore {name}: {e}")),
-                    _ => {}
-                }
+                    .err()
+                    .and_then(|e| failed(&e, e.to_string()))
+            };
+            match failure {
+                Some(e) => Err(format!("restore {name}: {e}")),
+                None => Ok(()),
             }
-            Ok(())
         })
         .buffer_unordered(16)
         .collect()
