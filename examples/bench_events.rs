@@ -18,17 +18,24 @@
 //!    that user was read (GetUser), which is the number of reconciliations the burst cost, the
 //!    writes, and the delay from the first send to the change.
 //!
-//! `--latency-ms N` puts a proxy between the daemon and the emulator that holds every request
-//! (IAM and SQS alike) for N ms before forwarding it, as a distant endpoint would.
+//! `--latency-ms N` puts the test suite's fault proxy between the daemon and the emulator, adding
+//! N ms to every request (IAM and SQS alike), as a distant endpoint would.
 //!
 //! Usage: bench_events [--users N] [--burst N] [--runs N] [--latency-ms N] [--forcemfa PATH]
 //!                     [--keep DIR]
 //!
 //! `--keep DIR` keeps each run's configuration, daemon log and audit log in DIR/run-N.
 
+#[allow(dead_code)]
+#[path = "../tests/integration/support/proxy.rs"]
+mod proxy;
+#[allow(dead_code)]
+#[path = "../tests/integration/support/queue.rs"]
+mod queue;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -237,48 +244,6 @@ fn endpoint_addr(endpoint: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("AWS_ENDPOINT_URL {endpoint} is not http://IP:PORT"))
 }
 
-/// An IAM event as EventBridge puts it on the queue, made at `at` by the IAM user `admin`.
-fn iam_event(name: &str, params: &serde_json::Value, at: OffsetDateTime) -> String {
-    let at = at.format(&Rfc3339).expect("a formattable time");
-    serde_json::json!({
-        "version": "0",
-        "id": uuid::Uuid::new_v4().to_string(),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.iam",
-        "account": ACCOUNT_ID,
-        "time": at,
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "userIdentity": {
-                "type": "IAMUser",
-                "principalId": "AIDACKCEVSQ6C2EXAMPLE",
-                "arn": format!("arn:aws:iam::{ACCOUNT_ID}:user/admin"),
-                "accountId": ACCOUNT_ID,
-                "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
-                "userName": "admin"
-            },
-            "eventTime": at,
-            "eventSource": "iam.amazonaws.com",
-            "eventName": name,
-            "awsRegion": "us-east-1",
-            "sourceIPAddress": "203.0.113.7",
-            "userAgent": "aws-cli/2.15.0",
-            "requestParameters": params,
-            "responseElements": null,
-            "requestID": uuid::Uuid::new_v4().to_string(),
-            "eventID": uuid::Uuid::new_v4().to_string(),
-            "readOnly": false,
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": ACCOUNT_ID,
-            "eventCategory": "Management"
-        }
-    })
-    .to_string()
-}
-
 /// Puts the events on the queue, ten per SendMessageBatch, four batches in flight. Returns, per
 /// user named, when the batch carrying its (first) event was sent.
 async fn enqueue(
@@ -295,7 +260,7 @@ async fn enqueue(
                 .map(|(i, (_, event_name, params))| {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(iam_event(event_name, params, at))
+                        .message_body(queue::iam_event_at(ACCOUNT_ID, event_name, params, at))
                         .build()
                         .map_err(|e| e.to_string())
                 })
@@ -740,14 +705,11 @@ async fn main() -> Result<(), String> {
         .map_err(|_| "AWS_ENDPOINT_URL must name the emulator".to_string())?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let clients = sdk_clients(&sdk);
-    let proxy = if args.latency_ms > 0 {
-        Some(DelayProxy::start(
-            endpoint_addr(&endpoint)?,
-            args.latency_ms,
-        )?)
-    } else {
-        None
-    };
+    let proxy = (args.latency_ms > 0).then(|| {
+        let proxy = proxy::FaultProxy::start(&endpoint);
+        proxy.set_latency(Duration::from_millis(args.latency_ms));
+        proxy
+    });
     let daemon_endpoint = proxy
         .as_ref()
         .map_or(endpoint.clone(), |p| p.endpoint.clone());
@@ -791,91 +753,8 @@ async fn main() -> Result<(), String> {
         eprintln!(
             "every request of the daemon was held {} ms ({} requests)",
             args.latency_ms,
-            p.requests()
+            p.counts().requests
         );
     }
     Ok(())
-}
-
-/// A proxy that holds every HTTP request for a fixed time before forwarding it, on its own
-/// threads with blocking I/O.
-struct DelayProxy {
-    endpoint: String,
-    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl DelayProxy {
-    fn start(upstream: SocketAddr, delay_ms: u64) -> Result<DelayProxy, String> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("proxy: {e}"))?;
-        let endpoint = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        let requests = std::sync::Arc::new(AtomicU64::new(0));
-        let counted = requests.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let counted = counted.clone();
-                std::thread::spawn(move || {
-                    let delay = Duration::from_millis(delay_ms);
-                    let mut client = BufReader::new(conn);
-                    while let Some(request) = read_message(&mut client) {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(delay);
-                        let Some(answer) = forward(upstream, &request) else {
-                            return;
-                        };
-                        if client.get_mut().write_all(&answer).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Ok(DelayProxy { endpoint, requests })
-    }
-
-    fn requests(&self) -> u64 {
-        self.requests.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// One request to the upstream on a connection of its own; the whole answer.
-fn forward(upstream: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
-    let mut up = TcpStream::connect(upstream).ok()?;
-    up.write_all(request).ok()?;
-    read_message(&mut BufReader::new(up))
-}
-
-/// One HTTP/1.1 message, head and body (framed by Content-Length; an answer without it runs to
-/// the end of the connection).
-fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut message = Vec::new();
-    let mut length: Option<usize> = None;
-    loop {
-        let start = message.len();
-        if reader.read_until(b'\n', &mut message).ok()? == 0 {
-            return None;
-        }
-        let line = String::from_utf8_lossy(&message[start..]).to_ascii_lowercase();
-        if let Some(v) = line.strip_prefix("content-length:") {
-            length = v.trim().parse().ok();
-        }
-        if line == "\r\n" {
-            break;
-        }
-    }
-    match length {
-        Some(n) => {
-            let start = message.len();
-            message.resize(start + n, 0);
-            reader.read_exact(&mut message[start..]).ok()?;
-        }
-        None if message.starts_with(b"HTTP/") => {
-            reader.read_to_end(&mut message).ok()?;
-        }
-        None => {}
-    }
-    Some(message)
 }

@@ -70,9 +70,19 @@ impl Queue {
 /// An IAM event as EventBridge puts it on the queue (the shape of AWS's documented examples),
 /// made now by the IAM user `admin` of `account`.
 pub fn iam_event(account: &str, name: &str, params: &serde_json::Value) -> String {
-    let now = time::OffsetDateTime::now_utc()
+    iam_event_at(account, name, params, time::OffsetDateTime::now_utc())
+}
+
+/// The same event, made at `at`.
+pub fn iam_event_at(
+    account: &str,
+    name: &str,
+    params: &serde_json::Value,
+    at: time::OffsetDateTime,
+) -> String {
+    let now = at
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+        .expect("a formattable time");
     serde_json::json!({
         "version": "0",
         "id": uuid::Uuid::new_v4().to_string(),
