@@ -319,6 +319,12 @@ impl Pace {
         }
     }
 
+    /// The call waiting for a token was given up before its turn came (its attempt timed out,
+    /// its run was stopped): nobody waits for the rate any more, so no growth is owed for it.
+    pub fn gave_up(&mut self) {
+        self.waiting_since = None;
+    }
+
     /// A call let go is answered, or given up on.
     pub fn released(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -453,18 +459,23 @@ impl Pacer {
     /// is answered or dropped.
     pub async fn turn(&self) -> Sent {
         let _first_in_line = self.inner.queue.lock().await;
+        let mut waiting = Waiting {
+            pacer: self,
+            sent: false,
+        };
         loop {
             // Registered before the pace is asked, so that no release in between is missed.
             let released = self.inner.released.notified();
             let wait = match lock(&self.inner.pace).try_send(self.now()) {
                 Ok(ticket) => {
+                    waiting.sent = true;
                     return Sent {
                         ticket,
                         slot: Arc::new(Slot {
                             pacer: self.clone(),
                             released: AtomicBool::new(false),
                         }),
-                    }
+                    };
                 }
                 Err(wait) => wait,
             };
@@ -484,6 +495,21 @@ impl Pacer {
     /// Calls a second at the moment.
     pub fn rate(&self) -> f64 {
         lock(&self.inner.pace).rate()
+    }
+}
+
+/// The call first in line for its turn. Dropped before it is let go (the call was given up while
+/// it waited), it tells the pace, whose rate would otherwise grow later for a wait nobody waited.
+struct Waiting<'a> {
+    pacer: &'a Pacer,
+    sent: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            lock(&self.pacer.inner.pace).gave_up();
+        }
     }
 }
 
@@ -880,6 +906,21 @@ mod tests {
             .await
             .expect("a freed place lets the next call go")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_call_given_up_while_it_waits_for_the_rate_does_not_grow_it_later() {
+        let pacer = Pacer::new(200.0, 10.0);
+        // Just after IAM's first throttle, at 5 a second: the next token is 0.2 s off.
+        *lock(&pacer.inner.pace) = Pace::throttled_at(5.0, 200.0, 10.0, pacer.now());
+        // A call waits for it and is given up (its attempt timed out, its run was stopped).
+        let given_up = tokio::time::timeout(Duration::from_millis(50), pacer.turn()).await;
+        assert!(given_up.is_err());
+        // Well after, the next call finds a token at once. Nobody waited in between, so the
+        // rate has not grown.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let _sent = pacer.turn().await;
+        assert_eq!(pacer.rate(), 5.0);
     }
 
     /// IAM's side: a token bucket that answers `Throttling` when empty.
