@@ -163,10 +163,36 @@ impl TokenBucket {
 /// How IAM answered one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// IAM took the call (whatever it answered, an error included): it cost a token of its bucket.
+    /// IAM took the call and answered it in full, a result or an error it named: it cost a token
+    /// of its bucket.
     Accepted,
     /// IAM answered that its bucket is empty.
     Throttled,
+}
+
+/// What the SDK made of one attempt that came back with an HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// The SDK's retry classifiers call it a throttling error.
+    pub throttled: bool,
+    pub status: u16,
+    /// The answer was read whole and understood: a result, or an error IAM named.
+    pub read_whole: bool,
+}
+
+/// How an attempt's answer counts against IAM's bucket, if it says anything of it. A throttle
+/// says the bucket is empty; an answer IAM gave in full (a result, or an error such as
+/// NoSuchEntity) cost a token. A server error, or an answer cut short, timed out while its body
+/// was read or malformed, is not known to have reached IAM's bucket: counting it as accepted
+/// would open the window and overstate the rate measured.
+pub fn answer_of(attempt: Attempt) -> Option<Answer> {
+    if attempt.throttled {
+        Some(Answer::Throttled)
+    } else if attempt.status >= 500 || !attempt.read_whole {
+        None
+    } else {
+        Some(Answer::Accepted)
+    }
 }
 
 /// Which rate a call was sent under: a throttle of a call sent before the rate was last lowered
@@ -488,9 +514,12 @@ impl Pacer {
         }
     }
 
-    fn answered(&self, sent: &Sent, answer: Answer) {
-        let now = self.now();
-        lock(&self.inner.pace).answered(sent.ticket, answer, now);
+    /// A call is answered; `None` when the answer says nothing of IAM's bucket.
+    fn answered(&self, sent: &Sent, answer: Option<Answer>) {
+        if let Some(answer) = answer {
+            let now = self.now();
+            lock(&self.inner.pace).answered(sent.ticket, answer, now);
+        }
         sent.slot.release();
     }
 
@@ -615,8 +644,9 @@ impl Intercept for PaceFeedback {
         runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // Only attempts that reached IAM and came back carry a ticket; a timeout or a broken
-        // connection says nothing of IAM's bucket.
+        // Only attempts that came back with an HTTP answer carry a ticket; a timeout before it or
+        // a broken connection says nothing of IAM's bucket, and [`answer_of`] says which answers
+        // do.
         let Some(sent) = context.response().and_then(|r| r.extension::<Sent>()) else {
             return Ok(());
         };
@@ -627,12 +657,16 @@ impl Intercept for PaceFeedback {
                 ..
             })
         );
-        let answer = if throttled {
-            Answer::Throttled
-        } else {
-            Answer::Accepted
+        let attempt = Attempt {
+            throttled,
+            status: context.response().map_or(0, |r| r.status().as_u16()),
+            read_whole: match context.output_or_error() {
+                Some(Ok(_)) => true,
+                Some(Err(e)) => e.is_operation_error(),
+                None => false,
+            },
         };
-        self.pacer.answered(sent, answer);
+        self.pacer.answered(sent, answer_of(attempt));
         Ok(())
     }
 }
@@ -912,6 +946,27 @@ mod tests {
             .await
             .expect("a freed place lets the next call go")
             .unwrap();
+    }
+
+    #[test]
+    fn only_an_answer_read_whole_counts_as_accepted() {
+        let answer = |throttled, status, read_whole| {
+            answer_of(Attempt {
+                throttled,
+                status,
+                read_whole,
+            })
+        };
+        assert_eq!(answer(true, 400, true), Some(Answer::Throttled));
+        assert_eq!(answer(false, 200, true), Some(Answer::Accepted));
+        // NoSuchEntity, AccessDenied: IAM took the call and said no.
+        assert_eq!(answer(false, 404, true), Some(Answer::Accepted));
+        assert_eq!(answer(false, 403, true), Some(Answer::Accepted));
+        // A failure on IAM's side (or a proxy's) says nothing of its bucket ...
+        assert_eq!(answer(false, 500, true), None);
+        assert_eq!(answer(false, 503, true), None);
+        // ... nor does an answer cut short, timed out while its body was read, or malformed.
+        assert_eq!(answer(false, 200, false), None);
     }
 
     #[tokio::test]
