@@ -393,8 +393,12 @@ impl Pace {
         // IAM's bucket is empty: whatever burst is left here would only be throttled too.
         self.bucket.empty(now);
         let current = ticket.generation == self.generation;
+        if !current {
+            // Sent before the rate was last lowered (or a burst dropped): IAM may have judged it
+            // before that moment, so it says nothing of the rate since.
+            return;
+        }
         let rate = match self.empty_at {
-            None if !current => return,
             None => {
                 self.empty_at = Some((now, self.accepted));
                 if self.found.is_some() {
@@ -418,7 +422,7 @@ impl Pace {
                 let span = now.saturating_sub(since);
                 let accepted = self.accepted - accepted_then;
                 let seconds = span.as_secs_f64().max(f64::EPSILON);
-                if current && span >= MIN_SPAN && accepted >= MIN_ACCEPTED {
+                if span >= MIN_SPAN && accepted >= MIN_ACCEPTED {
                     // Empty then and empty now: IAM refilled exactly what it accepted between.
                     let found = accepted as f64 / seconds;
                     self.found = Some(found);
@@ -426,16 +430,12 @@ impl Pace {
                     self.bound = None;
                     found * (1.0 - MARGIN)
                 } else {
-                    // Too soon to measure, but IAM cannot have refilled more than one call more
-                    // than it accepted since: a bound that holds whichever call was throttled.
+                    // Too soon to measure, but the call was sent after IAM's bucket was last
+                    // seen empty, so IAM judged it after that too, and cannot have refilled
+                    // more than one call more than it accepted since: a bound on its rate.
                     let at_most = (accepted + 1) as f64 / seconds;
                     self.bound = Some(self.bound.map_or(at_most, |b| b.min(at_most)));
-                    let cut = if current {
-                        self.rate() * CUT
-                    } else {
-                        self.rate()
-                    };
-                    let rate = cut.min(at_most * (1.0 - MARGIN));
+                    let rate = (self.rate() * CUT).min(at_most * (1.0 - MARGIN));
                     if rate >= self.rate() {
                         return;
                     }
@@ -828,14 +828,14 @@ mod tests {
 
     #[test]
     fn a_throttle_too_soon_to_measure_still_bounds_the_rate() {
-        // A call sent at the start, before IAM's first throttle at 10 ms.
-        let early = Ticket { generation: 0 };
+        // IAM's first throttle at 10 ms; one call accepted after it, another sent and throttled.
         let mut pace = Pace::throttled_at(12.5, 50.0, 10.0, ms(10));
         let mut t = ms(10);
         send_accepted(&mut pace, &mut t, 1);
+        let throttled = loop_send(&mut pace, t);
         // Half a second after the first throttle, with one call accepted since, IAM cannot be
-        // refilling more than 4 a second, whenever the throttled call was sent.
-        pace.answered(early, Answer::Throttled, ms(510));
+        // refilling more than 4 a second.
+        pace.answered(throttled, Answer::Throttled, ms(510));
         assert!((pace.rate() - 3.8).abs() < 1e-9, "{}", pace.rate());
         assert_eq!(pace.found(), None);
         // Quick growth stops at that bound; above it the rate only creeps.
@@ -884,6 +884,18 @@ mod tests {
         }
         // What was left of the burst is gone.
         assert!(pace.try_send(later + ms(25)).is_err());
+    }
+
+    #[test]
+    fn late_answers_to_an_overrun_burst_change_nothing_either() {
+        let (mut pace, t) = measured_at_15();
+        let later = t + ms(10_000);
+        let tickets: Vec<Ticket> = (0..3).map(|_| loop_send(&mut pace, later)).collect();
+        // IAM judged all three as they came in; its answers reach us a tenth of a second apart.
+        for (i, ticket) in tickets.into_iter().enumerate() {
+            pace.answered(ticket, Answer::Throttled, later + ms(20 + 100 * i as u64));
+            assert!((pace.rate() - 14.25).abs() < 0.01, "{}", pace.rate());
+        }
     }
 
     #[test]
