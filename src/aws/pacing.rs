@@ -163,35 +163,37 @@ impl TokenBucket {
 /// How IAM answered one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// IAM took the call and answered it in full, a result or an error it named: it cost a token
-    /// of its bucket.
+    /// IAM took the call, whatever it answered: it cost a token of its bucket.
     Accepted,
     /// IAM answered that its bucket is empty.
     Throttled,
 }
 
-/// What the SDK made of one attempt that came back with an HTTP answer.
+/// What is known of one attempt that came back with an HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
     /// The SDK's retry classifiers call it a throttling error.
     pub throttled: bool,
-    pub status: u16,
-    /// The answer was read whole and understood: a result, or an error IAM named.
-    pub read_whole: bool,
+    /// The answer bears IAM's request id ([`IAM_REQUEST_ID`]): IAM gave it.
+    pub from_iam: bool,
 }
 
-/// How an attempt's answer counts against IAM's bucket, if it says anything of it. A throttle
-/// says the bucket is empty; an answer IAM gave in full (a result, or an error such as
-/// NoSuchEntity) cost a token. A server error, or an answer cut short, timed out while its body
-/// was read or malformed, is not known to have reached IAM's bucket: counting it as accepted
-/// would open the window and overstate the rate measured.
+/// The header with which IAM stamps every answer it gives, errors included.
+pub const IAM_REQUEST_ID: &str = "x-amzn-requestid";
+
+/// How an attempt's answer counts against IAM's bucket, if it says anything of it. IAM decides
+/// whether to throttle a call as it comes in, so any other answer IAM gave (a result, an error
+/// such as NoSuchEntity, a server error, a body cut short) means it took the call in and spent a
+/// token on it. An answer IAM did not
+/// give (a proxy's error page, a load balancer's) is not known to have reached its bucket:
+/// counting it as accepted would open the window and overstate the rate measured.
 pub fn answer_of(attempt: Attempt) -> Option<Answer> {
     if attempt.throttled {
         Some(Answer::Throttled)
-    } else if attempt.status >= 500 || !attempt.read_whole {
-        None
-    } else {
+    } else if attempt.from_iam {
         Some(Answer::Accepted)
+    } else {
+        None
     }
 }
 
@@ -659,12 +661,9 @@ impl Intercept for PaceFeedback {
         );
         let attempt = Attempt {
             throttled,
-            status: context.response().map_or(0, |r| r.status().as_u16()),
-            read_whole: match context.output_or_error() {
-                Some(Ok(_)) => true,
-                Some(Err(e)) => e.is_operation_error(),
-                None => false,
-            },
+            from_iam: context
+                .response()
+                .is_some_and(|r| r.headers().contains_key(IAM_REQUEST_ID)),
         };
         self.pacer.answered(sent, answer_of(attempt));
         Ok(())
@@ -961,24 +960,22 @@ mod tests {
     }
 
     #[test]
-    fn only_an_answer_read_whole_counts_as_accepted() {
-        let answer = |throttled, status, read_whole| {
+    fn only_an_answer_from_iam_counts_against_its_bucket() {
+        let answer = |throttled, from_iam| {
             answer_of(Attempt {
                 throttled,
-                status,
-                read_whole,
+                from_iam,
             })
         };
-        assert_eq!(answer(true, 400, true), Some(Answer::Throttled));
-        assert_eq!(answer(false, 200, true), Some(Answer::Accepted));
-        // NoSuchEntity, AccessDenied: IAM took the call and said no.
-        assert_eq!(answer(false, 404, true), Some(Answer::Accepted));
-        assert_eq!(answer(false, 403, true), Some(Answer::Accepted));
-        // A failure on IAM's side (or a proxy's) says nothing of its bucket ...
-        assert_eq!(answer(false, 500, true), None);
-        assert_eq!(answer(false, 503, true), None);
-        // ... nor does an answer cut short, timed out while its body was read, or malformed.
-        assert_eq!(answer(false, 200, false), None);
+        assert_eq!(answer(true, true), Some(Answer::Throttled));
+        // Whatever else IAM answered (a result, NoSuchEntity, a server error, a body cut short),
+        // it took the call in and spent a token on it.
+        assert_eq!(answer(false, true), Some(Answer::Accepted));
+        // A throttle is a throttle, whoever says it.
+        assert_eq!(answer(true, false), Some(Answer::Throttled));
+        // An answer IAM did not give (a proxy's error page, a load balancer's 502) says nothing
+        // of IAM's bucket.
+        assert_eq!(answer(false, false), None);
     }
 
     #[tokio::test]

@@ -290,6 +290,17 @@ fn http_answer(status: &str, body: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// IAM's answer: the status and body, stamped with a request id as IAM stamps every answer.
+fn iam_answer(status: &str, body: &str, connection: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nx-amzn-RequestId: {REQUEST_ID}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+const REQUEST_ID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// The answer that replaces the upstream's; `None` for faults that forward.
 fn fault_response(fault: &Fault) -> Option<Vec<u8>> {
     let (status, kind, code) = match fault {
@@ -304,9 +315,9 @@ fn fault_response(fault: &Fault) -> Option<Vec<u8>> {
         Fault::Delay(_) | Fault::Drop | Fault::DropAfterForward | Fault::Rewrite(_) => return None,
     };
     let body = format!(
-        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+        "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>{kind}</Type><Code>{code}</Code><Message>injected by the test proxy</Message></Error><RequestId>{REQUEST_ID}</RequestId></ErrorResponse>"
     );
-    Some(http_answer(status, &body))
+    Some(iam_answer(status, &body, "close"))
 }
 
 /// The access key and the service a request is signed for (SigV4's `Credential=KEY/DATE/REGION/
@@ -342,12 +353,8 @@ fn take_token(shared: &Shared, throttle: Throttle, key: &str) -> bool {
 
 /// IAM's `Throttling` error, on a connection that stays open.
 fn throttling_answer() -> Vec<u8> {
-    let body = "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>";
-    format!(
-        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    let body = format!("<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>{REQUEST_ID}</RequestId></ErrorResponse>");
+    iam_answer("400 Bad Request", &body, "keep-alive")
 }
 
 fn serve(conn: TcpStream, upstream: &str, shared: &Shared) {
