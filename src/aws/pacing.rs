@@ -184,9 +184,9 @@ pub const IAM_REQUEST_ID: &str = "x-amzn-requestid";
 /// How an attempt's answer counts against IAM's bucket, if it says anything of it. IAM decides
 /// whether to throttle a call as it comes in, so any other answer IAM gave (a result, an error
 /// such as NoSuchEntity, a server error, a body cut short) means it took the call in and spent a
-/// token on it. An answer IAM did not
-/// give (a proxy's error page, a load balancer's) is not known to have reached its bucket:
-/// counting it as accepted would open the window and overstate the rate measured.
+/// token on it. An answer IAM did not give (a proxy's error page, a load balancer's) is not known
+/// to have reached its bucket: counting it as accepted would open the window and overstate the
+/// rate measured.
 pub fn answer_of(attempt: Attempt) -> Option<Answer> {
     if attempt.throttled {
         Some(Answer::Throttled)
@@ -870,31 +870,34 @@ mod tests {
         (pace, ms(1200))
     }
 
-    #[test]
-    fn a_burst_overrun_after_a_quiet_spell_keeps_the_measured_rate() {
+    /// Ten seconds after IAM was measured at 15 a second, three calls of a burst go together and
+    /// IAM throttles them all, one overrun; their answers come `apart` from one another. The rate
+    /// measured holds through every one of them. Returns the pace and when the last answer came.
+    fn an_overrun_burst_answered(apart: Duration) -> (Pace, Duration) {
         let (mut pace, t) = measured_at_15();
         let later = t + ms(10_000);
-        // Three calls of the burst go together and IAM throttles them all: one overrun.
         let tickets: Vec<Ticket> = (0..3).map(|_| loop_send(&mut pace, later)).collect();
-        for (i, ticket) in tickets.into_iter().enumerate() {
-            pace.answered(ticket, Answer::Throttled, later + ms(20 + i as u64));
+        let mut at = later + ms(20);
+        for ticket in tickets {
+            pace.answered(ticket, Answer::Throttled, at);
             // (The burst's calls were spaced out, and the rate crept up by a hair meanwhile.)
             assert!((pace.rate() - 14.25).abs() < 0.01, "{}", pace.rate());
+            at += apart;
         }
+        (pace, at - apart)
+    }
+
+    #[test]
+    fn a_burst_overrun_after_a_quiet_spell_keeps_the_measured_rate() {
+        let (mut pace, last) = an_overrun_burst_answered(ms(1));
         // What was left of the burst is gone.
-        assert!(pace.try_send(later + ms(25)).is_err());
+        assert!(pace.try_send(last + ms(3)).is_err());
     }
 
     #[test]
     fn late_answers_to_an_overrun_burst_change_nothing_either() {
-        let (mut pace, t) = measured_at_15();
-        let later = t + ms(10_000);
-        let tickets: Vec<Ticket> = (0..3).map(|_| loop_send(&mut pace, later)).collect();
         // IAM judged all three as they came in; its answers reach us a tenth of a second apart.
-        for (i, ticket) in tickets.into_iter().enumerate() {
-            pace.answered(ticket, Answer::Throttled, later + ms(20 + 100 * i as u64));
-            assert!((pace.rate() - 14.25).abs() < 0.01, "{}", pace.rate());
-        }
+        an_overrun_burst_answered(ms(100));
     }
 
     #[test]
