@@ -283,17 +283,23 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> Option<Message> {
 
 /// A whole, well-framed HTTP answer.
 fn http_answer(status: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+    answer(status, "", body, "close")
 }
 
 /// IAM's answer: the status and body, stamped with a request id as IAM stamps every answer.
 fn iam_answer(status: &str, body: &str, connection: &str) -> Vec<u8> {
+    answer(
+        status,
+        &format!("x-amzn-RequestId: {REQUEST_ID}\r\n"),
+        body,
+        connection,
+    )
+}
+
+/// An HTTP/1.1 answer: the status, `headers` (whole lines) and an XML body.
+fn answer(status: &str, headers: &str, body: &str, connection: &str) -> Vec<u8> {
     format!(
-        "HTTP/1.1 {status}\r\nx-amzn-RequestId: {REQUEST_ID}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\n{headers}Content-Type: text/xml\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
