@@ -13,6 +13,7 @@ use crate::aws::identity;
 use crate::aws::{load_sdk_config, AccountClients};
 use crate::config::Config;
 use crate::environment;
+use crate::files;
 use crate::policy;
 use crate::policy::bootstrap;
 use crate::reconcile::report::exit;
@@ -251,13 +252,21 @@ fn load_config(path: Option<&Path>, telemetry: &Telemetry) -> Option<Config> {
 }
 
 async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
-    let Some(config) = load_config(args.config.config.as_deref(), telemetry) else {
+    let Some(mut config) = load_config(args.config.config.as_deref(), telemetry) else {
         return exit::USAGE;
     };
+    // Decided once, here: the reconciler then neither opens the audit log nor keeps its state.
+    config.dry_run |= args.dry_run;
     let mut options = RunOptions::from_config(&config);
-    options.dry_run |= args.dry_run;
     if args.max_changes.is_some() {
         options.max_changes = args.max_changes;
+    }
+    if let Some(path) = &args.metrics_file {
+        // Refused before anything is read or changed, rather than after the run.
+        if let Err(e) = files::check(metrics::METRICS_FILE, path) {
+            error!(error = %e, "invalid command line; nothing was changed");
+            return exit::USAGE;
+        }
     }
 
     let reconciler = match Reconciler::open(config).await {

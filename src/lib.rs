@@ -12,6 +12,7 @@ pub(crate) mod clock;
 pub mod cloudtrail;
 pub mod config;
 pub(crate) mod environment;
+pub(crate) mod files;
 pub mod policy;
 pub(crate) mod reconcile;
 pub(crate) mod service;

@@ -33,6 +33,9 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
     #[error(transparent)]
     Environment(#[from] NotUnicode),
+    /// A file forcemfa is to write that it must not or cannot (the error names the key).
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }
 
 impl ConfigError {
@@ -471,23 +474,18 @@ fn validate_run_timeout(
 }
 
 /// The audit log is only ever appended to; the state file is rewritten whole, through a temporary
-/// file beside it. Were they one file, each run would wipe the audit trail.
+/// file beside it. Were they one file, each run would wipe the audit trail. (The temporary file
+/// has a random name and is created exclusively, so it can never be the audit log.)
 fn validate_separate_files(audit_log: &Path, state_file: &Path) -> Result<(), ConfigError> {
-    let temporary = state_file.with_extension("tmp");
-    for (state, what) in [
-        (state_file, "the same file as"),
-        (temporary.as_path(), "the temporary file of"),
-    ] {
-        if same_file(audit_log, state) {
-            return Err(ConfigError::invalid(
-                "cleanup.state_file",
-                format!(
-                    "audit_log `{}` is {what} cleanup.state_file `{}`; rewriting the state would destroy the audit trail",
-                    audit_log.display(),
-                    state_file.display()
-                ),
-            ));
-        }
+    if same_file(audit_log, state_file) {
+        return Err(ConfigError::invalid(
+            "cleanup.state_file",
+            format!(
+                "audit_log `{}` is the same file as cleanup.state_file `{}`; rewriting the state would destroy the audit trail",
+                audit_log.display(),
+                state_file.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -1171,13 +1169,17 @@ mod tests {
             // sublink/.. is the parent of sub, as the system resolves it: d itself.
             ("sublink/../a", "a"),
             ("sublink/x", "sub/x"),
-            ("state.tmp", "state.json"),
         ];
         for (audit, state) in same {
             let err = validate_separate_files(&d.join(audit), &d.join(state)).unwrap_err();
             assert_eq!(key_of(err), "cleanup.state_file", "{audit} and {state}");
         }
-        for (audit, state) in [("a", "b"), ("sub/a", "a"), ("a.jsonl", "a.json")] {
+        for (audit, state) in [
+            ("a", "b"),
+            ("sub/a", "a"),
+            ("a.jsonl", "a.json"),
+            ("state.tmp", "state.json"),
+        ] {
             assert!(
                 validate_separate_files(&d.join(audit), &d.join(state)).is_ok(),
                 "{audit} and {state}"

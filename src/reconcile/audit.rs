@@ -11,13 +11,14 @@
 //! off before the next record, so that no record is ever glued onto a fragment. Writers take an
 //! exclusive lock on the file for each record, so two processes sharing it interleave whole lines.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::files::{self, FileError, Mode};
 use crate::sync::lock;
 
 /// Which step of a change a line records.
@@ -28,8 +29,12 @@ pub enum Step {
     Intent,
     /// IAM acknowledged the change.
     Done,
-    /// IAM refused it, or its answer could not be read: see `error`.
+    /// IAM refused it, or a read after an answer that never came shows it not made: see
+    /// `error`.
     Failed,
+    /// No answer came, and the read to check failed too: IAM may or may not have made it (see
+    /// `error`). The next run settles it from IAM's state.
+    Unknown,
 }
 
 /// One line as recorded.
@@ -45,10 +50,13 @@ pub struct Entry<'a> {
     pub action: &'a str,
     pub outcome: Step,
     pub reason: &'a str,
-    /// Why a `failed` change failed.
+    /// Why a `failed` change failed, or why an `unknown` one is not known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
 }
+
+/// The configuration key that names the file, for errors.
+const KEY: &str = "audit_log";
 
 /// An append-only JSON-lines file.
 pub struct AuditLog {
@@ -57,20 +65,27 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating) `path` for appending, and cuts off a partial last line left behind.
-    pub fn open(path: &Path) -> Result<AuditLog, String> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(|e| format!("cannot open audit_log {}: {e}", path.display()))?;
+    /// Opens (creating, readable by forcemfa's user only) `path` for appending, and cuts off a
+    /// partial last line left behind. A link or anything but a regular file is refused.
+    pub fn open(path: &Path) -> Result<AuditLog, FileError> {
+        let file = files::open_append(KEY, path, Mode::Private)?;
         let log = AuditLog {
             path: path.to_path_buf(),
             file: Mutex::new(file),
         };
-        log.locked(|file| end_on_whole_line(file).map(|_| ()))?;
+        log.locked_io(|file| end_on_whole_line(file).map(|_| ()))
+            .map_err(|source| FileError::Io {
+                key: KEY,
+                path: path.to_path_buf(),
+                op: "repair",
+                source,
+            })?;
         Ok(log)
+    }
+
+    /// Checks, opening nothing, that `path` could serve as the audit log (for a dry run).
+    pub fn check(path: &Path) -> Result<(), FileError> {
+        files::check(KEY, path)
     }
 
     /// Appends one line and syncs it to disk. On failure the file is left as it was.
@@ -93,13 +108,17 @@ impl AuditLog {
 
     /// Runs `f` on the file under an exclusive lock that other processes respect too.
     fn locked<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> Result<T, String> {
+        self.locked_io(f)
+            .map_err(|e| format!("cannot write audit_log {}: {e}", self.path.display()))
+    }
+
+    fn locked_io<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> std::io::Result<T> {
         let mut file = lock(&self.file);
-        let result = file.lock().and_then(|()| {
+        file.lock().and_then(|()| {
             let result = f(&mut file);
             let _ = file.unlock();
             result
-        });
-        result.map_err(|e| format!("cannot write audit_log {}: {e}", self.path.display()))
+        })
     }
 }
 
@@ -215,17 +234,16 @@ mod tests {
     fn an_unwritable_path_is_named() {
         let err = AuditLog::open(Path::new("/nonexistent/dir/audit.jsonl"))
             .err()
-            .unwrap();
+            .unwrap()
+            .to_string();
         assert!(err.contains("/nonexistent/dir/audit.jsonl"), "{err}");
     }
 
     #[test]
-    fn a_failed_write_leaves_no_fragment() {
-        // /dev/full takes no byte: the error is reported and nothing is left half-written.
-        let Ok(log) = AuditLog::open(Path::new("/dev/full")) else {
-            return;
-        };
-        let err = log.record(&entry("carol", Step::Intent)).unwrap_err();
-        assert!(err.contains("/dev/full"), "{err}");
+    fn a_device_is_refused() {
+        // /dev/full would take no byte; it is not a file to keep records in.
+        let err = AuditLog::open(Path::new("/dev/full")).err().unwrap().to_string();
+        assert!(err.contains("audit_log `/dev/full`"), "{err}");
+        assert!(err.contains("not a regular file"), "{err}");
     }
 }

@@ -12,6 +12,10 @@ use tracing::warn;
 
 use crate::arn::Arn;
 use crate::config::CleanupSettings;
+use crate::files::{self, FileError, Mode};
+
+/// The configuration key that names the state file, for errors.
+const KEY: &str = "cleanup.state_file";
 
 /// The account in a virtual MFA device's serial number (`arn:PARTITION:iam::ACCOUNT:mfa/NAME`).
 fn serial_account(serial: &str) -> Option<&str> {
@@ -77,8 +81,9 @@ impl Sightings {
     /// Reads the state file. A missing file is an empty record; so is an unreadable one (with
     /// the reason), which only delays deletions, never hastens them.
     pub fn load(path: &Path) -> (Sightings, Option<String>) {
-        match std::fs::read_to_string(path) {
-            Ok(text) => match serde_json::from_str(&text) {
+        match files::read(KEY, path) {
+            Ok(None) => (Sightings::default(), None),
+            Ok(Some(text)) => match serde_json::from_str(&text) {
                 Ok(s) => (s, None),
                 Err(e) => (
                     Sightings::default(),
@@ -88,21 +93,20 @@ impl Sightings {
                     )),
                 ),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Sightings::default(), None),
-            Err(e) => (
-                Sightings::default(),
-                Some(format!("cannot read {}: {e}", path.display())),
-            ),
+            Err(e) => (Sightings::default(), Some(e.to_string())),
         }
     }
 
-    /// Writes the state file whole (through a temporary file, so that a crash leaves the old one).
+    /// Writes the state file whole, readable by forcemfa's user only (through a temporary file,
+    /// so that a crash leaves the old one).
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        files::replace(KEY, path, text.as_bytes(), Mode::Private).map_err(|e| e.to_string())
+    }
+
+    /// Checks, opening nothing, that `path` could serve as the state file.
+    pub fn check(path: &Path) -> Result<(), FileError> {
+        files::check(KEY, path)
     }
 }
 

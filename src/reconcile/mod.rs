@@ -176,7 +176,8 @@ impl Reconciler {
     ) -> RunReport {
         let ctx = self.context(options, scope, stop);
         let report = run(&ctx, &self.clients).await;
-        if *scope == Scope::All {
+        // What a dry run saw is not kept: it writes nothing.
+        if *scope == Scope::All && !options.dry_run {
             lock(&self.sightings).keep(&self.config.cleanup);
         }
         report
@@ -200,16 +201,21 @@ impl Reconciler {
     }
 }
 
+/// Checks the files the configuration names, and opens the audit log, unless this is a dry
+/// run: a dry run writes nothing anywhere, so it only checks that the path could serve.
 fn open_audit_log(config: &Config) -> Result<Option<AuditLog>, ConfigError> {
-    config
-        .audit_log
-        .as_deref()
-        .map(AuditLog::open)
-        .transpose()
-        .map_err(|message| ConfigError::Invalid {
-            key: "audit_log".to_string(),
-            message,
-        })
+    if let Some(path) = &config.cleanup.state_file {
+        Sightings::check(path)?;
+    }
+    let Some(path) = config.audit_log.as_deref() else {
+        return Ok(None);
+    };
+    if config.dry_run {
+        AuditLog::check(path)?;
+        info!(audit_log = %path.display(), "dry run: the audit log is usable and is left as it is");
+        return Ok(None);
+    }
+    Ok(Some(AuditLog::open(path)?))
 }
 
 /// What one run works with.

@@ -1,7 +1,5 @@
 //! Prometheus metrics, all named `forcemfa_*`, fed from each run's report.
 
-use std::ffi::OsString;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
@@ -14,6 +12,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::clock::unix_now;
+use crate::files::{self, FileError, Mode};
 use crate::reconcile::report::{AccountOutcome, AccountReport, RunReport, RunResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -226,31 +225,21 @@ impl Metrics {
 /// collector (`reconcile --metrics-file`), so that timer and CronJob runs are observable too.
 /// The text goes to a temporary file beside `path` (a name the collector ignores), is synced,
 /// then renamed over `path`: a scrape never reads half a file, and a failed write leaves nothing
-/// at `path` (the previous file stays whole).
-pub fn write_textfile(path: &Path, report: &RunReport, duration_secs: f64) -> Result<(), String> {
-    let failed = |e: &dyn std::fmt::Display| {
-        format!("cannot write the metrics file {}: {e}", path.display())
-    };
+/// at `path` (the previous file stays whole). The file is readable by everyone (the collector
+/// runs as another user); a link or anything but a regular file at `path` is refused.
+pub fn write_textfile(path: &Path, report: &RunReport, duration_secs: f64) -> Result<(), FileError> {
     let metrics = Metrics::new();
     metrics.record_run(report, duration_secs, unix_now());
-    let name = path
-        .file_name()
-        .ok_or_else(|| failed(&"the path names no file"))?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut file| {
-            file.write_all(metrics.encode_prometheus().as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        failed(&e)
-    })
+    files::replace(
+        METRICS_FILE,
+        path,
+        metrics.encode_prometheus().as_bytes(),
+        Mode::Shared,
+    )
 }
+
+/// The command-line option that names the metrics file, for errors.
+pub const METRICS_FILE: &str = "--metrics-file";
 
 /// Rewrites OpenMetrics text as Prometheus text format 0.0.4.
 fn to_prometheus_text(openmetrics: &str) -> String {

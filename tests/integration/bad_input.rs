@@ -109,8 +109,6 @@ async fn the_audit_log_and_the_state_file_cannot_be_one_file() {
         (absolute.to_str().unwrap(), "a.jsonl"),
         ("link.jsonl", "real.jsonl"),
         ("hard.jsonl", "real.jsonl"),
-        // The state file is rewritten through a temporary file beside it.
-        ("state.tmp", "state.json"),
     ] {
         let config = a.config(&format!(
             "audit_log = \"{audit}\"\n[cleanup]\nstate_file = \"{state}\"\n"

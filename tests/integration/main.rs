@@ -10,6 +10,7 @@ mod daemon;
 mod deadline;
 mod deploy;
 mod events;
+mod files;
 mod fail_safe;
 mod group_policy;
 mod monitoring;

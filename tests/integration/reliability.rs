@@ -6,9 +6,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::daemon::Daemon;
 use crate::support::proxy::{Fault, FaultProxy, Rule, Throttle};
-use crate::support::{names, set, Account};
+use crate::support::{
+    audit_log_at_limit, names, run, set, with_file_size_limit, Account,
+};
 
 const GROUP: &str = "ForceMFA";
+/// A file size limit under which the log files of a short test still fit, and at which
+/// [`audit_log_at_limit`] leaves the audit log full.
+const FULL: u64 = 16 << 20;
 
 /// A mixed account: `n` users, a third with virtual MFA, a sixth with hardware MFA, the rest
 /// without; members and non-members of every kind. Returns the users that belong in the group.
@@ -424,9 +429,19 @@ async fn kill_9_at_any_point_leaves_every_change_made_in_the_audit_log() {
 async fn no_change_is_made_that_the_audit_log_cannot_record() {
     let a = Account::with_group().await;
     a.user("carol").await;
-    // Writes to /dev/full fail with ENOSPC: the intent cannot be written, so nothing is sent.
-    let config = a.config("audit_log = \"/dev/full\"\n");
-    let run = a.reconcile_json(&config);
+    // The audit log is as large as the file size limit allows: the intent cannot be written, so
+    // nothing is sent.
+    let log = a.dir.path().join("audit.jsonl");
+    audit_log_at_limit(&log, FULL);
+    let config = a.config(&format!("audit_log = \"{}\"\n", log.display()));
+    let config = config.to_str().unwrap();
+    let run = run(with_file_size_limit(
+        &mut a.command(
+            &a.moto.endpoint,
+            &["reconcile", "--config", config, "--output", "json"],
+        ),
+        FULL,
+    ));
     assert_eq!(run.code, 1, "{}", run.stderr);
     let acct = run.account();
     assert!(names(&acct["added"]).is_empty(), "{acct}");
@@ -451,10 +466,13 @@ async fn no_change_is_made_that_the_audit_log_cannot_record() {
 async fn the_service_counts_audit_write_failures() {
     let a = Account::with_group().await;
     a.user("carol").await;
-    let d = Daemon::start(
+    let log = a.dir.path().join("audit.jsonl");
+    audit_log_at_limit(&log, FULL);
+    let d = Daemon::start_with_file_size_limit(
         &a,
         &a.moto.endpoint,
-        "run_on_start = true\naudit_log = \"/dev/full\"\n",
+        &format!("run_on_start = true\naudit_log = \"{}\"\n", log.display()),
+        FULL,
     );
     d.wait_runs(1, 15).await;
     let (_, metrics) = d.get("/metrics");
@@ -467,8 +485,6 @@ async fn the_service_counts_audit_write_failures() {
 
 #[tokio::test]
 async fn a_full_disk_leaves_whole_lines_and_no_unrecorded_change() {
-    use std::os::unix::process::CommandExt;
-
     let a = Account::with_group().await;
     let mut everyone = BTreeSet::new();
     for name in ["u1", "u2", "u3", "u4", "u5"] {
@@ -484,26 +500,13 @@ async fn a_full_disk_leaves_whole_lines_and_no_unrecorded_change() {
     let path = config.to_str().unwrap().to_string();
 
     // The file may grow to about two and a half records: a later write stops part-way, as on a
-    // full disk (EFBIG under RLIMIT_FSIZE; SIGXFSZ ignored so that the write fails instead).
+    // full disk.
     let limit = 24 + 2 * 230 + 100;
     let mut cmd = a.command(
         &a.moto.endpoint,
         &["reconcile", "--config", &path, "--output", "json"],
     );
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            let rl = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().unwrap();
+    let out = with_file_size_limit(&mut cmd, limit).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();

@@ -106,7 +106,7 @@ impl Daemon {
         config_text: &str,
         env: &[(&str, &str)],
     ) -> Daemon {
-        Daemon::launch(account, endpoint, config_text, env, None)
+        Daemon::launch(account, endpoint, config_text, env, None, None)
     }
 
     /// Starts it with a soft limit of `nofile` open files, as a service manager would set.
@@ -116,7 +116,18 @@ impl Daemon {
         config_text: &str,
         nofile: u64,
     ) -> Daemon {
-        Daemon::launch(account, endpoint, config_text, &[], Some(nofile))
+        Daemon::launch(account, endpoint, config_text, &[], Some(nofile), None)
+    }
+
+    /// Starts it with no regular file allowed to grow past `bytes` (see
+    /// [`super::with_file_size_limit`]).
+    pub fn start_with_file_size_limit(
+        account: &Account,
+        endpoint: &str,
+        config_text: &str,
+        bytes: u64,
+    ) -> Daemon {
+        Daemon::launch(account, endpoint, config_text, &[], None, Some(bytes))
     }
 
     fn launch(
@@ -125,6 +136,7 @@ impl Daemon {
         config_text: &str,
         env: &[(&str, &str)],
         nofile: Option<u64>,
+        file_size: Option<u64>,
     ) -> Daemon {
         // Port 0: the daemon binds a free port itself and logs the address it got, so no other
         // process can take the port between a test's choice and the daemon's bind.
@@ -156,6 +168,9 @@ impl Daemon {
                     Ok(())
                 });
             }
+        }
+        if let Some(bytes) = file_size {
+            super::with_file_size_limit(&mut cmd, bytes);
         }
         let child = cmd
             .stdout(Stdio::from(

@@ -409,12 +409,59 @@ pub fn forcemfa(
     for (k, v) in env {
         cmd.env(k, v);
     }
+    run(&mut cmd)
+}
+
+/// Runs a command set up by [`command`] to completion.
+pub fn run(cmd: &mut Command) -> Run {
     let out = cmd.output().expect("run forcemfa");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Makes `cmd` start with this umask.
+pub fn with_umask(cmd: &mut Command, mask: u32) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask as libc::mode_t);
+            Ok(())
+        })
+    }
+}
+
+/// Makes `cmd` start with no regular file allowed to grow past `bytes`, as on a full disk: a
+/// write past it fails with EFBIG (SIGXFSZ is ignored, so that the write fails instead).
+pub fn with_file_size_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: signal and setrlimit are async-signal-safe, and nothing else runs between fork
+    // and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let rl = libc::rlimit {
+                rlim_cur: bytes as libc::rlim_t,
+                rlim_max: bytes as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// An audit log already at `limit` bytes, ending on a whole line: under that file size limit no
+/// record fits any more. (Sparse: it takes no room.)
+pub fn audit_log_at_limit(path: &Path, limit: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::create(path).expect("create the audit log");
+    file.write_all_at(b"\n", limit - 1)
+        .expect("grow the audit log");
 }
 
 /// Another account of the same emulator.
