@@ -456,7 +456,16 @@ async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
     };
     let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own", &config.aws);
     let dry_run = args.dry_run || config.dry_run;
-    match bootstrap::bootstrap(&clients, &config.group, &config.group_policy, dry_run).await {
+    let expected = config.account_id.as_deref();
+    match bootstrap::bootstrap(
+        &clients,
+        &config.group,
+        &config.group_policy,
+        expected,
+        dry_run,
+    )
+    .await
+    {
         Ok(report) => {
             match args.output {
                 Output::Json => match serde_json::to_string_pretty(&report) {

@@ -97,7 +97,9 @@ pub fn open_append(key: &'static str, path: &Path, mode: Mode) -> Result<File, F
         .custom_flags(safe_flags())
         .open(path)
         .map_err(|e| open_error(key, path, "open", e))?;
-    let meta = file.metadata().map_err(|e| io_error(key, path, "inspect", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(key, path, "inspect", e))?;
     judge(key, path, &meta)?;
     if meta.mode() & 0o777 != mode.bits() {
         file.set_permissions(Permissions::from_mode(mode.bits()))
@@ -117,7 +119,9 @@ pub fn read(key: &'static str, path: &Path) -> Result<Option<String>, FileError>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error(key, path, "read", e)),
     };
-    let meta = file.metadata().map_err(|e| io_error(key, path, "inspect", e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_error(key, path, "inspect", e))?;
     judge(key, path, &meta)?;
     let mut text = String::new();
     file.read_to_string(&mut text)
@@ -128,12 +132,22 @@ pub fn read(key: &'static str, path: &Path) -> Result<Option<String>, FileError>
 /// Replaces `path` with `contents`: written to a new temporary file beside it, synced, renamed
 /// over it, and the directory synced. A crash leaves the old file or the new one, never a mix;
 /// a failure leaves the old file and no temporary one.
-pub fn replace(key: &'static str, path: &Path, contents: &[u8], mode: Mode) -> Result<(), FileError> {
+pub fn replace(
+    key: &'static str,
+    path: &Path,
+    contents: &[u8],
+    mode: Mode,
+) -> Result<(), FileError> {
     check(key, path)?;
     let dir = directory_of(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io_error(key, path, "write", std::io::Error::other("the path names no file")))?;
+    let name = path.file_name().ok_or_else(|| {
+        io_error(
+            key,
+            path,
+            "write",
+            std::io::Error::other("the path names no file"),
+        )
+    })?;
     // A name the textfile collector and globs such as `*.json` pass over.
     let mut prefix = std::ffi::OsString::from(".");
     prefix.push(name);
@@ -246,13 +260,19 @@ mod tests {
         ] {
             assert!(matches!(err, FileError::Link { .. }), "{err}");
             let text = err.to_string();
-            assert!(text.contains("audit_log") && text.contains("audit.jsonl"), "{text}");
+            assert!(
+                text.contains("audit_log") && text.contains("audit.jsonl"),
+                "{text}"
+            );
         }
         assert_eq!(
             std::fs::read_to_string(&target).unwrap(),
             "root:x:0:0\nlast line without newline"
         );
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]
@@ -337,8 +357,13 @@ mod tests {
     #[test]
     fn reading_a_missing_file_is_none_and_an_unreadable_directory_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(read("cleanup.state_file", &dir.path().join("absent")).unwrap().is_none());
+        assert!(read("cleanup.state_file", &dir.path().join("absent"))
+            .unwrap()
+            .is_none());
         let err = check("audit_log", Path::new("/nonexistent/dir/audit.jsonl")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/dir/audit.jsonl"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/dir/audit.jsonl"),
+            "{err}"
+        );
     }
 }

@@ -46,6 +46,10 @@ pub struct AwsError {
     pub kind: FailureKind,
     /// The service's code and message when it answered, otherwise the chain of causes.
     pub detail: String,
+    /// The service answered with an error of its own that says the call was not carried out
+    /// (a client error: refused, throttled, not found, invalid). Otherwise — no answer, an
+    /// answer that could not be read, a server error — a write may or may not have been made.
+    pub answered_no: bool,
 }
 
 impl AwsError {
@@ -69,7 +73,9 @@ impl AwsError {
             service,
             operation,
             kind: kind_of(err),
-            detail: describe(err),
+            detail: describe(service, err),
+            answered_no: matches!(err, SdkError::ServiceError(e)
+                if e.err().code().is_some() && e.raw().status().is_client_error()),
         }
     }
 
@@ -101,21 +107,33 @@ where
 
 /// A one-line description of a failed call: the service's code and message when it answered,
 /// otherwise the whole chain of causes (timeouts, connection errors, credentials).
-fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
+fn describe<E>(service: &str, err: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if let SdkError::ServiceError(service) = err {
-        let e = service.err();
+    if let SdkError::ServiceError(answer) = err {
+        let e = answer.err();
         return match (e.code(), e.message()) {
             (Some(code), Some(message)) => format!("{code}: {message}"),
             (Some(code), None) => code.to_string(),
             // An answer the SDK could not read as the service's error: its status says the most.
             (None, _) => format!(
-                "HTTP {} with an error response that is not IAM's",
-                service.raw().status().as_u16()
+                "HTTP {} with an error response that is not {}'s",
+                answer.raw().status().as_u16(),
+                service_name(service)
             ),
         };
     }
     DisplayErrorContext(err).to_string()
+}
+
+/// A service as people name it, from its prefix in `iam:AddUserToGroup`.
+fn service_name(prefix: &str) -> &str {
+    match prefix {
+        "iam" => "IAM",
+        "sts" => "STS",
+        "sqs" => "SQS",
+        "organizations" => "AWS Organizations",
+        other => other,
+    }
 }

@@ -21,7 +21,7 @@ use aws_sdk_iam::config::retry::{RetryPartition, TokenBucket};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+    BeforeTransmitInterceptorContextMut, FinalizerInterceptorContextRef,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
@@ -34,7 +34,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use crate::config::{AwsSettings, RetryMode};
 use crate::sync::lock;
 use answers::AnswerCheck;
-use pacing::{PaceFeedback, PacedHttpClient, Pacer};
+use pacing::{Dispatch, PaceFeedback, PacedHttpClient, Pacer};
 
 /// Retry tokens per account: a retry costs 5, a retried timeout 10, a success returns 1.
 const RETRY_QUOTA: usize = 10_000;
@@ -91,7 +91,8 @@ pub struct CallCounts {
 }
 
 /// Counts requests sent to AWS by operation name, retries included: that is what IAM's throttling
-/// and the call budget see.
+/// and the call budget see. An attempt abandoned before its request left (waiting for the
+/// pacing) is not counted.
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter {
     counts: Arc<Mutex<CallCounts>>,
@@ -119,27 +120,45 @@ impl Intercept for CallCounter {
         "forcemfa::CallCounter"
     }
 
-    fn read_before_transmit(
+    /// Tags the attempt's request, so that the pacing can tell whether it left the process.
+    fn modify_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let op = operation(cfg);
-        self.with(|c| *c.calls.entry(op).or_default() += 1);
+        let dispatch = Dispatch::default();
+        context.request_mut().add_extension(dispatch.clone());
+        cfg.interceptor_state().store_put(dispatch);
         Ok(())
     }
 
+    /// Counts the attempt when its request went out: one given up while it waited for its turn
+    /// in the pacing (its attempt timed out, or the run stopped) never reached AWS.
     fn read_after_attempt(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if matches!(context.output_or_error(), Some(Err(_))) {
-            let op = operation(cfg);
-            self.with(|c| *c.errors.entry(op).or_default() += 1);
+        // None: the attempt failed before its request was ready (credentials, signing).
+        let dispatch = cfg.load::<Dispatch>().cloned();
+        if dispatch.is_some() {
+            cfg.interceptor_state().unset::<Dispatch>();
         }
+        if dispatch.as_ref().is_some_and(|d| !d.went_out()) {
+            return Ok(());
+        }
+        let failed = matches!(context.output_or_error(), Some(Err(_)));
+        let op = operation(cfg);
+        self.with(|c| {
+            if failed {
+                *c.errors.entry(op.clone()).or_default() += 1;
+            }
+            if dispatch.is_some() {
+                *c.calls.entry(op).or_default() += 1;
+            }
+        });
         Ok(())
     }
 }

@@ -34,8 +34,10 @@
 //! answer (a broken connection, a timeout) frees its place in the window when it is dropped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use aws_smithy_runtime::client::retries::classifiers::run_classifiers_on_ctx;
@@ -49,8 +51,10 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::retries::classifiers::{RetryAction, RetryReason};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::retry::ErrorKind;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 
 use crate::sync::lock;
 
@@ -609,11 +613,90 @@ struct PacedConnector {
     pacer: Pacer,
 }
 
+/// Whether an attempt's request went out, for the call count: tagged on the request before it is
+/// sent, and marked by the pacing while the request waits for its turn, when it is handed to the
+/// HTTP client, and when the HTTP client starts writing its body onto a connection. An attempt
+/// given up before that (waiting for its turn, waiting for a connection, or handed on in the
+/// very instant its time ran out) never reached AWS. A request of a client without pacing is
+/// never marked, and always counts.
+#[derive(Debug, Clone, Default)]
+pub struct Dispatch(Arc<AtomicU8>);
+
+const WAITING: u8 = 1;
+const HANDED_ON: u8 = 2;
+const WRITTEN: u8 = 3;
+
+impl Dispatch {
+    /// False only for a request that had not started on its way when it was given up.
+    pub fn went_out(&self) -> bool {
+        matches!(self.0.load(Ordering::Relaxed), 0 | WRITTEN)
+    }
+
+    fn set(&self, state: u8) {
+        self.0.store(state, Ordering::Relaxed);
+    }
+
+    /// Hands `request` on: marked written as soon as the HTTP client reads its body to write it
+    /// (at once when it has none).
+    fn hand_on(request: &mut HttpRequest) {
+        let Some(dispatch) = request.extension::<Dispatch>().cloned() else {
+            return;
+        };
+        if request.body().content_length() == Some(0) {
+            dispatch.set(WRITTEN);
+            return;
+        }
+        dispatch.set(HANDED_ON);
+        let body = request.take_body();
+        *request.body_mut() = SdkBody::from_body_1_x(MarkedBody {
+            inner: body,
+            dispatch,
+        });
+    }
+}
+
+/// A request body that marks its [`Dispatch`] written when the HTTP client first reads it;
+/// otherwise the body it wraps, length and end included.
+struct MarkedBody {
+    inner: SdkBody,
+    dispatch: Dispatch,
+}
+
+impl Body for MarkedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.dispatch.set(WRITTEN);
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        Body::size_hint(&self.inner)
+    }
+}
+
+impl Storable for Dispatch {
+    type Storer = StoreReplace<Self>;
+}
+
 impl HttpConnector for PacedConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let (inner, pacer) = (self.inner.clone(), self.pacer.clone());
         HttpConnectorFuture::new(async move {
+            let mut request = request;
+            if let Some(d) = request.extension::<Dispatch>() {
+                d.set(WAITING);
+            }
             let sent = pacer.turn().await;
+            Dispatch::hand_on(&mut request);
             // A call that fails on the way drops its [`Sent`], which frees its place.
             let mut response = inner.call(request).await?;
             // The answer carries its ticket to [`PaceFeedback`], which classifies it.

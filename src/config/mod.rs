@@ -204,6 +204,9 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub group: String,
+    /// The account forcemfa's own credentials must belong to (`account_id`): checked before
+    /// anything is changed with them. Roles are checked against their ARN's account.
+    pub account_id: Option<String>,
     pub dry_run: bool,
     pub max_changes: Option<u64>,
     pub console_users_only: bool,
@@ -295,6 +298,12 @@ impl Config {
     fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let group = raw.group.unwrap_or_else(|| DEFAULT_GROUP.to_string());
         validate_group_name(&group)?;
+        if let Some(bad) = raw.account_id.as_ref().filter(|id| !is_account_id(id)) {
+            return Err(ConfigError::invalid(
+                "account_id",
+                format!("`{bad}` is not a 12-digit AWS account id"),
+            ));
+        }
 
         let max_changes = match raw.max_changes {
             None => None,
@@ -360,6 +369,7 @@ impl Config {
 
         Ok(Config {
             group,
+            account_id: raw.account_id,
             dry_run: raw.dry_run.unwrap_or(false),
             max_changes,
             console_users_only: raw.console_users_only.unwrap_or(false),

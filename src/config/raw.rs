@@ -11,6 +11,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) group: Option<String>,
+    #[serde(default, deserialize_with = "digits")]
+    pub(super) account_id: Option<String>,
     pub(super) dry_run: Option<bool>,
     pub(super) max_changes: Option<i64>,
     pub(super) console_users_only: Option<bool>,
@@ -106,4 +108,19 @@ pub(super) struct RawAws {
     pub(super) max_accounts_in_parallel: Option<i64>,
     pub(super) max_requests_per_second: Option<i64>,
     pub(super) burst: Option<i64>,
+}
+
+/// An account id as written in the file (`"123456789012"`) or in an environment variable, where
+/// twelve digits read as a TOML integer.
+fn digits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Digits {
+        Text(String),
+        Number(u64),
+    }
+    Ok(Option::<Digits>::deserialize(d)?.map(|v| match v {
+        Digits::Text(text) => text,
+        Digits::Number(n) => n.to_string(),
+    }))
 }

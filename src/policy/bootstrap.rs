@@ -69,12 +69,18 @@ pub async fn bootstrap(
     clients: &AccountClients,
     group: &str,
     settings: &GroupPolicySettings,
+    expected_account: Option<&str>,
     dry_run: bool,
 ) -> Result<BootstrapReport, String> {
     let identity = identity::caller_identity(clients).await.map_err(|e| {
         format!("cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}")
     })?;
     let account_id = identity.account_id;
+    if let Some(expected) = expected_account.filter(|e| **e != account_id) {
+        return Err(format!(
+            "account_mismatch: the credentials belong to account {account_id}, not {expected} (`account_id`): nothing was read or changed"
+        ));
+    }
     let partition = arn::partition_of(&identity.arn)
         .map_err(|e| format!("the partition of the credentials' ARN: {e}"))?;
     let account = policy::Account {

@@ -4,11 +4,17 @@
 //! Every change goes through a [`Journal`]: told before the request is sent, which may veto it,
 //! and told as soon as IAM has answered, so that the audit trail and the logs never trail behind
 //! what IAM has done, whatever happens to the process afterwards.
+//!
+//! A change whose answer never came (a timeout, a connection lost after sending, an answer that
+//! cannot be read, a server error) is not called refused: one read of the user's groups says
+//! whether IAM made it, and when that read fails too the outcome is unknown, and said so.
 
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 use crate::aws::{AccountClients, AwsError};
+use crate::reconcile::inventory;
 use crate::reconcile::plan::{Action, UserName};
 
 /// One write to IAM.
@@ -39,12 +45,54 @@ impl Change {
 
 /// What became of one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeResult {
+    /// IAM made it: it said so, or, when its answer never came, a read afterwards shows it made.
+    Done,
+    /// IAM answered no, or, when its answer never came, a read afterwards shows it not made.
+    Failed(String),
+    /// Sent, but its answer never came and the read to check failed too: IAM may or may not
+    /// have made it. The next run settles it from IAM's state.
+    Unknown(String),
+    /// Not sent: its audit record could not be written.
+    Vetoed(String),
+    /// Not sent: the run was stopped first.
+    Stopped(String),
+}
+
+impl ChangeResult {
+    /// Whether the request went out: only then may IAM have made the change.
+    pub fn sent(&self) -> bool {
+        !matches!(self, ChangeResult::Vetoed(_) | ChangeResult::Stopped(_))
+    }
+
+    /// `done`, `failed`, `unknown`, or `failed` for a change not sent, as logs name outcomes.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ChangeResult::Done => "done",
+            ChangeResult::Unknown(_) => "unknown",
+            ChangeResult::Failed(_) | ChangeResult::Vetoed(_) | ChangeResult::Stopped(_) => {
+                "failed"
+            }
+        }
+    }
+
+    /// Why it was not made, or why its outcome is not known.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ChangeResult::Done => None,
+            ChangeResult::Failed(r)
+            | ChangeResult::Unknown(r)
+            | ChangeResult::Vetoed(r)
+            | ChangeResult::Stopped(r) => Some(r),
+        }
+    }
+}
+
+/// What became of one change.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub change: Change,
-    /// `Err` carries the failed call and IAM's answer, or why the change was not sent.
-    pub result: Result<(), String>,
-    /// Whether the request went out: only then may IAM have made the change.
-    pub sent: bool,
+    pub result: ChangeResult,
 }
 
 /// Hears of every change as it happens.
@@ -56,12 +104,20 @@ pub trait Journal: Sync {
     fn after(&self, outcome: &Outcome);
 }
 
+/// Where changes are written: an account's clients and its enforcement group.
+#[derive(Clone, Copy)]
+pub struct Writer<'a> {
+    pub clients: &'a AccountClients,
+    pub group: &'a str,
+    /// For the read that settles a change whose answer never came.
+    pub page_size: i32,
+}
+
 /// Applies every change with bounded concurrency. A failed change does not stop the others: each
 /// concerns one user or device only. Once `stop` is cancelled no new change starts (`not_started`
 /// says why); those already sent are let finish.
 pub async fn apply(
-    clients: &AccountClients,
-    group: &str,
+    writer: Writer<'_>,
     changes: Vec<Change>,
     concurrency: usize,
     stop: &CancellationToken,
@@ -70,19 +126,15 @@ pub async fn apply(
 ) -> Vec<Outcome> {
     stream::iter(changes)
         .map(|change| async move {
-            let (result, sent) = if stop.is_cancelled() {
-                (Err(not_started.to_string()), false)
+            let result = if stop.is_cancelled() {
+                ChangeResult::Stopped(not_started.to_string())
             } else {
                 match journal.before(&change) {
-                    Ok(()) => (send(clients, group, &change).await, true),
-                    Err(e) => (Err(e), false),
+                    Ok(()) => make(writer, &change).await,
+                    Err(e) => ChangeResult::Vetoed(e),
                 }
             };
-            let outcome = Outcome {
-                change,
-                result,
-                sent,
-            };
+            let outcome = Outcome { change, result };
             journal.after(&outcome);
             outcome
         })
@@ -91,7 +143,35 @@ pub async fn apply(
         .await
 }
 
-async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<(), String> {
+/// Sends one change and settles what became of it.
+async fn make(writer: Writer<'_>, change: &Change) -> ChangeResult {
+    let error = match send(writer, change).await {
+        Ok(()) => return ChangeResult::Done,
+        Err(e) if e.answered_no => return ChangeResult::Failed(e.to_string()),
+        Err(e) => e,
+    };
+    // The request may have reached IAM and been carried out: one read says which.
+    let Change::Membership(user, action) = change else {
+        return ChangeResult::Unknown(format!(
+            "{error}; whether the device is gone shows at the next run"
+        ));
+    };
+    match inventory::in_group(writer.clients, &user.0, writer.group, writer.page_size).await {
+        Ok(member) if member == (*action == Action::Add) => {
+            info!(user = %user, action = action.as_str(), error = %error, "membership change made although its answer never came (a read afterwards shows it)");
+            ChangeResult::Done
+        }
+        Ok(_) => ChangeResult::Failed(format!(
+            "{error}; a read afterwards shows the change not made"
+        )),
+        Err(read) => ChangeResult::Unknown(format!(
+            "{error}; the read to check whether it was made failed too ({read})"
+        )),
+    }
+}
+
+async fn send(writer: Writer<'_>, change: &Change) -> Result<(), AwsError> {
+    let Writer { clients, group, .. } = writer;
     match change {
         Change::Membership(user, Action::Add) => clients
             .iam
@@ -101,7 +181,7 @@ async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| AwsError::iam("AddUserToGroup", &e).to_string()),
+            .map_err(|e| AwsError::iam("AddUserToGroup", &e)),
         Change::Membership(user, Action::Remove) => clients
             .iam
             .remove_user_from_group()
@@ -110,7 +190,7 @@ async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| AwsError::iam("RemoveUserFromGroup", &e).to_string()),
+            .map_err(|e| AwsError::iam("RemoveUserFromGroup", &e)),
         // IAM refuses to delete a device that a user has enabled in the meantime, so a race with
         // a user finishing their set-up cannot take their device away.
         Change::DeleteDevice(serial) => clients
@@ -120,6 +200,6 @@ async fn send(clients: &AccountClients, group: &str, change: &Change) -> Result<
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| AwsError::iam("DeleteVirtualMFADevice", &e).to_string()),
+            .map_err(|e| AwsError::iam("DeleteVirtualMFADevice", &e)),
     }
 }

@@ -242,7 +242,10 @@ mod tests {
     #[test]
     fn a_device_is_refused() {
         // /dev/full would take no byte; it is not a file to keep records in.
-        let err = AuditLog::open(Path::new("/dev/full")).err().unwrap().to_string();
+        let err = AuditLog::open(Path::new("/dev/full"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("audit_log `/dev/full`"), "{err}");
         assert!(err.contains("not a regular file"), "{err}");
     }

@@ -179,7 +179,8 @@ impl Reconciler {
             timeout: self.config.run_timeout,
         };
         let span = tracing::info_span!("account", account_id);
-        let report = reconcile_account(&ctx, run_id, &clients, &target, &halt)
+        // The event's account is the one to act in, whatever the credentials turn out to be.
+        let report = reconcile_account(&ctx, run_id, &clients, &target, Some(account_id), &halt)
             .instrument(span)
             .await;
 
@@ -281,7 +282,7 @@ impl Reconciler {
 enum Unhandled {
     /// The account could not be reconciled at all.
     All(String),
-    /// Users (lower-case) skipped or whose change failed.
+    /// Users (lower-case) skipped, or whose change failed or has an unknown outcome.
     Some(HashSet<String>),
 }
 
@@ -300,6 +301,7 @@ fn unhandled_users(report: &AccountReport) -> Unhandled {
             .iter()
             .map(|s| s.user.to_ascii_lowercase())
             .chain(report.failed.iter().map(|f| f.user.to_ascii_lowercase()))
+            .chain(report.unknown.iter().map(|u| u.user.to_ascii_lowercase()))
             .collect(),
     )
 }

@@ -31,6 +31,15 @@ pub enum AccountError {
     },
     #[error("stopped before the account was read: {0}")]
     Stopped(String),
+    /// The credentials are another account's than the one meant (a role whose trust or answer
+    /// is wrong, a profile for another account): nothing is read or changed with them.
+    #[error("the credentials {credentials} belong to account {actual}, not {expected}: nothing was read or changed")]
+    AccountMismatch {
+        expected: String,
+        actual: String,
+        /// What the credentials were meant to be: a role's ARN, or forcemfa's own credentials.
+        credentials: String,
+    },
 }
 
 impl AccountError {
@@ -43,6 +52,7 @@ impl AccountError {
             AccountError::Read(e) => e.kind.metric_label(),
             AccountError::Nonsense { .. } => "invalid_response",
             AccountError::Stopped(_) => "stopped",
+            AccountError::AccountMismatch { .. } => "account_mismatch",
         }
     }
 }
@@ -403,8 +413,9 @@ pub enum UserRead {
     Found(UserFacts),
 }
 
-/// The groups of one user, every page: whether `group` is among them.
-async fn in_group(
+/// The groups of one user, every page: whether `group` is among them. (Also the read that
+/// settles a membership change whose answer never came.)
+pub async fn in_group(
     clients: &AccountClients,
     user: &str,
     group: &str,

@@ -24,7 +24,7 @@ use crate::aws::{identity, AccountClients};
 use crate::clock::unix_now_secs;
 use crate::config::{Config, ConfigError};
 use crate::sync::lock;
-use apply::{Change, Journal, Outcome};
+use apply::{Change, ChangeResult, Journal, Outcome, Writer};
 use audit::{AuditLog, Step};
 use devices::Sightings;
 use gate::Gates;
@@ -269,8 +269,9 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
             () = tokio::time::sleep(halt.timeout) => {
                 halt.token.cancel();
                 warn!(run_timeout_secs = halt.timeout.as_secs(), "run_timeout passed: no new read or change starts");
-                // Changes already sent are given the time their calls may take.
-                let grace = Duration::from_secs(ctx.config.aws.operation_timeout_secs) + ABANDON_MARGIN;
+                // Changes already sent are given the time their calls may take, and the read
+                // that settles one whose answer never came.
+                let grace = 2 * Duration::from_secs(ctx.config.aws.operation_timeout_secs) + ABANDON_MARGIN;
                 match tokio::time::timeout(grace, &mut work).await {
                     Ok(error) => error,
                     Err(_) => {
@@ -357,7 +358,7 @@ async fn all_accounts(
                     "account",
                     account_id = target.account_id().unwrap_or("own"),
                 );
-                let report = reconcile_account(ctx, run_id, &clients, &target, halt)
+                let report = reconcile_account(ctx, run_id, &clients, &target, None, halt)
                     .instrument(span)
                     .await;
                 lock(finished).push((target, report));
@@ -385,22 +386,29 @@ fn abandoned(ctx: &RunContext<'_>, target: &Target, halt: &Halt<'_>) -> AccountR
     }
 }
 
+/// Reconciles the account of `target`; `expected` is the account it must be (see
+/// [`reconcile_into`]), by default the one the target names.
 async fn reconcile_account(
     ctx: &RunContext<'_>,
     run_id: &str,
     clients: &AccountClients,
     target: &Target,
+    expected: Option<&str>,
     halt: &Halt<'_>,
 ) -> AccountReport {
     let started = Instant::now();
+    let expected = expected
+        .or(target.account_id())
+        .or(ctx.config.account_id.as_deref());
     let mut report = AccountReport {
-        account_id: target.account_id().map(str::to_string),
+        account_id: expected.map(str::to_string),
         name: target.name().map(str::to_string),
         group: ctx.config.group.clone(),
         max_changes: ctx.options.max_changes,
         ..AccountReport::default()
     };
-    if let Err(e) = reconcile_into(ctx, run_id, clients, &mut report, halt).await {
+    if let Err(e) = reconcile_into(ctx, run_id, clients, target, expected, &mut report, halt).await
+    {
         warn!(
             account_id = report.account_id.as_deref().unwrap_or(""),
             error_kind = e.metric_label(),
@@ -417,10 +425,14 @@ async fn reconcile_account(
     report
 }
 
+/// `expected` is the account the clients must act in, when it is known: a role's, the one the
+/// configuration names for forcemfa's own credentials, the one an event came from.
 async fn reconcile_into(
     ctx: &RunContext<'_>,
     run_id: &str,
     clients: &AccountClients,
+    target: &Target,
+    expected: Option<&str>,
     report: &mut AccountReport,
     halt: &Halt<'_>,
 ) -> Result<(), AccountError> {
@@ -431,6 +443,16 @@ async fn reconcile_into(
         .await
         .ok_or_else(|| AccountError::Stopped(halt.reason()))?
         .map_err(AccountError::Identity)?;
+    if let Some(expected) = expected.filter(|e| **e != identity.account_id) {
+        return Err(AccountError::AccountMismatch {
+            expected: expected.to_string(),
+            actual: identity.account_id,
+            credentials: match target {
+                Target::Role(role) => format!("of role {}", role.role_arn),
+                Target::Own => "forcemfa runs with".to_string(),
+            },
+        });
+    }
     let account_id = identity.account_id.clone();
     report.account_id = Some(account_id.clone());
     report.own_user = identity.user.clone();
@@ -471,9 +493,17 @@ struct Account<'a> {
     rules: &'a Rules,
 }
 
-impl Account<'_> {
+impl<'a> Account<'a> {
     fn id(&self) -> &str {
         self.recorder.account_id
+    }
+
+    fn writer(&self, config: &'a Config) -> Writer<'a> {
+        Writer {
+            clients: self.clients,
+            group: &config.group,
+            page_size: config.aws.page_size,
+        }
     }
 }
 
@@ -583,8 +613,7 @@ async fn settle(
         .map(|(user, action)| Change::Membership(user, action))
         .collect();
     let outcomes = apply::apply(
-        account.clients,
-        &config.group,
+        account.writer(config),
         changes,
         config.aws.max_concurrency,
         &halt.token,
@@ -594,7 +623,7 @@ async fn settle(
     .await;
     let unfinished = outcomes
         .iter()
-        .filter(|o| !o.sent && halt.token.is_cancelled())
+        .filter(|o| matches!(o.result, ChangeResult::Stopped(_)))
         .count();
     record_outcomes(report, outcomes);
     report.applied = true;
@@ -652,25 +681,30 @@ impl Journal for Recorder<'_> {
     fn after(&self, outcome: &Outcome) {
         let account_id = self.account_id;
         let change = &outcome.change;
+        let result = outcome.result.as_str();
         match (&outcome.result, change) {
-            (Ok(()), Change::Membership(user, action)) => {
-                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = "done", "membership change");
+            (ChangeResult::Done, Change::Membership(user, action)) => {
+                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, "membership change");
             }
-            (Ok(()), Change::DeleteDevice(serial)) => {
-                info!(account_id, serial = %serial, dry_run = false, outcome = "done", "MFA device deletion");
+            (ChangeResult::Done, Change::DeleteDevice(serial)) => {
+                info!(account_id, serial = %serial, dry_run = false, outcome = result, "MFA device deletion");
             }
-            (Err(reason), Change::Membership(user, action)) => {
-                warn!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = "failed", reason = %reason, "membership change");
+            (other, Change::Membership(user, action)) => {
+                let reason = other.reason().unwrap_or_default();
+                warn!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason, "membership change");
             }
-            (Err(reason), Change::DeleteDevice(serial)) => {
-                warn!(account_id, serial = %serial, dry_run = false, outcome = "failed", reason = %reason, "MFA device deletion");
+            (other, Change::DeleteDevice(serial)) => {
+                let reason = other.reason().unwrap_or_default();
+                warn!(account_id, serial = %serial, dry_run = false, outcome = result, reason, "MFA device deletion");
             }
         }
-        if outcome.sent {
-            let _ = match &outcome.result {
-                Ok(()) => self.write(change, Step::Done, None),
-                Err(reason) => self.write(change, Step::Failed, Some(reason)),
+        if outcome.result.sent() {
+            let step = match &outcome.result {
+                ChangeResult::Done => Step::Done,
+                ChangeResult::Unknown(_) => Step::Unknown,
+                _ => Step::Failed,
             };
+            let _ = self.write(change, step, outcome.result.reason());
         }
     }
 }
@@ -755,9 +789,13 @@ async fn clean_up_devices(
         return;
     }
     let changes = due.into_iter().map(Change::DeleteDevice).collect();
-    let outcomes = apply::apply(
+    let writer = Writer {
         clients,
-        &ctx.config.group,
+        group: &ctx.config.group,
+        page_size: ctx.config.aws.page_size,
+    };
+    let outcomes = apply::apply(
+        writer,
         changes,
         ctx.config.aws.max_concurrency,
         &halt.token,
@@ -770,13 +808,17 @@ async fn clean_up_devices(
             continue;
         };
         match outcome.result {
-            Ok(()) => {
+            ChangeResult::Done => {
                 lock(ctx.sightings).forget(&serial);
                 report.deleted_mfa_devices.push(serial);
             }
-            Err(reason) => report
-                .warnings
-                .push(format!("cannot delete MFA device {serial}: {reason}")),
+            ChangeResult::Unknown(reason) => report.warnings.push(format!(
+                "MFA device {serial} may or may not have been deleted: {reason}"
+            )),
+            other => report.warnings.push(format!(
+                "cannot delete MFA device {serial}: {}",
+                other.reason().unwrap_or_default()
+            )),
         }
     }
     report.deleted_mfa_devices.sort();
@@ -812,23 +854,28 @@ fn record_planned(
     }
 }
 
-/// Lists each change made under `added` or `removed`, and each failed one under `failed`; the
-/// journal has already logged and audited them.
+/// Lists each change made under `added` or `removed`, each failed one under `failed`, and each
+/// whose outcome is not known under `unknown`; the journal has already logged and audited them.
 fn record_outcomes(report: &mut AccountReport, outcomes: Vec<Outcome>) {
     for outcome in outcomes {
         let Change::Membership(user, action) = outcome.change else {
             continue;
         };
-        match outcome.result {
-            Ok(()) => push_change(report, action, user.0),
-            Err(reason) => report.failed.push(FailedChange {
-                user: user.0,
-                action: action.as_str(),
-                reason,
-            }),
+        let listed = |reason: &str| FailedChange {
+            user: user.0.clone(),
+            action: action.as_str(),
+            reason: reason.to_string(),
+        };
+        match &outcome.result {
+            ChangeResult::Done => push_change(report, action, user.0),
+            ChangeResult::Unknown(reason) => report.unknown.push(listed(reason)),
+            other => report
+                .failed
+                .push(listed(other.reason().unwrap_or_default())),
         }
     }
     report.added.sort();
     report.removed.sort();
     report.failed.sort_by(|a, b| a.user.cmp(&b.user));
+    report.unknown.sort_by(|a, b| a.user.cmp(&b.user));
 }

@@ -72,8 +72,13 @@ pub struct AccountReport {
     pub max_changes: Option<u64>,
     /// Changes in the plan (adds plus removes).
     pub planned_changes: u64,
-    /// Planned changes that IAM refused; these users are not in `added`/`removed`.
+    /// Planned changes not made: IAM refused them, a read after an answer that never came shows
+    /// them not made, or they were not sent (see `reason`). These users are not in
+    /// `added`/`removed`.
     pub failed: Vec<FailedChange>,
+    /// Changes sent whose answer never came, and which a read afterwards could not settle: IAM
+    /// may or may not have made them. The next run settles them from IAM's state.
+    pub unknown: Vec<FailedChange>,
     /// Users without MFA and without a console password, left out by `console_users_only`.
     pub out_of_scope: Vec<String>,
     /// The IAM user forcemfa runs as, when it is one; never added to the group.
@@ -102,8 +107,8 @@ pub struct AccountReport {
     /// to allow, or `aws.max_requests_per_second` when it did not throttle.
     pub iam_requests_per_second: f64,
     pub duration_seconds: f64,
-    /// Why the account failed, as a metric label; set with `error` by [`AccountReport::fail`].
-    #[serde(skip)]
+    /// Why the account failed, as a metric label (`account_mismatch`, `throttled`, `stopped`,
+    /// ...); set with `error` by [`AccountReport::fail`].
     pub error_kind: Option<&'static str>,
 }
 
@@ -130,6 +135,7 @@ impl AccountReport {
     pub fn trip_guard(&mut self, message: String) {
         self.guard_tripped = true;
         self.error = Some(message);
+        self.error_kind = Some("guard_tripped");
     }
 
     pub fn outcome(&self) -> AccountOutcome {
@@ -154,6 +160,7 @@ impl AccountReport {
         self.error.is_some()
             || !self.skipped.is_empty()
             || !self.failed.is_empty()
+            || !self.unknown.is_empty()
             || !self.audit_errors.is_empty()
     }
 }
@@ -251,6 +258,13 @@ impl RunReport {
             }
             for f in &a.failed {
                 let _ = writeln!(out, "  failed to {} {}: {}", f.action, f.user, f.reason);
+            }
+            for u in &a.unknown {
+                let _ = writeln!(
+                    out,
+                    "  unknown whether IAM made the {} of {} (the next run settles it): {}",
+                    u.action, u.user, u.reason
+                );
             }
             list(
                 &mut out,

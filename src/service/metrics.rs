@@ -227,7 +227,11 @@ impl Metrics {
 /// then renamed over `path`: a scrape never reads half a file, and a failed write leaves nothing
 /// at `path` (the previous file stays whole). The file is readable by everyone (the collector
 /// runs as another user); a link or anything but a regular file at `path` is refused.
-pub fn write_textfile(path: &Path, report: &RunReport, duration_secs: f64) -> Result<(), FileError> {
+pub fn write_textfile(
+    path: &Path,
+    report: &RunReport,
+    duration_secs: f64,
+) -> Result<(), FileError> {
     let metrics = Metrics::new();
     metrics.record_run(report, duration_secs, unix_now());
     files::replace(

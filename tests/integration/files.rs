@@ -45,7 +45,8 @@ async fn an_audit_log_that_is_a_link_is_refused_and_its_target_untouched() {
         let run = a.forcemfa(&args);
         assert_eq!(run.code, 2, "dry run {dry_run}: {}", run.stderr);
         assert!(
-            run.stderr.contains(&format!("audit_log `{}`", log.display()))
+            run.stderr
+                .contains(&format!("audit_log `{}`", log.display()))
                 && run.stderr.contains("symbolic link"),
             "{}",
             run.stderr
@@ -72,19 +73,30 @@ async fn a_dry_run_writes_nothing_not_even_a_repair() {
     ));
     let before = listing(a.dir.path());
 
-    let dry = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap(), "--dry-run"]);
+    let dry = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--dry-run",
+    ]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert_eq!(std::fs::read_to_string(&log).unwrap(), partial);
     assert_eq!(listing(a.dir.path()), before, "a dry run created a file");
     assert!(
-        dry.stderr.contains("the audit log is usable and is left as it is"),
+        dry.stderr
+            .contains("the audit log is usable and is left as it is"),
         "{}",
         dry.stderr
     );
 
     // The same with the audit log absent: it is not created.
     std::fs::remove_file(&log).unwrap();
-    let dry = a.forcemfa(&["reconcile", "--config", config.to_str().unwrap(), "--dry-run"]);
+    let dry = a.forcemfa(&[
+        "reconcile",
+        "--config",
+        config.to_str().unwrap(),
+        "--dry-run",
+    ]);
     assert_eq!(dry.code, 0, "{}", dry.stderr);
     assert!(!log.exists() && !state.exists());
     assert!(a.members(GROUP).await.is_empty());
@@ -154,7 +166,10 @@ async fn a_metrics_file_that_is_a_link_is_refused_before_the_run() {
             run.stderr
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), VICTIM_TEXT);
-        assert!(std::fs::symlink_metadata(&prom).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&prom)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
     assert!(a.members(GROUP).await.is_empty(), "a change was made");
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::daemon::Daemon;
 use crate::support::proxy::{Fault, FaultProxy, Rule, Throttle};
 use crate::support::{
-    audit_log_at_limit, names, run, set, with_file_size_limit, Account,
+    audit_lines, audit_log_at_limit, audited, names, run, set, with_file_size_limit, Account,
 };
 
 const GROUP: &str = "ForceMFA";
@@ -319,29 +319,6 @@ async fn every_change_made_is_in_the_audit_log_and_dry_runs_add_nothing() {
         assert_eq!(steps, ["intent", "done"], "{user}");
     }
     assert_eq!(lines.len(), 6);
-}
-
-/// Every line of an audit log, each of which must be one whole JSON object.
-fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        text.is_empty() || text.ends_with('\n'),
-        "the audit log ends in a partial line: {text:?}"
-    );
-    text.lines()
-        .map(|l| {
-            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a whole JSON line ({e}): {l:?}"))
-        })
-        .collect()
-}
-
-/// Users with a line of `step` for `action` in the audit log.
-fn audited(lines: &[serde_json::Value], action: &str, step: &str) -> BTreeSet<String> {
-    lines
-        .iter()
-        .filter(|l| l["action"] == action && l["outcome"] == step)
-        .map(|l| l["user"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]

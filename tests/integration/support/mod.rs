@@ -613,3 +613,26 @@ pub fn raise_nofile(needed: u64) {
 pub fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(std::string::ToString::to_string).collect()
 }
+
+/// Every line of an audit log, each of which must be one whole JSON object.
+pub fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "the audit log ends in a partial line: {text:?}"
+    );
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a whole JSON line ({e}): {l:?}"))
+        })
+        .collect()
+}
+
+/// Users with a line of `step` for `action` in the audit log.
+pub fn audited(lines: &[serde_json::Value], action: &str, step: &str) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| l["action"] == action && l["outcome"] == step)
+        .map(|l| l["user"].as_str().unwrap().to_string())
+        .collect()
+}
