@@ -157,3 +157,92 @@ async fn steady_state_costs_the_lower_bound_of_calls() {
     .collect();
     assert_eq!(calls, expected);
 }
+
+#[tokio::test]
+async fn credentials_of_another_account_than_the_role_s_change_nothing_in_either() {
+    let a = Account::empty();
+    for id in ["222222222222", "333333333333"] {
+        let other = a.other(id).await;
+        other.group(GROUP).await;
+        other.user("carol").await;
+    }
+    // STS answers the role of 222222222222 with credentials of 333333333333.
+    let wrong = crate::support::credentials_in(&a.moto.endpoint, "333333333333").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=AssumeRole", "222222222222"],
+        Fault::Answer {
+            status: 200,
+            body: crate::support::assume_role_answer(&wrong, "222222222222"),
+        },
+    )]);
+    let config = a.config(
+        "[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\nname = \"prod\"\n",
+    );
+    let metrics = a.dir.path().join("forcemfa.prom");
+    let config = config.to_str().unwrap();
+    let run = a.forcemfa_via(
+        &proxy.endpoint,
+        &[
+            "reconcile",
+            "--config",
+            config,
+            "--output",
+            "json",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let accounts = by_account(&run.report());
+    assert_eq!(accounts.len(), 1);
+    let (id, acct) = &accounts[0];
+    assert_eq!(id, "222222222222");
+    assert_eq!(acct["error_kind"], "account_mismatch", "{acct}");
+    let error = acct["error"].as_str().unwrap();
+    assert!(
+        error.contains("333333333333") && error.contains("role/forcemfa"),
+        "{error}"
+    );
+    assert!(names(&acct["added"]).is_empty(), "{acct}");
+    // Nothing but the identity was asked with those credentials.
+    assert_eq!(
+        acct["api_calls"],
+        serde_json::json!({"GetCallerIdentity": 1}),
+        "{acct}"
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("kind=\"account_mismatch\""),
+        "the metric label: {text}"
+    );
+    for id in ["222222222222", "333333333333"] {
+        assert!(a.other(id).await.members(GROUP).await.is_empty(), "{id} changed");
+    }
+}
+
+#[tokio::test]
+async fn the_own_credentials_must_belong_to_the_configured_account() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let config = a.config("account_id = \"999999999999\"\n");
+    let config = config.to_str().unwrap();
+    let run = a.forcemfa(&["reconcile", "--config", config, "--output", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(acct["account_id"], "999999999999", "{acct}");
+    assert_eq!(acct["error_kind"], "account_mismatch", "{acct}");
+    assert!(a.members(GROUP).await.is_empty());
+
+    let run = a.forcemfa(&["bootstrap", "--config", config]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("account_mismatch"), "{}", run.stderr);
+
+    // The right account, given as a number as an environment variable gives it.
+    let run = a.forcemfa_with(
+        &["reconcile", "--output", "json"],
+        &[("FORCEMFA__ACCOUNT_ID", ACCOUNT_ID)],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members(GROUP).await, set(&["carol"]));
+}

@@ -795,3 +795,50 @@ async fn events_of_organization_accounts_use_each_accounts_role() {
     assert_eq!(handled[0]["account_id"], members[0].as_str());
     assert_eq!(d.stop().0, 0);
 }
+
+#[tokio::test]
+async fn an_event_is_never_acted_on_with_credentials_of_another_account() {
+    let a = Account::empty();
+    for id in ["222222222222", "333333333333"] {
+        let other = a.other(id).await;
+        other.group(GROUP).await;
+        other.user("carol").await;
+    }
+    // STS answers the role of 222222222222 with credentials of 333333333333.
+    let wrong = crate::support::credentials_in(&a.moto.endpoint, "333333333333").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=AssumeRole", "222222222222"],
+        Fault::Answer {
+            status: 200,
+            body: crate::support::assume_role_answer(&wrong, "222222222222"),
+        },
+    )]);
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let d = events_daemon(
+        &a,
+        &proxy.endpoint,
+        &queue,
+        "[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\n",
+    );
+    queue
+        .send(&iam_event(
+            "222222222222",
+            "CreateUser",
+            &serde_json::json!({ "userName": "carol" }),
+        ))
+        .await;
+    until(15, "the event left for redelivery", &d, || async {
+        !d.events("event not handled; left on the queue for redelivery")
+            .is_empty()
+    })
+    .await;
+    let retry = &d.events("event not handled; left on the queue for redelivery")[0];
+    assert!(
+        retry["reason"].as_str().unwrap().contains("333333333333"),
+        "{retry}"
+    );
+    for id in ["222222222222", "333333333333"] {
+        assert!(a.other(id).await.members(GROUP).await.is_empty(), "{id} changed");
+    }
+}

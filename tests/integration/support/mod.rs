@@ -170,6 +170,24 @@ pub fn iam_client(endpoint: &str) -> aws_sdk_iam::Client {
 /// An IAM client for another account of the same moto_server, through sts:AssumeRole (moto
 /// keeps one IAM per account id).
 pub async fn iam_client_in(endpoint: &str, account_id: &str) -> aws_sdk_iam::Client {
+    let c = credentials_in(endpoint, account_id).await;
+    let config = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_string()),
+            None,
+            "tests",
+        ))
+        .build();
+    aws_sdk_iam::Client::from_conf(config)
+}
+
+/// Credentials for account `account_id` of the emulator at `endpoint`, from sts:AssumeRole.
+pub async fn credentials_in(endpoint: &str, account_id: &str) -> aws_sdk_sts::types::Credentials {
     let sts = aws_sdk_sts::Client::from_conf(
         aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -185,20 +203,22 @@ pub async fn iam_client_in(endpoint: &str, account_id: &str) -> aws_sdk_iam::Cli
         .send()
         .await
         .expect("assume role");
-    let c = out.credentials().expect("credentials");
-    let config = aws_sdk_iam::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_string()),
-            None,
-            "tests",
-        ))
-        .build();
-    aws_sdk_iam::Client::from_conf(config)
+    out.credentials().expect("credentials").clone()
+}
+
+/// An sts:AssumeRole answer that hands out `credentials` (of whichever account they are).
+pub fn assume_role_answer(credentials: &aws_sdk_sts::types::Credentials, account_id: &str) -> String {
+    format!(
+        "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
+         <Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
+         <SessionToken>{}</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>\
+         <AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:forcemfa</AssumedRoleId>\
+         <Arn>arn:aws:sts::{account_id}:assumed-role/forcemfa/forcemfa</Arn></AssumedRoleUser>\
+         </AssumeRoleResult><ResponseMetadata><RequestId>r</RequestId></ResponseMetadata></AssumeRoleResponse>",
+        credentials.access_key_id(),
+        credentials.secret_access_key(),
+        credentials.session_token(),
+    )
 }
 
 impl Account {
