@@ -223,60 +223,76 @@ async fn handle(
 }
 
 /// Deletes the messages done with, ten per request. A message that cannot be deleted comes back
-/// after its visibility timeout and is handled again, which changes nothing; it is logged and
-/// counted, since a role without sqs:DeleteMessage would otherwise go unnoticed.
+/// after its visibility timeout and is handled again, which changes nothing; each is logged with
+/// its message id and counted, since a role without sqs:DeleteMessage (or a queue that hands out
+/// messages without a receipt handle) would otherwise go unnoticed. An entry SQS's answer neither
+/// confirms nor lists as failed counts as not deleted.
 async fn delete(
     shared: &Shared,
     sqs: &aws_sdk_sqs::Client,
     settings: &EventsSettings,
     done: &[&Received],
 ) {
-    let with_receipt: Vec<&&Received> = done.iter().filter(|r| r.receipt.is_some()).collect();
-    for chunk in with_receipt.chunks(RECEIVE_MAX as usize) {
-        let entries: Vec<DeleteMessageBatchRequestEntry> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .set_receipt_handle(r.receipt.clone())
-                    .build()
-                    .ok()
-            })
-            .collect();
+    let mut entries: Vec<(&Received, DeleteMessageBatchRequestEntry)> = Vec::new();
+    for r in done {
+        let entry = r.receipt.as_ref().and_then(|receipt| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(entries.len().to_string())
+                .receipt_handle(receipt)
+                .build()
+                .ok()
+        });
+        match entry {
+            Some(entry) => entries.push((r, entry)),
+            None => not_deleted(
+                shared,
+                &r.message_id,
+                "SQS gave the message no receipt handle",
+            ),
+        }
+    }
+    for chunk in entries.chunks(RECEIVE_MAX as usize) {
+        let batch: Vec<DeleteMessageBatchRequestEntry> =
+            chunk.iter().map(|(_, e)| e.clone()).collect();
         match sqs
             .delete_message_batch()
             .queue_url(&settings.queue_url)
-            .set_entries(Some(entries))
+            .set_entries(Some(batch))
             .send()
             .await
         {
             Ok(out) => {
-                for failed in out.failed() {
-                    let message_id = failed
-                        .id()
-                        .parse::<usize>()
-                        .ok()
-                        .and_then(|i| chunk.get(i))
-                        .map(|r| r.message_id.as_str())
-                        .unwrap_or_default();
-                    shared.metrics.record_event_delete_errors(1);
-                    warn!(
-                        message_id,
-                        code = failed.code(),
-                        message = failed.message().unwrap_or_default(),
-                        "event message not deleted; it will be handled again"
-                    );
+                for (r, entry) in chunk {
+                    let id = entry.id();
+                    if out.successful().iter().any(|ok| ok.id() == id) {
+                        continue;
+                    }
+                    let reason = match out.failed().iter().find(|f| f.id() == id) {
+                        Some(f) => format!(
+                            "sqs:DeleteMessageBatch failed for it: {}: {}",
+                            f.code(),
+                            f.message().unwrap_or_default()
+                        ),
+                        None => "sqs:DeleteMessageBatch answered without a word on it".to_string(),
+                    };
+                    not_deleted(shared, &r.message_id, &reason);
                 }
             }
             Err(e) => {
                 let e = AwsError::of("sqs", "DeleteMessageBatch", &e);
-                shared
-                    .metrics
-                    .record_event_delete_errors(chunk.len() as u64);
-                let ids: Vec<&str> = chunk.iter().map(|r| r.message_id.as_str()).collect();
-                warn!(error = %e, message_ids = ids.join(","), "event messages not deleted; they will be handled again");
+                for (r, _) in chunk {
+                    not_deleted(shared, &r.message_id, &e.to_string());
+                }
             }
         }
     }
+}
+
+/// Logs and counts a message done with that stays on the queue.
+fn not_deleted(shared: &Shared, message_id: &str, reason: &str) {
+    shared.metrics.record_event_delete_errors(1);
+    warn!(
+        message_id,
+        reason, "event message not deleted; it will be handled again"
+    );
 }

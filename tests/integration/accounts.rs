@@ -217,7 +217,10 @@ async fn credentials_of_another_account_than_the_role_s_change_nothing_in_either
         "the metric label: {text}"
     );
     for id in ["222222222222", "333333333333"] {
-        assert!(a.other(id).await.members(GROUP).await.is_empty(), "{id} changed");
+        assert!(
+            a.other(id).await.members(GROUP).await.is_empty(),
+            "{id} changed"
+        );
     }
 }
 

@@ -839,6 +839,75 @@ async fn an_event_is_never_acted_on_with_credentials_of_another_account() {
         "{retry}"
     );
     for id in ["222222222222", "333333333333"] {
-        assert!(a.other(id).await.members(GROUP).await.is_empty(), "{id} changed");
+        assert!(
+            a.other(id).await.members(GROUP).await.is_empty(),
+            "{id} changed"
+        );
     }
+}
+
+/// An SQS ReceiveMessage answer with every message's receipt handle taken out.
+fn without_receipt_handles(answer: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(answer) else {
+        return answer.to_string();
+    };
+    for m in v["Messages"].as_array_mut().into_iter().flatten() {
+        if let Some(m) = m.as_object_mut() {
+            m.remove("ReceiptHandle");
+        }
+    }
+    v.to_string()
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_deleted_is_logged_with_its_id_and_counted() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["MaxNumberOfMessages"],
+        Fault::Rewrite(without_receipt_handles),
+    )]);
+    let d = events_daemon(&a, &proxy.endpoint, &queue, "");
+    queue.send(&user_event("CreateUser", "carol")).await;
+    until(10, "the message reported not deleted", &d, || async {
+        !d.events("event message not deleted; it will be handled again")
+            .is_empty()
+    })
+    .await;
+    let handled = &d.events("event handled")[0];
+    let lost = &d.events("event message not deleted; it will be handled again")[0];
+    assert_eq!(lost["message_id"], handled["message_id"], "{lost}");
+    assert!(
+        lost["reason"].as_str().unwrap().contains("receipt handle"),
+        "{lost}"
+    );
+    assert!(metric(&d, "forcemfa_events_delete_errors_total") >= 1.0);
+    assert_eq!(a.members(GROUP).await, set(&["carol"]));
+}
+
+#[tokio::test]
+async fn a_garbage_queue_answer_is_said_to_be_sqs_s() {
+    let a = Account::with_group().await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["MaxNumberOfMessages"],
+        Fault::Answer {
+            status: 502,
+            body: "<html><body>Bad Gateway</body></html>".to_string(),
+        },
+    )]);
+    let d = events_daemon(&a, &proxy.endpoint, &queue, "[aws]\nmax_attempts = 1");
+    until(10, "the queue reported unreadable", &d, || async {
+        !d.events("cannot read the events queue; scheduled runs go on")
+            .is_empty()
+    })
+    .await;
+    let failure = &d.events("cannot read the events queue; scheduled runs go on")[0];
+    let error = failure["error"].as_str().unwrap();
+    assert!(error.contains("sqs:ReceiveMessage"), "{error}");
+    assert!(error.contains("not SQS's"), "{error}");
+    assert!(!error.contains("IAM"), "{error}");
 }

@@ -207,7 +207,10 @@ pub async fn credentials_in(endpoint: &str, account_id: &str) -> aws_sdk_sts::ty
 }
 
 /// An sts:AssumeRole answer that hands out `credentials` (of whichever account they are).
-pub fn assume_role_answer(credentials: &aws_sdk_sts::types::Credentials, account_id: &str) -> String {
+pub fn assume_role_answer(
+    credentials: &aws_sdk_sts::types::Credentials,
+    account_id: &str,
+) -> String {
     format!(
         "<AssumeRoleResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><AssumeRoleResult>\
          <Credentials><AccessKeyId>{}</AccessKeyId><SecretAccessKey>{}</SecretAccessKey>\
