@@ -6,8 +6,9 @@
 //! what IAM has done, whatever happens to the process afterwards.
 //!
 //! A change whose answer never came (a timeout, a connection lost after sending, an answer that
-//! cannot be read, a server error) is not called refused: one read of the user's groups says
-//! whether IAM made it, and when that read fails too the outcome is unknown, and said so.
+//! cannot be read, a server error) is not called refused: one read (the user's groups, or the
+//! account's virtual MFA devices) says whether IAM made it, and when that read fails too the
+//! outcome is unknown, and said so.
 
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -151,17 +152,25 @@ async fn make(writer: Writer<'_>, change: &Change) -> ChangeResult {
         Err(e) => e,
     };
     // The request may have reached IAM and been carried out: one read says which.
-    let Change::Membership(user, action) = change else {
-        return ChangeResult::Unknown(format!(
-            "{error}; whether the device is gone shows at the next run"
-        ));
+    let (clients, page_size) = (writer.clients, writer.page_size);
+    let made = match change {
+        Change::Membership(user, action) => {
+            inventory::in_group(clients, &user.0, writer.group, page_size)
+                .await
+                .map(|member| member == (*action == Action::Add))
+        }
+        Change::DeleteDevice(serial) => {
+            inventory::virtual_device_exists(clients, serial, page_size)
+                .await
+                .map(|exists| !exists)
+        }
     };
-    match inventory::in_group(writer.clients, &user.0, writer.group, writer.page_size).await {
-        Ok(member) if member == (*action == Action::Add) => {
-            info!(user = %user, action = action.as_str(), error = %error, "membership change made although its answer never came (a read afterwards shows it)");
+    match made {
+        Ok(true) => {
+            info!(subject = change.subject(), action = change.action_name(), error = %error, "change made although its answer never came (a read afterwards shows it)");
             ChangeResult::Done
         }
-        Ok(_) => ChangeResult::Failed(format!(
+        Ok(false) => ChangeResult::Failed(format!(
             "{error}; a read afterwards shows the change not made"
         )),
         Err(read) => ChangeResult::Unknown(format!(

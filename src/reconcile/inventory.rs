@@ -177,16 +177,38 @@ async fn list_users_and_group(
     Ok((users, group_detail))
 }
 
-/// Every virtual MFA device, every page: the names of the IAM users holding one, and the serial
-/// numbers of those that belong to nobody.
+/// The account's virtual MFA devices, as [`virtual_devices`] reads them.
+#[derive(Debug, Default)]
+struct VirtualDevices {
+    /// The names of the IAM users holding one.
+    holders: HashSet<String>,
+    /// The serial numbers of those that belong to nobody, sorted.
+    unassigned: Vec<String>,
+    /// Every serial number.
+    serials: HashSet<String>,
+}
+
+/// Whether the virtual MFA device `serial` still exists: the read that settles a deletion whose
+/// answer never came.
+pub async fn virtual_device_exists(
+    clients: &AccountClients,
+    serial: &str,
+    page_size: i32,
+) -> Result<bool, String> {
+    let devices = virtual_devices(clients, page_size)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(devices.serials.contains(serial))
+}
+
+/// Every virtual MFA device, every page.
 async fn virtual_devices(
     clients: &AccountClients,
     page_size: i32,
-) -> Result<(HashSet<String>, Vec<String>), AccountError> {
+) -> Result<VirtualDevices, AccountError> {
     const OP: &str = "ListVirtualMFADevices";
     let mut pages = Pages::new();
-    let mut holders = HashSet::new();
-    let mut unassigned = Vec::new();
+    let mut found = VirtualDevices::default();
     while pages.more() {
         let page = clients
             .iam
@@ -205,6 +227,7 @@ async fn virtual_devices(
             if device.serial_number().is_empty() {
                 return Err(nonsense("a device without a serial number"));
             }
+            found.serials.insert(device.serial_number().to_string());
             match device.user() {
                 // The root user's device is listed too; it is no IAM user's.
                 Some(user) => {
@@ -212,10 +235,10 @@ async fn virtual_devices(
                         if user.user_name().is_empty() {
                             return Err(nonsense("a device whose user has no name"));
                         }
-                        holders.insert(user.user_name().to_string());
+                        found.holders.insert(user.user_name().to_string());
                     }
                 }
-                None => unassigned.push(device.serial_number().to_string()),
+                None => found.unassigned.push(device.serial_number().to_string()),
             }
         }
         pages
@@ -225,8 +248,8 @@ async fn virtual_devices(
                 what: e.to_string(),
             })?;
     }
-    unassigned.sort();
-    Ok((holders, unassigned))
+    found.unassigned.sort();
+    Ok(found)
 }
 
 /// The document of a managed policy's default version.
@@ -531,7 +554,11 @@ pub async fn read_account(
             account_id: account_id.to_string(),
         });
     };
-    let (holders, unassigned_devices) = devices?;
+    let VirtualDevices {
+        holders,
+        unassigned: unassigned_devices,
+        ..
+    } = devices?;
     let group_policy = check_group_policy(clients, &group_detail).await;
     for user in users.iter_mut() {
         if holders.contains(&user.name.0) {

@@ -109,7 +109,7 @@ pub struct Reconciler {
 impl Reconciler {
     /// Opens the audit log, restores the sightings and builds the clients.
     pub async fn open(config: Config) -> Result<Reconciler, ConfigError> {
-        let audit = open_audit_log(&config)?;
+        let audit = open_files(&config)?;
         let clients = Arc::new(ClientPool::new(&config).await);
         let sightings = Mutex::new(Sightings::restore(&config.cleanup));
         Ok(Reconciler {
@@ -124,7 +124,7 @@ impl Reconciler {
 
     /// The reconciler for `config` that follows this one.
     pub async fn reopen(&self, config: Config) -> Result<Reconciler, ConfigError> {
-        let audit = open_audit_log(&config)?;
+        let audit = open_files(&config)?;
         let old = &self.config;
         let same_accounts = config.aws == old.aws
             && config.accounts == old.accounts
@@ -203,7 +203,7 @@ impl Reconciler {
 
 /// Checks the files the configuration names, and opens the audit log, unless this is a dry
 /// run: a dry run writes nothing anywhere, so it only checks that the path could serve.
-fn open_audit_log(config: &Config) -> Result<Option<AuditLog>, ConfigError> {
+fn open_files(config: &Config) -> Result<Option<AuditLog>, ConfigError> {
     if let Some(path) = &config.cleanup.state_file {
         Sightings::check(path)?;
     }

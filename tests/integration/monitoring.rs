@@ -13,7 +13,7 @@ use crate::support::daemon::{eventually, Daemon};
 use crate::support::files::{check, output, read, repo, yaml_documents};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::queue::{iam_event, Queue};
-use crate::support::{free_port, Account};
+use crate::support::{audit_log_at_limit, free_port, Account, FULL};
 
 const GROUP: &str = "ForceMFA";
 
@@ -295,7 +295,13 @@ async fn every_dashboard_and_alert_query_evaluates_on_a_real_prometheus() {
     );
     let never = "schedule = \"0 0 1 1 *\"\n";
     let listen = "[admin]\nlisten = \"127.0.0.1:{port}\"\n";
-    let d = Daemon::start(&a, &proxy.endpoint, &format!("{never}{accounts}{listen}"));
+    // Every file may grow to FULL bytes: an audit log already that large takes no record.
+    let d = Daemon::start_with_file_size_limit(
+        &a,
+        &proxy.endpoint,
+        &format!("{never}{accounts}{listen}"),
+        FULL,
+    );
     let config_text = |extra: &str| {
         format!(
             "{never}{extra}{accounts}[admin]\nlisten = \"{}\"\n",
@@ -378,7 +384,10 @@ async fn every_dashboard_and_alert_query_evaluates_on_a_real_prometheus() {
     d.wait_runs(3, 30).await;
 
     // Changes the audit log cannot record.
-    std::fs::write(&d.config, config_text("audit_log = \"/dev/full\"\n")).unwrap();
+    let log = a.dir.path().join("audit.jsonl");
+    audit_log_at_limit(&log, FULL);
+    let audit = format!("audit_log = \"{}\"\n", log.display());
+    std::fs::write(&d.config, config_text(&audit)).unwrap();
     d.signal("HUP");
     let reloaded = eventually(10, || async {
         d.get("/metrics")

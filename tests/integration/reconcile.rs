@@ -1,7 +1,7 @@
 //! `forcemfa reconcile` against a seeded account: what lands in the group, what the report and the
 //! logs say.
 
-use crate::support::{names, set, Account, ACCOUNT_ID};
+use crate::support::{names, run, set, with_file_size_limit, Account, ACCOUNT_ID};
 
 const GROUP: &str = "ForceMFA";
 
@@ -417,25 +417,43 @@ async fn a_metrics_file_that_cannot_be_written_is_an_error_naming_it() {
     let dir = a.dir.path().join("textfile");
     std::fs::create_dir(&dir).unwrap();
 
-    // A directory cannot be replaced by the file, nor can a file be made in a missing directory.
+    // A directory cannot be replaced by the file, nor can a file be made in a missing directory:
+    // both are refused before the run, which changes nothing.
     let taken = dir.join("forcemfa.prom");
     std::fs::create_dir(&taken).unwrap();
     let missing = a.dir.path().join("missing").join("forcemfa.prom");
+    let members = a.members(GROUP).await;
     for path in [&taken, &missing] {
         let file = path.to_str().unwrap();
         let run = a.forcemfa(&["reconcile", "--output", "json", "--metrics-file", file]);
-        assert_eq!(run.code, 1, "{}", run.stderr);
-        assert!(run.stderr.contains(file), "{}", run.stderr);
+        assert_eq!(run.code, 2, "{}", run.stderr);
         assert!(
-            run.stderr.contains("metrics file not written"),
+            run.stderr.contains(&format!("--metrics-file `{file}`")),
             "{}",
             run.stderr
         );
-        // The run itself went ahead and reported.
-        assert!(run.account()["error"].is_null(), "{}", run.stdout);
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        assert_eq!(a.members(GROUP).await, members);
     }
     assert!(taken.is_dir());
     assert!(!missing.exists());
-    // No temporary file is left behind.
-    assert_eq!(files_in(&dir), ["forcemfa.prom"]);
+
+    // A write that fails (a full disk) fails the command after the run, which went ahead.
+    std::fs::remove_dir(&taken).unwrap();
+    let file = taken.to_str().unwrap();
+    let mut cmd = a.command(
+        &a.moto.endpoint,
+        &["reconcile", "--output", "json", "--metrics-file", file],
+    );
+    let run = run(with_file_size_limit(&mut cmd, 10));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(file), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("metrics file not written"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.account()["error"].is_null(), "{}", run.stdout);
+    // Neither the file nor a temporary one is left behind.
+    assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
 }

@@ -7,13 +7,10 @@ use std::time::{Duration, Instant};
 use crate::support::daemon::Daemon;
 use crate::support::proxy::{Fault, FaultProxy, Rule, Throttle};
 use crate::support::{
-    audit_lines, audit_log_at_limit, audited, names, run, set, with_file_size_limit, Account,
+    audit_lines, audit_log_at_limit, audited, names, run, set, with_file_size_limit, Account, FULL,
 };
 
 const GROUP: &str = "ForceMFA";
-/// A file size limit under which the log files of a short test still fit, and at which
-/// [`audit_log_at_limit`] leaves the audit log full.
-const FULL: u64 = 16 << 20;
 
 /// A mixed account: `n` users, a third with virtual MFA, a sixth with hardware MFA, the rest
 /// without; members and non-members of every kind. Returns the users that belong in the group.

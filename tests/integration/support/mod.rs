@@ -478,6 +478,10 @@ pub fn with_file_size_limit(cmd: &mut Command, bytes: u64) -> &mut Command {
     }
 }
 
+/// A file size limit under which the log files of a short test still fit, and at which
+/// [`audit_log_at_limit`] leaves the audit log full.
+pub const FULL: u64 = 16 << 20;
+
 /// An audit log already at `limit` bytes, ending on a whole line: under that file size limit no
 /// record fits any more. (Sparse: it takes no room.)
 pub fn audit_log_at_limit(path: &Path, limit: u64) {
