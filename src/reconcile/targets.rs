@@ -14,7 +14,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::arn::Partition;
 use crate::aws::answers::Pages;
-use crate::aws::{load_sdk_config, AccountClients, AwsError, CallCounter, SharedClients};
+use crate::aws::{identity, load_sdk_config, AccountClients, AwsError, CallCounter, SharedClients};
 use crate::config::{AccountTarget, AwsSettings, Config};
 use crate::sync::lock;
 
@@ -174,6 +174,19 @@ impl ClientPool {
         let listed = listed_targets(config);
         if config.organization.is_none() {
             return Ok(listed);
+        }
+        // Another organization's accounts are not the ones meant, even where its roles can be
+        // assumed: with `account_id`, the management account is checked before it is listed.
+        if let Some(expected) = &config.account_id {
+            let own = identity::caller_identity(&self.own.for_run())
+                .await
+                .map_err(|e| format!("cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}"))?;
+            if own.account_id != *expected {
+                return Err(format!(
+                    "account_mismatch: the credentials forcemfa runs with belong to account {}, not {expected} (`account_id`): the organization's accounts were not listed",
+                    own.account_id
+                ));
+            }
         }
         let mut discovered = Vec::new();
         let mut pages = Pages::new();

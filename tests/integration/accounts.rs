@@ -249,3 +249,29 @@ async fn the_own_credentials_must_belong_to_the_configured_account() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&["carol"]));
 }
+
+#[tokio::test]
+async fn another_organization_is_not_listed_when_the_management_account_is_not_the_one_meant() {
+    let a = Account::with_group().await;
+    let members = a.organization(&["member-a"]).await;
+    let other = a.other(&members[0]).await;
+    other.group(GROUP).await;
+    other.user("member-a-user").await;
+    let config = a.config(
+        "account_id = \"999999999999\"\n[organization]\nrole_name = \"OrganizationAccountAccessRole\"\n",
+    );
+    let run = a.reconcile_json(&config);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report = run.report();
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("account_mismatch") && error.contains("999999999999"),
+        "{error}"
+    );
+    assert!(
+        report["accounts"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    assert!(report["discovery_api_calls"].get("ListAccounts").is_none());
+    assert!(other.members(GROUP).await.is_empty());
+}
