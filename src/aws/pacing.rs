@@ -762,6 +762,35 @@ mod tests {
     }
 
     #[test]
+    fn a_paced_request_counts_as_gone_only_once_its_body_is_read() {
+        use http_body_util::BodyExt;
+
+        let dispatch = Dispatch::default();
+        // A client without pacing never marks its requests: they always count.
+        assert!(dispatch.went_out());
+        let mut request = HttpRequest::new(SdkBody::from("Action=AddUserToGroup&UserName=carol"));
+        request.add_extension(dispatch.clone());
+        dispatch.set(WAITING);
+        assert!(!dispatch.went_out(), "waiting for its turn");
+        Dispatch::hand_on(&mut request);
+        assert!(!dispatch.went_out(), "handed on, not yet written");
+        assert_eq!(request.body().content_length(), Some(36));
+        let body = futures::executor::block_on(request.take_body().collect())
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"Action=AddUserToGroup&UserName=carol");
+        assert!(dispatch.went_out(), "written");
+
+        // Nothing to write: gone as soon as it is handed on.
+        let empty = Dispatch::default();
+        let mut request = HttpRequest::new(SdkBody::empty());
+        request.add_extension(empty.clone());
+        empty.set(WAITING);
+        Dispatch::hand_on(&mut request);
+        assert!(empty.went_out());
+    }
+
+    #[test]
     fn a_bucket_spends_its_burst_at_its_pace_then_holds_its_rate() {
         let mut b = TokenBucket::new(10.0, 4.0, ms(0));
         // Two at once (the pace's depth), then one every 1/20 s while the burst lasts.
