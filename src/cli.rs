@@ -295,6 +295,10 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     let Some(path) = &args.metrics_file else {
         return code;
     };
+    if options.dry_run {
+        info!(path = %path.display(), "dry run: the metrics file is left as it is");
+        return code;
+    }
     match metrics::write_textfile(path, &report, duration) {
         Ok(()) => code,
         Err(e) => {

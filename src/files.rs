@@ -3,8 +3,9 @@
 //! A host where forcemfa runs may have other local users, and the directories it writes to may
 //! be writable by someone else (a shared `/tmp`, a volume mounted from elsewhere). So:
 //! - the last component of a path is never followed when it is a symbolic link, and a path that
-//!   exists but is not a plain file with a single name (a link, a directory, a FIFO, a device, a
-//!   hard link) is refused, naming the configuration key and the path;
+//!   exists but is not a plain file with a single name owned by forcemfa's own user (a link, a
+//!   directory, a FIFO, a device, a hard link, someone else's file) is refused, naming the
+//!   configuration key and the path;
 //! - a file rewritten whole goes through a temporary file created exclusively (`O_EXCL`, under a
 //!   random name) beside it, which is synced and renamed over the target, and the directory is
 //!   synced after the rename;
@@ -54,6 +55,13 @@ pub enum FileError {
         path: PathBuf,
         links: u64,
     },
+    #[error("{key} `{}` belongs to user {owner}, not to forcemfa's own user {me}; forcemfa keeps its records only in its own files", path.display())]
+    NotOwn {
+        key: &'static str,
+        path: PathBuf,
+        owner: u32,
+        me: u32,
+    },
     #[error("cannot {op} {key} `{}`: {source}", path.display())]
     Io {
         key: &'static str,
@@ -70,7 +78,7 @@ fn safe_flags() -> i32 {
 }
 
 /// Checks, without opening or changing anything, that forcemfa could write `path`: it is absent
-/// (in a directory that exists) or a regular file with one name.
+/// (in a directory that exists) or a regular file with one name, of forcemfa's own user.
 pub fn check(key: &'static str, path: &Path) -> Result<(), FileError> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) => judge(key, path, &meta),
@@ -173,7 +181,7 @@ pub fn replace(
         .map_err(|e| io_error(key, path, "sync the directory of", e))
 }
 
-/// Refuses anything but a regular file with one name.
+/// Refuses anything but a regular file with one name, of forcemfa's own user.
 fn judge(key: &'static str, path: &Path, meta: &std::fs::Metadata) -> Result<(), FileError> {
     let kind = meta.file_type();
     let what = if kind.is_symlink() {
@@ -187,6 +195,16 @@ fn judge(key: &'static str, path: &Path, meta: &std::fs::Metadata) -> Result<(),
                 key,
                 path: path.to_path_buf(),
                 links: meta.nlink(),
+            });
+        }
+        // A file someone else put there (in a shared directory) is theirs to have written.
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(FileError::NotOwn {
+                key,
+                path: path.to_path_buf(),
+                owner: meta.uid(),
+                me,
             });
         }
         return Ok(());
@@ -352,6 +370,25 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 5, "{names:?}");
+    }
+
+    #[test]
+    fn a_file_of_another_user_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let planted = dir.path().join("state.json");
+        std::fs::write(&planted, "{\"first_seen\":{}}").unwrap();
+        let me = rustix::process::geteuid().as_raw();
+        // Only root can give a file away; elsewhere there is nothing to test.
+        if std::os::unix::fs::chown(&planted, Some(me + 1), None).is_err() {
+            return;
+        }
+        for err in [
+            check("cleanup.state_file", &planted).unwrap_err(),
+            read("cleanup.state_file", &planted).unwrap_err(),
+            open_append("audit_log", &planted, Mode::Private).unwrap_err(),
+        ] {
+            assert!(matches!(err, FileError::NotOwn { .. }), "{err}");
+        }
     }
 
     #[test]

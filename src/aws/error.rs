@@ -5,6 +5,8 @@ use aws_sdk_iam::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
+use super::answers::AnswerError;
+
 /// What kind of failure a call met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -46,9 +48,11 @@ pub struct AwsError {
     pub kind: FailureKind,
     /// The service's code and message when it answered, otherwise the chain of causes.
     pub detail: String,
-    /// The service answered with an error of its own that says the call was not carried out
-    /// (a client error: refused, throttled, not found, invalid). Otherwise — no answer, an
-    /// answer that could not be read, a server error — a write may or may not have been made.
+    /// The service's last answer was an error of its own that says the call was not carried out
+    /// (a client error: refused, throttled, not found, invalid; or IAM's error envelope under a
+    /// success status). Otherwise (no answer, an answer that could not be read, one that is not
+    /// the service's, a server error) a write may or may not have been made. (An earlier attempt
+    /// may still have been made, its answer lost: see `apply`.)
     pub answered_no: bool,
 }
 
@@ -74,13 +78,37 @@ impl AwsError {
             operation,
             kind: kind_of(err),
             detail: describe(service, err),
-            answered_no: matches!(err, SdkError::ServiceError(e)
-                if e.err().code().is_some() && e.raw().status().is_client_error()),
+            answered_no: answered_no(err),
         }
     }
 
     pub fn is_not_found(&self) -> bool {
         self.kind == FailureKind::NotFound
+    }
+}
+
+/// Whether the service itself answered that the call was not carried out.
+fn answered_no<E>(err: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match err {
+        SdkError::ServiceError(e) => e.err().code().is_some() && e.raw().status().is_client_error(),
+        // IAM's own error envelope, found by the answer check under an HTTP success status.
+        SdkError::ResponseError(_) => {
+            let mut cause = std::error::Error::source(err);
+            while let Some(e) = cause {
+                if matches!(
+                    e.downcast_ref::<AnswerError>(),
+                    Some(AnswerError::ErrorEnvelope { .. })
+                ) {
+                    return true;
+                }
+                cause = e.source();
+            }
+            false
+        }
+        _ => false,
     }
 }
 

@@ -133,8 +133,8 @@ impl Intercept for CallCounter {
         Ok(())
     }
 
-    /// Counts the attempt when its request went out: one given up while it waited for its turn
-    /// in the pacing (its attempt timed out, or the run stopped) never reached AWS.
+    /// Counts the attempt as a call when its request went out: one given up while it waited for
+    /// its turn in the pacing or for a connection never reached AWS.
     fn read_after_attempt(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
@@ -146,16 +146,16 @@ impl Intercept for CallCounter {
         if dispatch.is_some() {
             cfg.interceptor_state().unset::<Dispatch>();
         }
-        if dispatch.as_ref().is_some_and(|d| !d.went_out()) {
-            return Ok(());
-        }
+        let went_out = dispatch.as_ref().is_some_and(Dispatch::went_out);
         let failed = matches!(context.output_or_error(), Some(Err(_)));
         let op = operation(cfg);
         self.with(|c| {
+            // A failed attempt is counted even when its request never left (no connection, a
+            // timeout while it waited): an unreachable endpoint shows in the errors.
             if failed {
                 *c.errors.entry(op.clone()).or_default() += 1;
             }
-            if dispatch.is_some() {
+            if went_out {
                 *c.calls.entry(op).or_default() += 1;
             }
         });

@@ -7,13 +7,14 @@
 //!
 //! A change whose answer never came (a timeout, a connection lost after sending, an answer that
 //! cannot be read, a server error) is not called refused: one read (the user's groups, or the
-//! account's virtual MFA devices) says whether IAM made it, and when that read fails too the
-//! outcome is unknown, and said so.
+//! account's virtual MFA devices) says whether IAM made it. A change IAM never answered no to,
+//! and which that read does not show, is unknown, and said so: the next run settles it.
 
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::aws::error::FailureKind;
 use crate::aws::{AccountClients, AwsError};
 use crate::reconcile::inventory;
 use crate::reconcile::plan::{Action, UserName};
@@ -47,12 +48,12 @@ impl Change {
 /// What became of one change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeResult {
-    /// IAM made it: it said so, or, when its answer never came, a read afterwards shows it made.
+    /// IAM made it: it said so, or a read after an error shows it made.
     Done,
-    /// IAM answered no, or, when its answer never came, a read afterwards shows it not made.
+    /// IAM answered no (and a read afterwards shows the change not made).
     Failed(String),
-    /// Sent, but its answer never came and the read to check failed too: IAM may or may not
-    /// have made it. The next run settles it from IAM's state.
+    /// Sent, but IAM never answered no and a read afterwards does not show the change, or that
+    /// read failed: IAM may or may not have made it. The next run settles it from IAM's state.
     Unknown(String),
     /// Not sent: its audit record could not be written.
     Vetoed(String),
@@ -144,14 +145,18 @@ pub async fn apply(
         .await
 }
 
-/// Sends one change and settles what became of it.
+/// Sends one change and settles what became of it. Any error but a refusal is checked with one
+/// read: the SDK retries a call whose answer was lost, so even a final "no" may follow an attempt
+/// IAM carried out. The change is `done` when the read shows it made; `failed` when it does not
+/// and IAM's last answer was no; `unknown` when IAM never answered no (the request may still be
+/// on its way, or IAM's reads may not show it yet) or when the read fails too.
 async fn make(writer: Writer<'_>, change: &Change) -> ChangeResult {
     let error = match send(writer, change).await {
         Ok(()) => return ChangeResult::Done,
-        Err(e) if e.answered_no => return ChangeResult::Failed(e.to_string()),
+        // A caller IAM refuses was refused at every attempt.
+        Err(e) if e.kind == FailureKind::Refused => return ChangeResult::Failed(e.to_string()),
         Err(e) => e,
     };
-    // The request may have reached IAM and been carried out: one read says which.
     let (clients, page_size) = (writer.clients, writer.page_size);
     let made = match change {
         Change::Membership(user, action) => {
@@ -167,11 +172,14 @@ async fn make(writer: Writer<'_>, change: &Change) -> ChangeResult {
     };
     match made {
         Ok(true) => {
-            info!(subject = change.subject(), action = change.action_name(), error = %error, "change made although its answer never came (a read afterwards shows it)");
+            info!(subject = change.subject(), action = change.action_name(), error = %error, "change made although its last answer was an error (a read afterwards shows it)");
             ChangeResult::Done
         }
-        Ok(false) => ChangeResult::Failed(format!(
+        Ok(false) if error.answered_no => ChangeResult::Failed(format!(
             "{error}; a read afterwards shows the change not made"
+        )),
+        Ok(false) => ChangeResult::Unknown(format!(
+            "{error}; IAM never answered no, and a read afterwards does not show the change (yet)"
         )),
         Err(read) => ChangeResult::Unknown(format!(
             "{error}; the read to check whether it was made failed too ({read})"

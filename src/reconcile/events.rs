@@ -235,7 +235,12 @@ impl Reconciler {
             return Ok(Some(t.clone()));
         }
         if listed == [Target::Own] {
-            let own = self.own_account().await?;
+            // The account meant, when the configuration names it; else whichever the credentials
+            // are (checked again before anything is read).
+            let own = match &config.account_id {
+                Some(meant) => meant.clone(),
+                None => self.own_account().await?,
+            };
             return Ok((own == account_id).then_some(Target::Own));
         }
         if config.organization.is_none() {

@@ -812,9 +812,11 @@ async fn clean_up_devices(
                 lock(ctx.sightings).forget(&serial);
                 report.deleted_mfa_devices.push(serial);
             }
-            ChangeResult::Unknown(reason) => report.warnings.push(format!(
-                "MFA device {serial} may or may not have been deleted: {reason}"
-            )),
+            ChangeResult::Unknown(reason) => report.unknown.push(FailedChange {
+                user: serial,
+                action: "delete_mfa_device",
+                reason,
+            }),
             other => report.warnings.push(format!(
                 "cannot delete MFA device {serial}: {}",
                 other.reason().unwrap_or_default()

@@ -76,8 +76,9 @@ pub struct AccountReport {
     /// them not made, or they were not sent (see `reason`). These users are not in
     /// `added`/`removed`.
     pub failed: Vec<FailedChange>,
-    /// Changes sent whose answer never came, and which a read afterwards could not settle: IAM
-    /// may or may not have made them. The next run settles them from IAM's state.
+    /// Changes sent that IAM never answered no to and that a read afterwards does not show (or
+    /// could not read): IAM may or may not have made them. The next run settles them from IAM's
+    /// state. A device deletion is listed with `action` `delete_mfa_device` and its serial number.
     pub unknown: Vec<FailedChange>,
     /// Users without MFA and without a console password, left out by `console_users_only`.
     pub out_of_scope: Vec<String>,

@@ -911,3 +911,50 @@ async fn a_garbage_queue_answer_is_said_to_be_sqs_s() {
     assert!(error.contains("not SQS's"), "{error}");
     assert!(!error.contains("IAM"), "{error}");
 }
+
+#[tokio::test]
+async fn events_are_acted_on_only_in_the_configured_account() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    // The credentials are 123456789012's; the configuration means 999999999999.
+    let d = events_daemon(
+        &a,
+        &a.moto.endpoint,
+        &queue,
+        "account_id = \"999999999999\"",
+    );
+    for account in [ACCOUNT_ID, "999999999999"] {
+        queue
+            .send(&iam_event(
+                account,
+                "CreateUser",
+                &serde_json::json!({ "userName": "carol" }),
+            ))
+            .await;
+    }
+    until(
+        15,
+        "the meant account's event left for redelivery",
+        &d,
+        || async {
+            !d.events("event not handled; left on the queue for redelivery")
+                .is_empty()
+        },
+    )
+    .await;
+    let retry = &d.events("event not handled; left on the queue for redelivery")[0];
+    assert_eq!(retry["account_id"], "999999999999", "{retry}");
+    assert!(
+        retry["reason"].as_str().unwrap().contains(ACCOUNT_ID),
+        "{retry}"
+    );
+    until(
+        10,
+        "the other account's event judged foreign",
+        &d,
+        || async { metric(&d, "forcemfa_events_total{outcome=\"foreign_account\"}") == 1.0 },
+    )
+    .await;
+    assert!(a.members(GROUP).await.is_empty(), "a change was made");
+}

@@ -33,15 +33,15 @@ async fn a_write_made_after_its_timeout_is_reported_done_not_failed() {
         .member_of(GROUP)
         .await;
     let proxy = FaultProxy::start(&a.moto.endpoint);
-    // The removal reaches IAM a second after forcemfa gave up on it; the read that checks it is
-    // slow enough to see it made.
+    // The removal reaches IAM a second after forcemfa gave up on it (its timeout is 6 s); the
+    // read that checks it is held long enough to see it made.
     proxy.set_rules(vec![
-        Rule::new(&["Action=RemoveUserFromGroup"], Fault::Delay(4000)),
-        Rule::new(&["Action=ListGroupsForUser"], Fault::Delay(2000)),
+        Rule::new(&["Action=RemoveUserFromGroup"], Fault::Delay(7000)),
+        Rule::new(&["Action=ListGroupsForUser"], Fault::Delay(3000)),
     ]);
     let log = a.dir.path().join("audit.jsonl");
     let config = a.config(&format!(
-        "audit_log = \"{}\"\n[aws]\noperation_timeout_secs = 3\n",
+        "audit_log = \"{}\"\n[aws]\noperation_timeout_secs = 6\n",
         log.display()
     ));
     let run = a.reconcile_json_via(&proxy.endpoint, &config);
@@ -158,8 +158,35 @@ async fn calls_given_up_before_they_left_are_not_counted() {
     let lines = audit_lines(&log);
     let done = audited(&lines, "remove", "done");
     assert_eq!(done, removed.iter().cloned().collect(), "{acct}");
-    // A change reported failed was either refused or never sent, or a read shows it not made.
-    assert!(audited(&lines, "remove", "failed")
-        .iter()
-        .all(|u| failed.contains(u)));
+    // IAM never answered no here: a change is failed only if it was never sent, and then it is
+    // not made.
+    assert!(audited(&lines, "remove", "failed").is_empty(), "{acct}");
+    for user in &failed {
+        assert!(members.contains(user), "{user} reported failed: {acct}");
+    }
+}
+
+#[tokio::test]
+async fn a_change_made_whose_retries_were_refused_is_done() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    // The first attempt is made but its answer lost; the retries are throttled to the end.
+    proxy.set_rules(vec![
+        Rule::new(&["Action=AddUserToGroup"], Fault::DropAfterForward).times(1),
+        Rule::new(&["Action=AddUserToGroup"], Fault::Throttle),
+    ]);
+    let log = a.dir.path().join("audit.jsonl");
+    let config = a.config(&format!(
+        "audit_log = \"{}\"\n[aws]\nmax_attempts = 3\nmax_backoff_secs = 1\n",
+        log.display()
+    ));
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let acct = run.account();
+    assert_eq!(names(&acct["added"]), ["carol"], "{acct}");
+    assert!(acct["failed"].as_array().unwrap().is_empty(), "{acct}");
+    assert_eq!(a.members(GROUP).await, set(&["carol"]));
+    assert_eq!(audited(&audit_lines(&log), "add", "done"), set(&["carol"]));
+    assert_calls_went_out(&acct, &proxy);
 }
