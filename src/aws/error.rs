@@ -48,11 +48,11 @@ pub struct AwsError {
     pub kind: FailureKind,
     /// The service's code and message when it answered, otherwise the chain of causes.
     pub detail: String,
-    /// The service's last answer was an error of its own that says the call was not carried out
-    /// (a client error: refused, throttled, not found, invalid; or IAM's error envelope under a
-    /// success status). Otherwise (no answer, an answer that could not be read, one that is not
-    /// the service's, a server error) a write may or may not have been made. (An earlier attempt
-    /// may still have been made, its answer lost: see `apply`.)
+    /// The last answer said the call was not carried out: a client error (refused, throttled,
+    /// not found, invalid), a server error in the service's own words, or IAM's error envelope
+    /// under a success status. Otherwise (no answer, an answer that could not be read, another
+    /// operation's answer, a gateway's error page) a write may or may not have been made. (An
+    /// earlier attempt may still have been made, its answer lost: see `apply`.)
     pub answered_no: bool,
 }
 
@@ -93,7 +93,9 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match err {
-        SdkError::ServiceError(e) => e.err().code().is_some() && e.raw().status().is_client_error(),
+        // A client error says the request was not carried out, whoever answered it; a server
+        // error says so only in the service's own words (not a gateway's page).
+        SdkError::ServiceError(e) => e.raw().status().is_client_error() || e.err().code().is_some(),
         // IAM's own error envelope, found by the answer check under an HTTP success status.
         SdkError::ResponseError(_) => {
             let mut cause = std::error::Error::source(err);

@@ -160,22 +160,7 @@ async fn steady_state_costs_the_lower_bound_of_calls() {
 
 #[tokio::test]
 async fn credentials_of_another_account_than_the_role_s_change_nothing_in_either() {
-    let a = Account::empty();
-    for id in ["222222222222", "333333333333"] {
-        let other = a.other(id).await;
-        other.group(GROUP).await;
-        other.user("carol").await;
-    }
-    // STS answers the role of 222222222222 with credentials of 333333333333.
-    let wrong = crate::support::credentials_in(&a.moto.endpoint, "333333333333").await;
-    let proxy = FaultProxy::start(&a.moto.endpoint);
-    proxy.set_rules(vec![Rule::new(
-        &["Action=AssumeRole", "222222222222"],
-        Fault::Answer {
-            status: 200,
-            body: crate::support::assume_role_answer(&wrong, "222222222222"),
-        },
-    )]);
+    let (a, proxy) = crate::support::role_answered_with_another_account().await;
     let config = a.config(
         "[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\nname = \"prod\"\n",
     );

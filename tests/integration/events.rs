@@ -798,22 +798,7 @@ async fn events_of_organization_accounts_use_each_accounts_role() {
 
 #[tokio::test]
 async fn an_event_is_never_acted_on_with_credentials_of_another_account() {
-    let a = Account::empty();
-    for id in ["222222222222", "333333333333"] {
-        let other = a.other(id).await;
-        other.group(GROUP).await;
-        other.user("carol").await;
-    }
-    // STS answers the role of 222222222222 with credentials of 333333333333.
-    let wrong = crate::support::credentials_in(&a.moto.endpoint, "333333333333").await;
-    let proxy = FaultProxy::start(&a.moto.endpoint);
-    proxy.set_rules(vec![Rule::new(
-        &["Action=AssumeRole", "222222222222"],
-        Fault::Answer {
-            status: 200,
-            body: crate::support::assume_role_answer(&wrong, "222222222222"),
-        },
-    )]);
+    let (a, proxy) = crate::support::role_answered_with_another_account().await;
     let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
     let d = events_daemon(
         &a,

@@ -206,6 +206,29 @@ pub async fn credentials_in(endpoint: &str, account_id: &str) -> aws_sdk_sts::ty
     out.credentials().expect("credentials").clone()
 }
 
+/// Accounts 222222222222 and 333333333333, each with the group `ForceMFA` and a user `carol`
+/// without MFA, and a proxy whose STS answers the role of 222222222222 with credentials of
+/// 333333333333.
+pub async fn role_answered_with_another_account() -> (Account, proxy::FaultProxy) {
+    use proxy::{Fault, FaultProxy, Rule};
+    let a = Account::empty();
+    for id in ["222222222222", "333333333333"] {
+        let other = a.other(id).await;
+        other.group("ForceMFA").await;
+        other.user("carol").await;
+    }
+    let wrong = credentials_in(&a.moto.endpoint, "333333333333").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=AssumeRole", "222222222222"],
+        Fault::Answer {
+            status: 200,
+            body: assume_role_answer(&wrong, "222222222222"),
+        },
+    )]);
+    (a, proxy)
+}
+
 /// An sts:AssumeRole answer that hands out `credentials` (of whichever account they are).
 pub fn assume_role_answer(
     credentials: &aws_sdk_sts::types::Credentials,
