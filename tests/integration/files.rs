@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::Path;
 
-use crate::support::{run, with_umask, Account};
+use crate::support::{run, with_umask, Account, Run};
 
 const GROUP: &str = "ForceMFA";
 /// What a planted link points to: a file of someone else's, without a final line break.
@@ -24,6 +24,17 @@ fn listing(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Runs `forcemfa ARGS` as a dry run, then enforcing, and hands each run to `check`.
+fn in_both_modes(a: &Account, args: &[&str], mut check: impl FnMut(bool, Run)) {
+    for dry_run in [true, false] {
+        let mut args = args.to_vec();
+        if dry_run {
+            args.push("--dry-run");
+        }
+        check(dry_run, a.forcemfa(&args));
+    }
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap().mode() & 0o777
 }
@@ -37,12 +48,7 @@ async fn an_audit_log_that_is_a_link_is_refused_and_its_target_untouched() {
     symlink(&victim, &log).unwrap();
     let config = a.config(&format!("audit_log = \"{}\"\n", log.display()));
     let config = config.to_str().unwrap();
-    for dry_run in [true, false] {
-        let mut args = vec!["reconcile", "--config", config];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        let run = a.forcemfa(&args);
+    in_both_modes(&a, &["reconcile", "--config", config], |dry_run, run| {
         assert_eq!(run.code, 2, "dry run {dry_run}: {}", run.stderr);
         assert!(
             run.stderr
@@ -52,7 +58,7 @@ async fn an_audit_log_that_is_a_link_is_refused_and_its_target_untouched() {
             run.stderr
         );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), VICTIM_TEXT);
-    }
+    });
     assert!(a.members(GROUP).await.is_empty(), "a change was made");
 }
 
@@ -117,16 +123,11 @@ async fn links_planted_where_the_state_file_is_rewritten_are_never_followed() {
         state.display()
     ));
     let config = config.to_str().unwrap();
-    for dry_run in [true, false] {
-        let mut args = vec!["reconcile", "--config", config];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        let run = a.forcemfa(&args);
+    in_both_modes(&a, &["reconcile", "--config", config], |dry_run, run| {
         assert_eq!(run.code, 0, "{}", run.stderr);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), VICTIM_TEXT);
         assert_eq!(state.exists(), !dry_run, "dry run {dry_run}");
-    }
+    });
     assert!(std::fs::symlink_metadata(&state).unwrap().is_file());
 
     // The state file itself replaced by a link: refused before anything is read or changed.
@@ -152,12 +153,7 @@ async fn a_metrics_file_that_is_a_link_is_refused_before_the_run() {
     let prom = a.dir.path().join("forcemfa.prom");
     symlink(&victim, &prom).unwrap();
     let file = prom.to_str().unwrap();
-    for dry_run in [true, false] {
-        let mut args = vec!["reconcile", "--metrics-file", file];
-        if dry_run {
-            args.push("--dry-run");
-        }
-        let run = a.forcemfa(&args);
+    in_both_modes(&a, &["reconcile", "--metrics-file", file], |_, run| {
         assert_eq!(run.code, 2, "{}", run.stderr);
         assert!(
             run.stderr.contains(&format!("--metrics-file `{file}`"))
@@ -170,7 +166,7 @@ async fn a_metrics_file_that_is_a_link_is_refused_before_the_run() {
             .unwrap()
             .file_type()
             .is_symlink());
-    }
+    });
     assert!(a.members(GROUP).await.is_empty(), "a change was made");
 }
 

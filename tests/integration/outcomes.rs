@@ -8,6 +8,16 @@ use crate::support::{audit_lines, audited, names, set, Account};
 
 const GROUP: &str = "ForceMFA";
 
+/// A user with a virtual MFA device who is still in the group: to be removed.
+async fn member_with_mfa(a: &Account, name: &str) {
+    a.user(name)
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+}
+
 fn api_calls(acct: &serde_json::Value) -> BTreeMap<String, u64> {
     serde_json::from_value(acct["api_calls"].clone()).unwrap()
 }
@@ -26,12 +36,7 @@ fn assert_calls_went_out(acct: &serde_json::Value, proxy: &FaultProxy) {
 #[tokio::test]
 async fn a_write_made_after_its_timeout_is_reported_done_not_failed() {
     let a = Account::with_group().await;
-    a.user("carol")
-        .await
-        .virtual_mfa()
-        .await
-        .member_of(GROUP)
-        .await;
+    member_with_mfa(&a, "carol").await;
     let proxy = FaultProxy::start(&a.moto.endpoint);
     // The removal reaches IAM a second after forcemfa gave up on it (its timeout is 6 s); the
     // read that checks it is held long enough to see it made.
@@ -62,12 +67,7 @@ async fn a_write_made_after_its_timeout_is_reported_done_not_failed() {
 #[tokio::test]
 async fn a_write_whose_outcome_cannot_be_read_is_unknown_and_settled_by_the_next_run() {
     let a = Account::with_group().await;
-    a.user("carol")
-        .await
-        .virtual_mfa()
-        .await
-        .member_of(GROUP)
-        .await;
+    member_with_mfa(&a, "carol").await;
     let proxy = FaultProxy::start(&a.moto.endpoint);
     // IAM makes the change but its answer is lost, every time; the read to check fails too.
     proxy.set_rules(vec![
@@ -119,12 +119,7 @@ async fn a_write_whose_outcome_cannot_be_read_is_unknown_and_settled_by_the_next
 async fn calls_given_up_before_they_left_are_not_counted() {
     let a = Account::with_group().await;
     for i in 0..6 {
-        a.user(&format!("u{i}"))
-            .await
-            .virtual_mfa()
-            .await
-            .member_of(GROUP)
-            .await;
+        member_with_mfa(&a, &format!("u{i}")).await;
     }
     let proxy = FaultProxy::start(&a.moto.endpoint);
     // Writes held past the timeout: the pacing lets only a few be under way at once, so the
