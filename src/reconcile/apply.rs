@@ -5,10 +5,11 @@
 //! and told as soon as IAM has answered, so that the audit trail and the logs never trail behind
 //! what IAM has done, whatever happens to the process afterwards.
 //!
-//! A change whose answer never came (a timeout, a connection lost after sending, an answer that
-//! cannot be read, a server error) is not called refused: one read (the user's groups, or the
-//! account's virtual MFA devices) says whether IAM made it. A change IAM never answered no to,
-//! and which that read does not show, is unknown, and said so: the next run settles it.
+//! A write that ends in an error is not taken as refused on that word alone: one read (the
+//! user's groups, or the account's virtual MFA devices) says whether IAM made it. A change no
+//! answer ever said no to (a timeout, a connection lost after sending, an answer that cannot be
+//! read or is a gateway's page), and which that read does not show, is unknown, and said so: the
+//! next run settles it.
 
 use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +17,7 @@ use tracing::info;
 
 use crate::aws::error::FailureKind;
 use crate::aws::{AccountClients, AwsError};
+use crate::config::Config;
 use crate::reconcile::inventory;
 use crate::reconcile::plan::{Action, UserName};
 
@@ -45,7 +47,7 @@ impl Change {
     }
 }
 
-/// What became of one change.
+/// How one change ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeResult {
     /// IAM made it: it said so, or a read after an error shows it made.
@@ -113,6 +115,17 @@ pub struct Writer<'a> {
     pub group: &'a str,
     /// For the read that settles a change whose answer never came.
     pub page_size: i32,
+}
+
+impl<'a> Writer<'a> {
+    /// Writes with `clients` into the group `config` names.
+    pub fn new(clients: &'a AccountClients, config: &'a Config) -> Writer<'a> {
+        Writer {
+            clients,
+            group: &config.group,
+            page_size: config.aws.page_size,
+        }
+    }
 }
 
 /// Applies every change with bounded concurrency. A failed change does not stop the others: each

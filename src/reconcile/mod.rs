@@ -493,17 +493,9 @@ struct Account<'a> {
     rules: &'a Rules,
 }
 
-impl<'a> Account<'a> {
+impl Account<'_> {
     fn id(&self) -> &str {
         self.recorder.account_id
-    }
-
-    fn writer(&self, config: &'a Config) -> Writer<'a> {
-        Writer {
-            clients: self.clients,
-            group: &config.group,
-            page_size: config.aws.page_size,
-        }
     }
 }
 
@@ -613,7 +605,7 @@ async fn settle(
         .map(|(user, action)| Change::Membership(user, action))
         .collect();
     let outcomes = apply::apply(
-        account.writer(config),
+        Writer::new(account.clients, config),
         changes,
         config.aws.max_concurrency,
         &halt.token,
@@ -789,13 +781,8 @@ async fn clean_up_devices(
         return;
     }
     let changes = due.into_iter().map(Change::DeleteDevice).collect();
-    let writer = Writer {
-        clients,
-        group: &ctx.config.group,
-        page_size: ctx.config.aws.page_size,
-    };
     let outcomes = apply::apply(
-        writer,
+        Writer::new(clients, ctx.config),
         changes,
         ctx.config.aws.max_concurrency,
         &halt.token,

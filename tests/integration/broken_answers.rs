@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::support::proxy::{Fault, FaultProxy, Rule};
-use crate::support::{names, set, skipped, Account};
+use crate::support::{names, pairs, set, skipped, Account};
 
 const GROUP: &str = "ForceMFA";
 const NS: &str = r#"xmlns="https://iam.amazonaws.com/doc/2010-05-08/""#;
@@ -300,17 +300,7 @@ async fn a_write_answered_with_something_else_is_never_believed_done() {
     assert!(names(&acct["added"]).is_empty(), "{acct}");
     assert!(names(&acct["removed"]).is_empty(), "{acct}");
     assert!(names(&acct["deleted_mfa_devices"]).is_empty(), "{acct}");
-    let failed: Vec<(String, String)> = acct["failed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["user"].as_str().unwrap().to_string(),
-                f["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let failed = pairs(&acct["failed"], "user", "reason");
     // IAM's own error envelope is its "no"; a read confirms nothing was made.
     assert_eq!(failed.len(), 1, "{acct}");
     assert_eq!(failed[0].0, "carol");
@@ -318,17 +308,7 @@ async fn a_write_answered_with_something_else_is_never_believed_done() {
     assert!(failed[0].1.contains("LimitExceeded"), "{}", failed[0].1);
     // Another operation's answer, or a gateway's page, is no "no" from IAM: the read does not
     // show the change, but IAM may yet make it; the next run settles it.
-    let unknown: Vec<(String, String)> = acct["unknown"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| {
-            (
-                u["action"].as_str().unwrap().to_string(),
-                u["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let unknown = pairs(&acct["unknown"], "action", "reason");
     assert_eq!(unknown.len(), 2, "{acct}");
     assert_eq!(unknown[0].0, "remove", "{acct}");
     assert!(

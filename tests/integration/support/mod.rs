@@ -127,14 +127,18 @@ impl Run {
 
 /// Skipped users of a report's account, with their reasons.
 pub fn skipped(acct: &serde_json::Value) -> Vec<(String, String)> {
-    acct["skipped"]
-        .as_array()
+    pairs(&acct["skipped"], "user", "reason")
+}
+
+/// Two string fields of each object of a report's JSON list, in order.
+pub fn pairs(v: &serde_json::Value, first: &str, second: &str) -> Vec<(String, String)> {
+    v.as_array()
         .unwrap()
         .iter()
-        .map(|s| {
+        .map(|o| {
             (
-                s["user"].as_str().unwrap().to_string(),
-                s["reason"].as_str().unwrap().to_string(),
+                o[first].as_str().unwrap().to_string(),
+                o[second].as_str().unwrap().to_string(),
             )
         })
         .collect()
