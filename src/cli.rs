@@ -24,6 +24,7 @@ use crate::service::metrics;
 use crate::service::token;
 use crate::signals;
 use crate::telemetry::{LogFormat, Telemetry};
+use crate::user_name::UserName;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,21 +151,8 @@ struct ReconcileArgs {
 
     /// Reconcile only this IAM user, in every account, by the same rules as a full run (repeat
     /// for more users).
-    #[arg(long = "user", value_name = "NAME", value_parser = user_name)]
-    users: Vec<String>,
-}
-
-/// An IAM user name: 1 to 64 letters, digits and +=,.@_-.
-fn user_name(text: &str) -> Result<String, String> {
-    let valid = (1..=64).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
-    if valid {
-        Ok(text.to_string())
-    } else {
-        Err("not an IAM user name (1 to 64 letters, digits and +=,.@_-)".to_string())
-    }
+    #[arg(long = "user", value_name = "NAME", value_parser = UserName::parse)]
+    users: Vec<UserName>,
 }
 
 #[derive(Debug, Args)]

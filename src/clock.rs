@@ -14,3 +14,10 @@ pub fn unix_now() -> f64 {
 pub fn unix_now_secs() -> u64 {
     unix_now() as u64
 }
+
+/// Now, as the report and the audit log write times (RFC 3339, UTC).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}

@@ -11,6 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::arn::{is_account_id, Arn};
+use crate::user_name::UserName;
 
 /// The IAM calls whose events can change a user's place in the enforcement group: who exists
 /// (and under which name and path), their exemption tags, their console password, their MFA
@@ -48,7 +49,7 @@ pub struct IamEvent {
     /// The ARN of the principal that made the call.
     pub principal_arn: Option<String>,
     /// The users whose facts the call may have changed, as named in the request.
-    pub users: Vec<String>,
+    pub users: Vec<UserName>,
     /// For AddUserToGroup and RemoveUserFromGroup, the group.
     pub group: Option<String>,
 }
@@ -96,14 +97,6 @@ fn rejected(kind: Unusable, reason: impl Into<String>) -> Rejected {
 
 fn malformed(reason: impl Into<String>) -> Rejected {
     rejected(Unusable::Malformed, reason)
-}
-
-/// IAM user names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
-fn is_user_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
 }
 
 /// At most this many characters of a value from a message go into a log line: a message is up to
@@ -174,20 +167,41 @@ pub fn parse(body: &str) -> Result<IamEvent, Rejected> {
         .get("requestParameters")
         .filter(|p| p.is_object())
         .ok_or_else(|| malformed(format!("{event_name} without requestParameters")))?;
-    let user_param = |key: &str| -> Result<Option<String>, Rejected> {
-        match params.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(name)) if is_user_name(name) => Ok(Some(name.clone())),
-            Some(other) => Err(malformed(format!(
+    let (users, group) = concerned(event_name, params, caller.as_ref())?;
+    Ok(IamEvent {
+        account_id,
+        event_name: event_name.to_string(),
+        event_id: text(detail, "eventID").map(str::to_string),
+        time: event_time(&envelope, detail),
+        principal_arn,
+        users,
+        group,
+    })
+}
+
+/// The users a call concerns, each once however spelt, and for a membership change its group.
+fn concerned(
+    event_name: &str,
+    params: &Value,
+    caller: Option<&UserName>,
+) -> Result<(Vec<UserName>, Option<String>), Rejected> {
+    let user_param = |key: &str| -> Result<Option<UserName>, Rejected> {
+        let value = match params.get(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(value) => value,
+        };
+        match value.as_str().map(UserName::parse) {
+            Some(Ok(name)) => Ok(Some(name)),
+            _ => Err(malformed(format!(
                 "{event_name}: requestParameters.{key} {} is not an IAM user name",
-                shown(&other.to_string())
+                shown(&value.to_string())
             ))),
         }
     };
     // A call on one's own user may leave out userName; the caller is then the user.
-    let named_or_caller = || -> Result<String, Rejected> {
+    let named_or_caller = || -> Result<UserName, Rejected> {
         user_param("userName")?
-            .or_else(|| caller.clone())
+            .or_else(|| caller.cloned())
             .ok_or_else(|| malformed(format!("{event_name} names no user")))
     };
     let mut group = None;
@@ -205,24 +219,16 @@ pub fn parse(body: &str) -> Result<IamEvent, Rejected> {
             vec![user_param("userName")?
                 .ok_or_else(|| malformed(format!("{event_name} names no user")))?]
         }
-        "DeleteVirtualMFADevice" => device_users(params, caller.as_ref())?,
+        "DeleteVirtualMFADevice" => device_users(params, caller)?,
         _ => vec![named_or_caller()?],
     };
-    let mut users_unique: Vec<String> = Vec::with_capacity(users.len());
+    let mut unique: Vec<UserName> = Vec::with_capacity(users.len());
     for user in users {
-        if !users_unique.iter().any(|u| u.eq_ignore_ascii_case(&user)) {
-            users_unique.push(user);
+        if !unique.contains(&user) {
+            unique.push(user);
         }
     }
-    Ok(IamEvent {
-        account_id,
-        event_name: event_name.to_string(),
-        event_id: text(detail, "eventID").map(str::to_string),
-        time: event_time(&envelope, detail),
-        principal_arn,
-        users: users_unique,
-        group,
-    })
+    Ok((unique, group))
 }
 
 /// The account whose IAM was called: `detail.recipientAccountId`, which the envelope's `account`
@@ -251,29 +257,29 @@ fn account(envelope: &Value, detail: &Value) -> Result<String, Rejected> {
 }
 
 /// The IAM user that made the call, when it is one of the same account.
-fn caller_user(identity: Option<&Value>, account_id: &str) -> Option<String> {
+fn caller_user(identity: Option<&Value>, account_id: &str) -> Option<UserName> {
     let identity = identity?;
     if text(identity, "type") != Some("IAMUser") {
         return None;
     }
     let arn = Arn::parse(text(identity, "arn")?)?;
-    let name = arn.user_name()?;
-    (arn.account == account_id && is_user_name(name)).then(|| name.to_string())
+    let name = UserName::parse(arn.user_name()?).ok()?;
+    (arn.account == account_id).then_some(name)
 }
 
 /// DeleteVirtualMFADevice names a serial number, not a user. Candidates: the caller, when an IAM
 /// user (people delete their own abandoned devices), and the device's name, which is often its
 /// user's. Reconciling a candidate that is no user costs one read and changes nothing.
-fn device_users(params: &Value, caller: Option<&String>) -> Result<Vec<String>, Rejected> {
+fn device_users(params: &Value, caller: Option<&UserName>) -> Result<Vec<UserName>, Rejected> {
     let serial = text(params, "serialNumber")
         .ok_or_else(|| malformed("DeleteVirtualMFADevice names no serialNumber"))?;
-    let mut users: Vec<String> = caller.cloned().into_iter().collect();
+    let mut users: Vec<UserName> = caller.cloned().into_iter().collect();
     if let Some(name) = Arn::parse(serial)
         .and_then(|a| a.resource.strip_prefix("mfa/"))
         .and_then(|path| path.rsplit('/').next())
-        .filter(|n| is_user_name(n))
+        .and_then(|n| UserName::parse(n).ok())
     {
-        users.push(name.to_string());
+        users.push(name);
     }
     Ok(users)
 }
@@ -333,7 +339,11 @@ mod tests {
     }
 
     fn users(v: &Value) -> Vec<String> {
-        parse(&v.to_string()).unwrap().users
+        spelt(&parse(&v.to_string()).unwrap().users)
+    }
+
+    fn spelt(users: &[UserName]) -> Vec<String> {
+        users.iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -377,7 +387,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (e.users, e.group.as_deref()),
+            (spelt(&e.users), e.group.as_deref()),
             (vec!["bob".to_string()], Some("ForceMFA"))
         );
     }

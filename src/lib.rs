@@ -19,3 +19,4 @@ pub(crate) mod service;
 pub(crate) mod signals;
 pub(crate) mod sync;
 pub(crate) mod telemetry;
+pub mod user_name;

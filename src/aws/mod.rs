@@ -6,6 +6,7 @@ pub mod answers;
 pub mod error;
 pub mod identity;
 pub mod pacing;
+pub mod pages;
 
 pub use error::AwsError;
 

@@ -12,14 +12,18 @@
 //! next run settles it.
 
 use futures::stream::{self, StreamExt};
-use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::aws::error::FailureKind;
+use crate::aws::pages::ListError;
 use crate::aws::{AccountClients, AwsError};
 use crate::config::Config;
-use crate::reconcile::inventory;
-use crate::reconcile::plan::{Action, UserName};
+use crate::user_name::UserName;
+
+use super::audit::AuditError;
+use super::inventory;
+use super::plan::Action;
+use super::stop::{Stop, StopReason};
 
 /// One write to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +37,7 @@ impl Change {
     /// The user, or for a device its serial number.
     pub fn subject(&self) -> &str {
         match self {
-            Change::Membership(user, _) => &user.0,
+            Change::Membership(user, _) => user.as_str(),
             Change::DeleteDevice(serial) => serial,
         }
     }
@@ -48,52 +52,53 @@ impl Change {
 }
 
 /// How one change ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ChangeResult {
     /// IAM made it: it said so, or a read after an error shows it made.
     Done,
     /// IAM answered no (and a read afterwards shows the change not made).
-    Failed(String),
+    Refused(String),
     /// Sent, but IAM never answered no and a read afterwards does not show the change, or that
     /// read failed: IAM may or may not have made it. The next run settles it from IAM's state.
     Unknown(String),
-    /// Not sent: its audit record could not be written.
-    Vetoed(String),
-    /// Not sent: the run was stopped first.
-    Stopped(String),
+    /// Never sent, so IAM cannot have made it.
+    NotSent(NotSent),
+}
+
+/// Why a change was not sent.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotSent {
+    /// Its audit record could not be written: no change is made that the audit log could not
+    /// show.
+    #[error("not made: its audit record could not be written ({0})")]
+    Vetoed(AuditError),
+    /// The run was stopped first.
+    #[error("not made: {0}")]
+    Stopped(StopReason),
 }
 
 impl ChangeResult {
-    /// Whether the request went out: only then may IAM have made the change.
-    pub fn sent(&self) -> bool {
-        !matches!(self, ChangeResult::Vetoed(_) | ChangeResult::Stopped(_))
-    }
-
     /// `done`, `failed`, `unknown`, or `failed` for a change not sent, as logs name outcomes.
     pub fn as_str(&self) -> &'static str {
         match self {
             ChangeResult::Done => "done",
             ChangeResult::Unknown(_) => "unknown",
-            ChangeResult::Failed(_) | ChangeResult::Vetoed(_) | ChangeResult::Stopped(_) => {
-                "failed"
-            }
+            ChangeResult::Refused(_) | ChangeResult::NotSent(_) => "failed",
         }
     }
 
     /// Why it was not made, or why its outcome is not known.
-    pub fn reason(&self) -> Option<&str> {
+    pub fn reason(&self) -> Option<String> {
         match self {
             ChangeResult::Done => None,
-            ChangeResult::Failed(r)
-            | ChangeResult::Unknown(r)
-            | ChangeResult::Vetoed(r)
-            | ChangeResult::Stopped(r) => Some(r),
+            ChangeResult::Refused(r) | ChangeResult::Unknown(r) => Some(r.clone()),
+            ChangeResult::NotSent(why) => Some(why.to_string()),
         }
     }
 }
 
 /// What became of one change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Outcome {
     pub change: Change,
     pub result: ChangeResult,
@@ -101,9 +106,8 @@ pub struct Outcome {
 
 /// Hears of every change as it happens.
 pub trait Journal: Sync {
-    /// Called just before `change` is sent; an error keeps it from being sent and becomes its
-    /// outcome.
-    fn before(&self, change: &Change) -> Result<(), String>;
+    /// Called just before `change` is sent; an error keeps it from being sent.
+    fn before(&self, change: &Change) -> Result<(), AuditError>;
     /// Called as soon as the change's outcome is known.
     fn after(&self, outcome: &Outcome);
 }
@@ -129,24 +133,23 @@ impl<'a> Writer<'a> {
 }
 
 /// Applies every change with bounded concurrency. A failed change does not stop the others: each
-/// concerns one user or device only. Once `stop` is cancelled no new change starts (`not_started`
-/// says why); those already sent are let finish.
+/// concerns one user or device only. Once `stop` is stopping no new change starts; those already
+/// sent are let finish.
 pub async fn apply(
     writer: Writer<'_>,
     changes: Vec<Change>,
     concurrency: usize,
-    stop: &CancellationToken,
-    not_started: &str,
+    stop: &Stop<'_>,
     journal: &dyn Journal,
 ) -> Vec<Outcome> {
     stream::iter(changes)
         .map(|change| async move {
-            let result = if stop.is_cancelled() {
-                ChangeResult::Stopped(not_started.to_string())
+            let result = if stop.token.is_cancelled() {
+                ChangeResult::NotSent(NotSent::Stopped(stop.reason()))
             } else {
                 match journal.before(&change) {
                     Ok(()) => make(writer, &change).await,
-                    Err(e) => ChangeResult::Vetoed(e),
+                    Err(e) => ChangeResult::NotSent(NotSent::Vetoed(e)),
                 }
             };
             let outcome = Outcome { change, result };
@@ -167,13 +170,22 @@ async fn make(writer: Writer<'_>, change: &Change) -> ChangeResult {
     let error = match send(writer, change).await {
         Ok(()) => return ChangeResult::Done,
         // A caller IAM refuses was refused at every attempt.
-        Err(e) if e.kind == FailureKind::Refused => return ChangeResult::Failed(e.to_string()),
+        Err(e) if e.kind == FailureKind::Refused => return ChangeResult::Refused(e.to_string()),
         Err(e) => e,
     };
+    let made = read_back(writer, change).await;
+    if let Ok(true) = made {
+        info!(subject = change.subject(), action = change.action_name(), error = %error, "change made although its last answer was an error (a read afterwards shows it)");
+    }
+    after_error(&error, made)
+}
+
+/// Whether IAM shows `change` made: the user's groups, or the account's virtual MFA devices.
+async fn read_back(writer: Writer<'_>, change: &Change) -> Result<bool, ListError> {
     let (clients, page_size) = (writer.clients, writer.page_size);
-    let made = match change {
+    match change {
         Change::Membership(user, action) => {
-            inventory::in_group(clients, &user.0, writer.group, page_size)
+            inventory::in_group(clients, user, writer.group, page_size)
                 .await
                 .map(|member| member == (*action == Action::Add))
         }
@@ -182,13 +194,14 @@ async fn make(writer: Writer<'_>, change: &Change) -> ChangeResult {
                 .await
                 .map(|exists| !exists)
         }
-    };
+    }
+}
+
+/// What a write that ended in `error` came to, given whether a read afterwards shows it `made`.
+fn after_error(error: &AwsError, made: Result<bool, ListError>) -> ChangeResult {
     match made {
-        Ok(true) => {
-            info!(subject = change.subject(), action = change.action_name(), error = %error, "change made although its last answer was an error (a read afterwards shows it)");
-            ChangeResult::Done
-        }
-        Ok(false) if error.answered_no => ChangeResult::Failed(format!(
+        Ok(true) => ChangeResult::Done,
+        Ok(false) if error.answered_no => ChangeResult::Refused(format!(
             "{error}; a read afterwards shows the change not made"
         )),
         Ok(false) => ChangeResult::Unknown(format!(
@@ -207,7 +220,7 @@ async fn send(writer: Writer<'_>, change: &Change) -> Result<(), AwsError> {
             .iam
             .add_user_to_group()
             .group_name(group)
-            .user_name(&user.0)
+            .user_name(user.as_str())
             .send()
             .await
             .map(|_| ())
@@ -216,7 +229,7 @@ async fn send(writer: Writer<'_>, change: &Change) -> Result<(), AwsError> {
             .iam
             .remove_user_from_group()
             .group_name(group)
-            .user_name(&user.0)
+            .user_name(user.as_str())
             .send()
             .await
             .map(|_| ())
@@ -231,5 +244,64 @@ async fn send(writer: Writer<'_>, change: &Change) -> Result<(), AwsError> {
             .await
             .map(|_| ())
             .map_err(|e| AwsError::iam("DeleteVirtualMFADevice", &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::error::FailureKind;
+    use crate::aws::pages::AwsCall;
+
+    fn error(kind: FailureKind, answered_no: bool) -> AwsError {
+        AwsError {
+            service: "iam",
+            operation: "AddUserToGroup",
+            kind,
+            detail: "x".to_string(),
+            answered_no,
+        }
+    }
+
+    #[test]
+    fn a_read_that_shows_the_change_makes_it_done_whatever_the_answer() {
+        for answered_no in [true, false] {
+            let result = after_error(&error(FailureKind::Timeout, answered_no), Ok(true));
+            assert!(matches!(result, ChangeResult::Done), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn a_no_and_a_read_without_the_change_is_refused() {
+        let result = after_error(&error(FailureKind::Service, true), Ok(false));
+        assert!(
+            matches!(&result, ChangeResult::Refused(r) if r.ends_with("shows the change not made")),
+            "{result:?}"
+        );
+        assert_eq!(result.as_str(), "failed");
+    }
+
+    #[test]
+    fn no_answer_and_no_change_seen_is_unknown() {
+        let result = after_error(&error(FailureKind::Timeout, false), Ok(false));
+        assert!(matches!(result, ChangeResult::Unknown(_)), "{result:?}");
+        assert_eq!(result.as_str(), "unknown");
+        // A read that fails leaves even a 'no' unknown: an earlier attempt may have been made.
+        let unreadable = ListError::nonsense(&AwsCall::iam("ListGroupsForUser"), "nothing");
+        let result = after_error(&error(FailureKind::Service, true), Err(unreadable));
+        assert!(
+            matches!(&result, ChangeResult::Unknown(r) if r.contains("the read to check whether it was made failed too")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_change_not_sent_says_why_and_counts_as_failed() {
+        let result = ChangeResult::NotSent(NotSent::Stopped(StopReason::ShuttingDown));
+        assert_eq!(result.as_str(), "failed");
+        assert_eq!(
+            result.reason().as_deref(),
+            Some("not made: forcemfa is shutting down")
+        );
     }
 }

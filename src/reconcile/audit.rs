@@ -14,7 +14,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -55,6 +55,18 @@ pub struct Entry<'a> {
     pub error: Option<&'a str>,
 }
 
+/// Why a record could not be written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("cannot encode an audit record: {0}")]
+    Encode(Arc<serde_json::Error>),
+    #[error("cannot write audit_log {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: Arc<std::io::Error>,
+    },
+}
+
 /// The configuration key that names the file, for errors.
 const KEY: &str = "audit_log";
 
@@ -89,8 +101,8 @@ impl AuditLog {
     }
 
     /// Appends one line and syncs it to disk. On failure the file is left as it was.
-    pub fn record(&self, entry: &Entry<'_>) -> Result<(), String> {
-        let mut line = serde_json::to_string(entry).map_err(|e| e.to_string())?;
+    pub fn record(&self, entry: &Entry<'_>) -> Result<(), AuditError> {
+        let mut line = serde_json::to_string(entry).map_err(|e| AuditError::Encode(Arc::new(e)))?;
         line.push('\n');
         self.locked(|file| {
             let start = end_on_whole_line(file)?;
@@ -107,9 +119,11 @@ impl AuditLog {
     }
 
     /// Runs `f` on the file under an exclusive lock that other processes respect too.
-    fn locked<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> Result<T, String> {
-        self.locked_io(f)
-            .map_err(|e| format!("cannot write audit_log {}: {e}", self.path.display()))
+    fn locked<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> Result<T, AuditError> {
+        self.locked_io(f).map_err(|e| AuditError::Write {
+            path: self.path.clone(),
+            source: Arc::new(e),
+        })
     }
 
     fn locked_io<T>(&self, f: impl FnOnce(&mut File) -> std::io::Result<T>) -> std::io::Result<T> {

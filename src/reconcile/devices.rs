@@ -22,6 +22,15 @@ fn serial_account(serial: &str) -> Option<&str> {
     Arn::parse(serial).map(|arn| arn.account)
 }
 
+/// Why the state file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("cannot encode the record of unassigned MFA devices: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
 /// When each unassigned device (by serial number) was first seen unassigned, in Unix seconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sightings {
@@ -99,9 +108,9 @@ impl Sightings {
 
     /// Writes the state file whole, readable by forcemfa's user only (through a temporary file,
     /// so that a crash leaves the old one).
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| e.to_string())?;
-        files::replace(KEY, path, text.as_bytes(), Mode::Private).map_err(|e| e.to_string())
+    pub fn save(&self, path: &Path) -> Result<(), SaveError> {
+        let text = serde_json::to_string_pretty(self)?;
+        Ok(files::replace(KEY, path, text.as_bytes(), Mode::Private)?)
     }
 
     /// Checks, opening nothing, that `path` could serve as the state file.

@@ -3,25 +3,27 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::inventory::AccountError;
-use super::report::AccountReport;
-use super::targets::{listed_targets, Target};
-use super::{reconcile_account, Halt, Reconciler, RunOptions, Scope};
 use crate::aws::identity::{self, Identity};
 use crate::cloudtrail::IamEvent;
 use crate::sync::lock;
+use crate::user_name::{same_name, UserName};
 
-/// How long the organization's account list serves to route events before it is read again.
-const ACCOUNTS_FRESH_FOR: Duration = Duration::from_secs(600);
-/// An event for an account not in the list reads it again, at most this often.
-const ACCOUNTS_REREAD_AFTER: Duration = Duration::from_secs(60);
+use super::account::reconcile_account;
+use super::context::{RunOptions, Scope};
+use super::failure::AccountError;
+use super::reconciler::Reconciler;
+use super::report::AccountReport;
+use super::stop::Stop;
+use super::targets::{
+    listed_targets, DiscoveryError, Target, ACCOUNTS_FRESH_FOR, ACCOUNTS_REREAD_AFTER,
+};
 
 /// The IAM calls forcemfa itself makes: membership of its group, and the clean-up of abandoned
 /// virtual MFA devices.
@@ -68,14 +70,6 @@ pub struct BatchOutcome {
     pub reports: Vec<AccountReport>,
     /// For each change made, the seconds from the earliest event naming its user to now.
     pub delays: Vec<f64>,
-}
-
-/// The organization's accounts, as last listed.
-#[derive(Debug, Default)]
-pub(super) struct AccountsCache {
-    listed: Option<(Instant, Vec<Target>)>,
-    /// The account of forcemfa's own credentials, once asked.
-    own: Option<String>,
 }
 
 impl Reconciler {
@@ -142,7 +136,7 @@ impl Reconciler {
         let target = match self.target_of(account_id).await {
             Ok(Some(target)) => target,
             Ok(None) => return all(Verdict::ForeignAccount),
-            Err(e) => return all(Verdict::Retry(e)),
+            Err(e) => return all(Verdict::Retry(e.to_string())),
         };
         let clients = self.clients.clients(&target).await;
         let identity = match identity::caller_identity(&clients).await {
@@ -153,60 +147,28 @@ impl Reconciler {
             .iter()
             .map(|e| self.needs_no_work(e, &identity))
             .collect();
-        let mut users: Vec<String> = Vec::new();
-        for (e, _) in events.iter().zip(&verdicts).filter(|(_, v)| v.is_none()) {
-            for user in &e.users {
-                if !users.iter().any(|u| u.eq_ignore_ascii_case(user)) {
-                    users.push(user.clone());
-                }
-            }
-        }
+        let users = users_to_reconcile(events, &verdicts);
         if users.is_empty() {
-            return (
-                verdicts
-                    .into_iter()
-                    .map(|v| v.unwrap_or(Verdict::Handled))
-                    .collect(),
-                None,
-                Vec::new(),
-            );
+            return (finish(verdicts), None, Vec::new());
         }
         let scope = Scope::Users(users);
         let ctx = self.context(RunOptions::from_config(&self.config), &scope, stop);
-        let halt = Halt {
-            token: stop.child_token(),
-            shutdown: stop,
-            timeout: self.config.run_timeout,
-        };
+        let run_stop = Stop::new(stop, self.config.run_timeout);
         let span = tracing::info_span!("account", account_id);
         // The event's account is the one to act in, whatever the credentials turn out to be.
-        let report = reconcile_account(&ctx, run_id, &clients, &target, Some(account_id), &halt)
-            .instrument(span)
-            .await;
+        let report =
+            reconcile_account(&ctx, run_id, &clients, &target, Some(account_id), &run_stop)
+                .instrument(span)
+                .await;
 
         let unhandled = unhandled_users(&report);
         for (e, verdict) in events.iter().zip(verdicts.iter_mut()) {
-            if verdict.is_some() {
-                continue;
+            if verdict.is_none() {
+                *verdict = Some(unhandled.verdict(e));
             }
-            *verdict = Some(match &unhandled {
-                Unhandled::All(reason) => Verdict::Retry(reason.clone()),
-                Unhandled::Some(users) => match e
-                    .users
-                    .iter()
-                    .find(|u| users.contains(&u.to_ascii_lowercase()))
-                {
-                    Some(user) => Verdict::Retry(format!("{user} was not reconciled")),
-                    None => Verdict::Handled,
-                },
-            });
         }
         let delays = change_delays(&report, events, OffsetDateTime::now_utc());
-        let verdicts = verdicts
-            .into_iter()
-            .map(|v| v.unwrap_or(Verdict::Handled))
-            .collect();
-        (verdicts, Some(report), delays)
+        (finish(verdicts), Some(report), delays)
     }
 
     /// Whether an event needs no reconciliation, and why.
@@ -220,15 +182,13 @@ impl Reconciler {
             return Some(Verdict::OwnChange);
         }
         match &event.group {
-            Some(group) if !group.eq_ignore_ascii_case(&self.config.group) => {
-                Some(Verdict::OtherGroup)
-            }
+            Some(group) if !same_name(group, &self.config.group) => Some(Verdict::OtherGroup),
             _ => None,
         }
     }
 
     /// The target that reconciles `account_id`, if forcemfa reconciles that account.
-    async fn target_of(&self, account_id: &str) -> Result<Option<Target>, String> {
+    async fn target_of(&self, account_id: &str) -> Result<Option<Target>, DiscoveryError> {
         let config = &self.config;
         let listed = listed_targets(config);
         if let Some(t) = listed.iter().find(|t| t.account_id() == Some(account_id)) {
@@ -270,25 +230,60 @@ impl Reconciler {
         Ok(found)
     }
 
-    async fn own_account(&self) -> Result<String, String> {
+    async fn own_account(&self) -> Result<String, DiscoveryError> {
         if let Some(own) = lock(&self.accounts).own.clone() {
             return Ok(own);
         }
         let clients = self.clients.clients(&Target::Own).await;
         let identity = identity::caller_identity(&clients)
             .await
-            .map_err(|e| AccountError::Identity(e).to_string())?;
+            .map_err(DiscoveryError::Identity)?;
         lock(&self.accounts).own = Some(identity.account_id.clone());
         Ok(identity.account_id)
     }
 }
 
+/// The users the events that need work name, each once however spelt.
+fn users_to_reconcile(events: &[&IamEvent], verdicts: &[Option<Verdict>]) -> Vec<UserName> {
+    let mut users: Vec<UserName> = Vec::new();
+    for (e, _) in events.iter().zip(verdicts).filter(|(_, v)| v.is_none()) {
+        for user in &e.users {
+            if !users.contains(user) {
+                users.push(user.clone());
+            }
+        }
+    }
+    users
+}
+
+/// Every event without a verdict yet was handled.
+fn finish(verdicts: Vec<Option<Verdict>>) -> Vec<Verdict> {
+    verdicts
+        .into_iter()
+        .map(|v| v.unwrap_or(Verdict::Handled))
+        .collect()
+}
+
 /// Which users of a reconciliation were not handled.
+#[derive(Debug, PartialEq, Eq)]
 enum Unhandled {
     /// The account could not be reconciled at all.
     All(String),
-    /// Users (lower-case) skipped, or whose change failed or has an unknown outcome.
-    Some(HashSet<String>),
+    /// Users skipped, or whose change failed or has an unknown outcome.
+    Some(HashSet<UserName>),
+}
+
+impl Unhandled {
+    /// What became of an event that needed work: handled unless a user it names was not.
+    fn verdict(&self, event: &IamEvent) -> Verdict {
+        match self {
+            Unhandled::All(reason) => Verdict::Retry(reason.clone()),
+            Unhandled::Some(users) => match event.users.iter().find(|u| users.contains(*u)) {
+                Some(user) => Verdict::Retry(format!("{user} was not reconciled")),
+                None => Verdict::Handled,
+            },
+        }
+    }
 }
 
 fn unhandled_users(report: &AccountReport) -> Unhandled {
@@ -304,9 +299,10 @@ fn unhandled_users(report: &AccountReport) -> Unhandled {
         report
             .skipped
             .iter()
-            .map(|s| s.user.to_ascii_lowercase())
-            .chain(report.failed.iter().map(|f| f.user.to_ascii_lowercase()))
-            .chain(report.unknown.iter().map(|u| u.user.to_ascii_lowercase()))
+            .map(|s| &s.user)
+            .chain(report.failed.iter().map(|f| &f.user))
+            .chain(report.unknown.iter().map(|u| &u.user))
+            .map(|user| UserName::from_iam(user))
             .collect(),
     )
 }
@@ -323,10 +319,115 @@ fn change_delays(report: &AccountReport, events: &[&IamEvent], now: OffsetDateTi
         .filter_map(|user| {
             events
                 .iter()
-                .filter(|e| e.users.iter().any(|u| u.eq_ignore_ascii_case(user)))
+                .filter(|e| e.users.iter().any(|u| u.is(user)))
                 .filter_map(|e| e.time)
                 .min()
                 .map(|t| (now - t).as_seconds_f64().max(0.0))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::report::{FailedChange, Skipped};
+
+    fn event(users: &[&str], minutes_ago: i64, now: OffsetDateTime) -> IamEvent {
+        IamEvent {
+            account_id: "111111111111".into(),
+            event_name: "CreateUser".into(),
+            event_id: None,
+            time: Some(now - time::Duration::minutes(minutes_ago)),
+            principal_arn: None,
+            users: users.iter().map(|u| UserName::parse(u).unwrap()).collect(),
+            group: None,
+        }
+    }
+
+    #[test]
+    fn an_event_is_retried_when_a_user_it_names_was_not_handled_however_spelt() {
+        let now = OffsetDateTime::now_utc();
+        let report = AccountReport {
+            applied: true,
+            skipped: vec![Skipped {
+                user: "Alice".into(),
+                reason: "x".into(),
+            }],
+            unknown: vec![FailedChange {
+                user: "carol".into(),
+                action: "add",
+                reason: "timeout".into(),
+            }],
+            ..AccountReport::default()
+        };
+        let unhandled = unhandled_users(&report);
+        assert_eq!(
+            unhandled.verdict(&event(&["ALICE"], 1, now)),
+            Verdict::Retry("ALICE was not reconciled".into())
+        );
+        assert_eq!(
+            unhandled.verdict(&event(&["bob", "Carol"], 1, now)),
+            Verdict::Retry("Carol was not reconciled".into())
+        );
+        assert_eq!(
+            unhandled.verdict(&event(&["bob"], 1, now)),
+            Verdict::Handled
+        );
+    }
+
+    #[test]
+    fn an_account_not_reconciled_retries_every_event_but_a_tripped_guard_does_not() {
+        let now = OffsetDateTime::now_utc();
+        let failed = AccountReport {
+            error: Some("throttled".into()),
+            ..AccountReport::default()
+        };
+        assert_eq!(
+            unhandled_users(&failed).verdict(&event(&["bob"], 1, now)),
+            Verdict::Retry("throttled".into())
+        );
+        let guarded = AccountReport {
+            error: Some("guard".into()),
+            guard_tripped: true,
+            ..AccountReport::default()
+        };
+        assert_eq!(
+            unhandled_users(&guarded).verdict(&event(&["bob"], 1, now)),
+            Verdict::Handled
+        );
+    }
+
+    #[test]
+    fn a_change_is_timed_from_the_earliest_event_naming_its_user() {
+        let now = OffsetDateTime::now_utc();
+        let events = [event(&["alice"], 3, now), event(&["Alice", "bob"], 1, now)];
+        let events: Vec<&IamEvent> = events.iter().collect();
+        let mut report = AccountReport {
+            added: vec!["ALICE".into()],
+            ..AccountReport::default()
+        };
+        // Nothing was applied (a dry run): nothing to time.
+        assert!(change_delays(&report, &events, now).is_empty());
+        report.applied = true;
+        let delays = change_delays(&report, &events, now);
+        assert_eq!(delays.len(), 1);
+        assert!((delays[0] - 180.0).abs() < 1e-6, "{delays:?}");
+    }
+
+    #[test]
+    fn each_user_is_reconciled_once_and_only_for_events_that_need_work() {
+        let now = OffsetDateTime::now_utc();
+        let events = [
+            event(&["alice", "bob"], 1, now),
+            event(&["Bob"], 1, now),
+            event(&["carol"], 1, now),
+        ];
+        let events: Vec<&IamEvent> = events.iter().collect();
+        let verdicts = [None, None, Some(Verdict::OwnChange)];
+        let users: Vec<String> = users_to_reconcile(&events, &verdicts)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(users, ["alice", "bob"]);
+    }
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sync::lock;
+use crate::user_name::UserName;
 
 /// The gates of every account, for the life of the process (kept across reloads).
 #[derive(Debug, Default)]
@@ -33,8 +34,8 @@ impl Gates {
 #[derive(Debug, Default)]
 pub struct Gate {
     writes: tokio::sync::Mutex<()>,
-    /// When each user (by lower-case name) was last read by an event-driven reconciliation.
-    reconciled: Mutex<HashMap<String, Instant>>,
+    /// When each user was last read by an event-driven reconciliation.
+    reconciled: Mutex<HashMap<UserName, Instant>>,
 }
 
 impl Gate {
@@ -45,14 +46,14 @@ impl Gate {
 
     /// Records that `user` was read at `at` by an event-driven reconciliation; forgets records
     /// older than `keep` (no full run lasts longer).
-    pub fn mark(&self, user: &str, at: Instant, keep: Duration) {
+    pub fn mark(&self, user: &UserName, at: Instant, keep: Duration) {
         let mut reconciled = lock(&self.reconciled);
         reconciled.retain(|_, seen| at.saturating_duration_since(*seen) <= keep);
-        reconciled.insert(user.to_ascii_lowercase(), at);
+        reconciled.insert(user.clone(), at);
     }
 
-    /// The users (lower-case) read by an event-driven reconciliation after `since`.
-    pub fn reconciled_since(&self, since: Instant) -> HashSet<String> {
+    /// The users read by an event-driven reconciliation after `since`.
+    pub fn reconciled_since(&self, since: Instant) -> HashSet<UserName> {
         lock(&self.reconciled)
             .iter()
             .filter(|(_, at)| **at > since)
@@ -67,22 +68,20 @@ mod tests {
 
     #[test]
     fn only_users_read_after_the_full_runs_read_are_newer() {
+        let user = |name: &str| UserName::from_iam(name);
         let gate = Gate::default();
         let t0 = Instant::now();
         let keep = Duration::from_secs(3600);
-        gate.mark("Alice", t0, keep);
+        gate.mark(&user("Alice"), t0, keep);
         let full_read = t0 + Duration::from_secs(1);
-        gate.mark("bob", t0 + Duration::from_secs(2), keep);
+        gate.mark(&user("bob"), t0 + Duration::from_secs(2), keep);
         assert_eq!(
             gate.reconciled_since(full_read),
-            HashSet::from(["bob".to_string()])
+            HashSet::from([user("bob")])
         );
         // Old records are forgotten once no run can still be applying an older read.
-        gate.mark("carol", t0 + Duration::from_secs(7200), keep);
-        assert_eq!(
-            gate.reconciled_since(t0),
-            HashSet::from(["carol".to_string()])
-        );
+        gate.mark(&user("carol"), t0 + Duration::from_secs(7200), keep);
+        assert_eq!(gate.reconciled_since(t0), HashSet::from([user("carol")]));
     }
 
     #[test]

@@ -8,54 +8,21 @@ use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
 use futures::stream::{self, StreamExt};
+use futures::TryFutureExt;
 
 use crate::arn::Arn;
-use crate::aws::answers::Pages;
+use crate::aws::pages::{every_page, AwsCall, ListError};
 use crate::aws::{AccountClients, AwsError};
 use crate::policy;
-use crate::reconcile::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts, UserName};
+use crate::user_name::UserName;
 
-/// A failure that stops the whole account: nothing is changed in it.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AccountError {
-    #[error("cannot determine the identity of the credentials (sts:GetCallerIdentity): {0}")]
-    Identity(String),
-    #[error("group {group} does not exist in account {account_id}: create it, or set `group` to the enforcement group's name")]
-    GroupMissing { group: String, account_id: String },
-    #[error(transparent)]
-    Read(AwsError),
-    #[error("iam:{operation} returned {what}")]
-    Nonsense {
-        operation: &'static str,
-        what: String,
-    },
-    #[error("stopped before the account was read: {0}")]
-    Stopped(String),
-    /// The credentials are another account's than the one meant (a role whose trust or answer
-    /// is wrong, a profile for another account): nothing is read or changed with them.
-    #[error("the credentials {credentials} belong to account {actual}, not {expected}: nothing was read or changed")]
-    AccountMismatch {
-        expected: String,
-        actual: String,
-        /// What the credentials were meant to be: a role's ARN, or forcemfa's own credentials.
-        credentials: String,
-    },
-}
+use super::failure::AccountError;
+use super::plan::{self, ConsoleAccess, MfaState, Rules, UserFacts};
 
-impl AccountError {
-    /// A short stable label, for logs and metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            AccountError::Identity(_) => "identity",
-            AccountError::GroupMissing { .. } => "group_missing",
-            // The kind of failure the read met: throttled, refused, timeout, ...
-            AccountError::Read(e) => e.kind.metric_label(),
-            AccountError::Nonsense { .. } => "invalid_response",
-            AccountError::Stopped(_) => "stopped",
-            AccountError::AccountMismatch { .. } => "account_mismatch",
-        }
-    }
-}
+const GET_ACCOUNT_AUTHORIZATION_DETAILS: AwsCall = AwsCall::iam("GetAccountAuthorizationDetails");
+const LIST_VIRTUAL_MFA_DEVICES: AwsCall = AwsCall::iam("ListVirtualMFADevices");
+const LIST_MFA_DEVICES: AwsCall = AwsCall::iam("ListMFADevices");
+const LIST_GROUPS_FOR_USER: AwsCall = AwsCall::iam("ListGroupsForUser");
 
 /// Whether the enforcement group's policies deny access without MFA.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +43,36 @@ pub struct AccountFacts {
     /// Serial numbers of virtual MFA devices that belong to nobody (abandoned set-ups).
     pub unassigned_devices: Vec<String>,
     /// Whether the root user has MFA, or why it could not be read.
-    pub root_mfa: Result<bool, String>,
+    pub root_mfa: Result<bool, ReadError>,
 }
 
 /// The user name in an IAM user ARN (`arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`); `None` for any
 /// other principal (assumed roles, federated users, root).
 pub fn user_from_arn(arn: &str) -> Option<UserName> {
-    Arn::parse(arn)?
-        .user_name()
-        .map(|name| UserName(name.to_string()))
+    Arn::parse(arn)?.user_name().map(UserName::from_iam)
+}
+
+/// Why one fact of an account (the root user's MFA, a policy of the group) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Call(AwsError),
+    /// A call about one entity (a managed policy) failed.
+    #[error("iam:{operation} {entity} failed: {}", error.detail)]
+    CallAbout {
+        operation: &'static str,
+        entity: String,
+        error: AwsError,
+    },
+    /// The answer lacks what it should hold.
+    #[error("{operation}{} returned {what}", entity.as_deref().map(|e| format!(" {e}")).unwrap_or_default())]
+    Nonsense {
+        operation: AwsCall,
+        entity: Option<String>,
+        what: &'static str,
+    },
+    #[error("{entity}: {error}")]
+    Undecodable { entity: String, error: String },
 }
 
 /// What GetAccountAuthorizationDetails says of the enforcement group.
@@ -102,43 +90,40 @@ async fn list_users_and_group(
     group: &str,
     page_size: i32,
 ) -> Result<(Vec<UserFacts>, Option<GroupDetail>), AccountError> {
-    const OP: &str = "GetAccountAuthorizationDetails";
-    let mut pages = Pages::new();
+    const OP: AwsCall = GET_ACCOUNT_AUTHORIZATION_DETAILS;
     let mut users = Vec::new();
     let mut seen = HashSet::new();
     let mut group_detail = None;
-    while pages.more() {
-        let page = clients
+    let fetch = |marker| {
+        clients
             .iam
             .get_account_authorization_details()
             .filter(EntityType::User)
             .filter(EntityType::Group)
             .max_items(page_size)
-            .set_marker(pages.marker().map(str::to_string))
+            .set_marker(marker)
             .send()
-            .await
-            .map_err(|e| AccountError::Read(AwsError::iam(OP, &e)))?;
+            .map_err(|e| AwsError::iam(OP.operation, &e))
+    };
+    every_page(OP, fetch, |page| {
         for detail in page.user_detail_list() {
             let name = detail
                 .user_name()
                 .filter(|n| !n.is_empty())
-                .ok_or_else(|| AccountError::Nonsense {
-                    operation: OP,
-                    what: "a user without a name".to_string(),
-                })?;
-            if !seen.insert(name.to_string()) {
+                .ok_or_else(|| ListError::nonsense(&OP, "a user without a name"))?;
+            let name = UserName::from_iam(name);
+            if !seen.insert(name.clone()) {
                 // A user listed twice (pages shifting under a concurrent change) is read once.
                 continue;
             }
-            let tags: BTreeMap<String, String> = detail
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect();
             users.push(UserFacts {
-                name: UserName(name.to_string()),
+                name,
                 path: detail.path().unwrap_or("/").to_string(),
-                tags,
+                tags: detail
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
                 member: detail.group_list().iter().any(|g| g == group),
                 mfa: MfaState::NotChecked,
                 console: ConsoleAccess::NotChecked,
@@ -149,39 +134,39 @@ async fn list_users_and_group(
             .iter()
             .find(|g| g.group_name() == Some(group))
         {
-            group_detail = Some(GroupDetail {
-                inline_documents: g
-                    .group_policy_list()
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.policy_name().unwrap_or_default().to_string(),
-                            p.policy_document().unwrap_or_default().to_string(),
-                        )
-                    })
-                    .collect(),
-                attached: g
-                    .attached_managed_policies()
-                    .iter()
-                    .filter_map(|p| p.policy_arn().map(str::to_string))
-                    .collect(),
-            });
+            group_detail = Some(group_detail_of(g));
         }
-        pages
-            .advance(page.is_truncated(), page.marker())
-            .map_err(|e| AccountError::Nonsense {
-                operation: OP,
-                what: e.to_string(),
-            })?;
-    }
+        Ok::<(), AccountError>(())
+    })
+    .await?;
     Ok((users, group_detail))
+}
+
+fn group_detail_of(g: &aws_sdk_iam::types::GroupDetail) -> GroupDetail {
+    GroupDetail {
+        inline_documents: g
+            .group_policy_list()
+            .iter()
+            .map(|p| {
+                (
+                    p.policy_name().unwrap_or_default().to_string(),
+                    p.policy_document().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        attached: g
+            .attached_managed_policies()
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_string))
+            .collect(),
+    }
 }
 
 /// The account's virtual MFA devices, as [`virtual_devices`] reads them.
 #[derive(Debug, Default)]
 struct VirtualDevices {
-    /// The names of the IAM users holding one.
-    holders: HashSet<String>,
+    /// The IAM users holding one.
+    holders: HashSet<UserName>,
     /// The serial numbers of those that belong to nobody, sorted.
     unassigned: Vec<String>,
     /// Every serial number.
@@ -194,10 +179,8 @@ pub async fn virtual_device_exists(
     clients: &AccountClients,
     serial: &str,
     page_size: i32,
-) -> Result<bool, String> {
-    let devices = virtual_devices(clients, page_size)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<bool, ListError> {
+    let devices = virtual_devices(clients, page_size).await?;
     Ok(devices.serials.contains(serial))
 }
 
@@ -205,27 +188,23 @@ pub async fn virtual_device_exists(
 async fn virtual_devices(
     clients: &AccountClients,
     page_size: i32,
-) -> Result<VirtualDevices, AccountError> {
-    const OP: &str = "ListVirtualMFADevices";
-    let mut pages = Pages::new();
+) -> Result<VirtualDevices, ListError> {
+    const OP: AwsCall = LIST_VIRTUAL_MFA_DEVICES;
     let mut found = VirtualDevices::default();
-    while pages.more() {
-        let page = clients
+    let fetch = |marker| {
+        clients
             .iam
             .list_virtual_mfa_devices()
             .assignment_status(AssignmentStatusType::Any)
             .max_items(page_size)
-            .set_marker(pages.marker().map(str::to_string))
+            .set_marker(marker)
             .send()
-            .await
-            .map_err(|e| AccountError::Read(AwsError::iam(OP, &e)))?;
+            .map_err(|e| AwsError::iam(OP.operation, &e))
+    };
+    every_page(OP, fetch, |page| {
         for device in page.virtual_mfa_devices() {
-            let nonsense = |what: &str| AccountError::Nonsense {
-                operation: OP,
-                what: what.to_string(),
-            };
             if device.serial_number().is_empty() {
-                return Err(nonsense("a device without a serial number"));
+                return Err(ListError::nonsense(&OP, "a device without a serial number"));
             }
             found.serials.insert(device.serial_number().to_string());
             match device.user() {
@@ -233,21 +212,20 @@ async fn virtual_devices(
                 Some(user) => {
                     if user_from_arn(user.arn()).is_some() {
                         if user.user_name().is_empty() {
-                            return Err(nonsense("a device whose user has no name"));
+                            return Err(ListError::nonsense(
+                                &OP,
+                                "a device whose user has no name",
+                            ));
                         }
-                        found.holders.insert(user.user_name().to_string());
+                        found.holders.insert(UserName::from_iam(user.user_name()));
                     }
                 }
                 None => found.unassigned.push(device.serial_number().to_string()),
             }
         }
-        pages
-            .advance(page.is_truncated(), page.marker())
-            .map_err(|e| AccountError::Nonsense {
-                operation: OP,
-                what: e.to_string(),
-            })?;
-    }
+        Ok(())
+    })
+    .await?;
     found.unassigned.sort();
     Ok(found)
 }
@@ -256,23 +234,28 @@ async fn virtual_devices(
 async fn managed_policy_document(
     clients: &AccountClients,
     arn: &str,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, ReadError> {
+    let failed = |operation, error| ReadError::CallAbout {
+        operation,
+        entity: arn.to_string(),
+        error,
+    };
+    let nonsense = |operation, what| ReadError::Nonsense {
+        operation: AwsCall::iam(operation),
+        entity: Some(arn.to_string()),
+        what,
+    };
     let policy = clients
         .iam
         .get_policy()
         .policy_arn(arn)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "iam:GetPolicy {arn} failed: {}",
-                AwsError::iam("GetPolicy", &e).detail
-            )
-        })?;
+        .map_err(|e| failed("GetPolicy", AwsError::iam("GetPolicy", &e)))?;
     let version = policy
         .policy()
         .and_then(|p| p.default_version_id())
-        .ok_or_else(|| format!("iam:GetPolicy {arn} returned no default version"))?;
+        .ok_or_else(|| nonsense("GetPolicy", "no default version"))?;
     let document = clients
         .iam
         .get_policy_version()
@@ -280,15 +263,15 @@ async fn managed_policy_document(
         .version_id(version)
         .send()
         .await
-        .map_err(|e| {
-            let e = AwsError::iam("GetPolicyVersion", &e);
-            format!("iam:GetPolicyVersion {arn} failed: {}", e.detail)
-        })?;
+        .map_err(|e| failed("GetPolicyVersion", AwsError::iam("GetPolicyVersion", &e)))?;
     let text = document
         .policy_version()
         .and_then(|v| v.document())
-        .ok_or_else(|| format!("iam:GetPolicyVersion {arn} returned no document"))?;
-    policy::decode_document(text).map_err(|e| format!("{arn}: {e}"))
+        .ok_or_else(|| nonsense("GetPolicyVersion", "no document"))?;
+    policy::decode_document(text).map_err(|e| ReadError::Undecodable {
+        entity: arn.to_string(),
+        error: e.to_string(),
+    })
 }
 
 /// Whether any of the group's policies denies access without MFA. AWS managed policies are not
@@ -310,7 +293,7 @@ async fn check_group_policy(clients: &AccountClients, group: &GroupDetail) -> Gr
         match managed_policy_document(clients, arn).await {
             Ok(doc) if policy::denies_without_mfa(&doc) => return GroupPolicyCheck::Enforces,
             Ok(_) => {}
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
         }
     }
     if problems.is_empty() {
@@ -321,77 +304,77 @@ async fn check_group_policy(clients: &AccountClients, group: &GroupDetail) -> Gr
 }
 
 /// Whether the account's root user has MFA (GetAccountSummary).
-async fn root_mfa(clients: &AccountClients) -> Result<bool, String> {
+async fn root_mfa(clients: &AccountClients) -> Result<bool, ReadError> {
     let summary = clients
         .iam
         .get_account_summary()
         .send()
         .await
-        .map_err(|e| AwsError::iam("GetAccountSummary", &e).to_string())?;
+        .map_err(|e| ReadError::Call(AwsError::iam("GetAccountSummary", &e)))?;
     summary
         .summary_map()
         .and_then(|m| m.get(&SummaryKeyType::AccountMfaEnabled))
         .map(|v| *v == 1)
-        .ok_or_else(|| "iam:GetAccountSummary returned no AccountMFAEnabled".to_string())
+        .ok_or(ReadError::Nonsense {
+            operation: AwsCall::iam("GetAccountSummary"),
+            entity: None,
+            what: "no AccountMFAEnabled",
+        })
 }
 
 /// Whether one user has any MFA device: ListMFADevices shows every kind (virtual, hardware TOTP,
 /// FIDO), every page.
-async fn mfa_state(clients: &AccountClients, user: &str, page_size: i32) -> MfaState {
-    const OP: &str = "iam:ListMFADevices";
-    let mut pages = Pages::new();
+async fn mfa_state(clients: &AccountClients, user: &UserName, page_size: i32) -> MfaState {
+    const OP: AwsCall = LIST_MFA_DEVICES;
     let mut present = false;
-    while pages.more() {
-        let page = match clients
+    let fetch = |marker| {
+        clients
             .iam
             .list_mfa_devices()
-            .user_name(user)
+            .user_name(user.as_str())
             .max_items(page_size)
-            .set_marker(pages.marker().map(str::to_string))
+            .set_marker(marker)
             .send()
-            .await
-        {
-            Ok(page) => page,
-            Err(e) => {
-                let e = AwsError::iam("ListMFADevices", &e);
-                return MfaState::Unknown(if e.is_not_found() {
-                    format!("{OP}: the user no longer exists ({})", e.detail)
-                } else {
-                    e.to_string()
-                });
-            }
-        };
+            .map_err(|e| AwsError::iam(OP.operation, &e))
+    };
+    // Every page is read, even after a device is found: an answer that cannot be followed to its
+    // end is not one to act on.
+    let read = every_page(OP, fetch, |page| {
         // A device is a fact only when the answer names it and says whose it is.
         for device in page.mfa_devices() {
             if device.serial_number().is_empty() {
-                return MfaState::Unknown(format!(
-                    "{OP} returned a device without a serial number"
-                ));
+                return Err(ListError::nonsense(&OP, "a device without a serial number"));
             }
-            if device.user_name() != user {
-                return MfaState::Unknown(format!(
-                    "{OP} for {user} returned a device of {:?}",
-                    device.user_name()
-                ));
+            if !user.is(device.user_name()) {
+                return Err(ListError::Nonsense {
+                    operation: format!("{OP} for {user}"),
+                    what: format!("a device of {:?}", device.user_name()),
+                });
             }
             present = true;
         }
-        // Every page is read, even after a device is found: an answer that cannot be followed to
-        // its end is not one to act on.
-        if let Err(e) = pages.advance(page.is_truncated(), page.marker()) {
-            return MfaState::Unknown(format!("{OP} returned {e}"));
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(()) if present => MfaState::Present,
+        Ok(()) => MfaState::Absent,
+        Err(ListError::Call(e)) if e.is_not_found() => {
+            MfaState::Unknown(format!("{OP}: the user no longer exists ({})", e.detail))
         }
-    }
-    if present {
-        MfaState::Present
-    } else {
-        MfaState::Absent
+        Err(e) => MfaState::Unknown(e.to_string()),
     }
 }
 
 /// Whether one user has a console password.
-async fn console_access(clients: &AccountClients, user: &str) -> ConsoleAccess {
-    match clients.iam.get_login_profile().user_name(user).send().await {
+async fn console_access(clients: &AccountClients, user: &UserName) -> ConsoleAccess {
+    match clients
+        .iam
+        .get_login_profile()
+        .user_name(user.as_str())
+        .send()
+        .await
+    {
         Ok(_) => ConsoleAccess::Present,
         Err(e) => match AwsError::iam("GetLoginProfile", &e) {
             e if e.is_not_found() => ConsoleAccess::Absent,
@@ -405,17 +388,17 @@ async fn console_access(clients: &AccountClients, user: &str) -> ConsoleAccess {
 async fn per_user<T, Fut>(
     users: &[UserFacts],
     needs: impl Fn(&UserFacts) -> bool,
-    lookup: impl Fn(String) -> Fut,
+    lookup: impl Fn(UserName) -> Fut,
     concurrency: usize,
 ) -> Vec<(usize, T)>
 where
     Fut: std::future::Future<Output = T>,
 {
-    let wanted: Vec<(usize, String)> = users
+    let wanted: Vec<(usize, UserName)> = users
         .iter()
         .enumerate()
         .filter(|(_, u)| needs(u))
-        .map(|(i, u)| (i, u.name.0.clone()))
+        .map(|(i, u)| (i, u.name.clone()))
         .collect();
     stream::iter(wanted)
         .map(|(i, name)| {
@@ -440,28 +423,27 @@ pub enum UserRead {
 /// settles a membership change whose answer never came.)
 pub async fn in_group(
     clients: &AccountClients,
-    user: &str,
+    user: &UserName,
     group: &str,
     page_size: i32,
-) -> Result<bool, String> {
-    const OP: &str = "iam:ListGroupsForUser";
-    let mut pages = Pages::new();
+) -> Result<bool, ListError> {
+    const OP: AwsCall = LIST_GROUPS_FOR_USER;
     let mut member = false;
-    while pages.more() {
-        let page = clients
+    let fetch = |marker| {
+        clients
             .iam
             .list_groups_for_user()
-            .user_name(user)
+            .user_name(user.as_str())
             .max_items(page_size)
-            .set_marker(pages.marker().map(str::to_string))
+            .set_marker(marker)
             .send()
-            .await
-            .map_err(|e| AwsError::iam("ListGroupsForUser", &e).to_string())?;
+            .map_err(|e| AwsError::iam(OP.operation, &e))
+    };
+    every_page(OP, fetch, |page| {
         member |= page.groups().iter().any(|g| g.group_name() == group);
-        pages
-            .advance(page.is_truncated(), page.marker())
-            .map_err(|e| format!("{OP} returned {e}"))?;
-    }
+        Ok::<(), ListError>(())
+    })
+    .await?;
     Ok(member)
 }
 
@@ -471,14 +453,14 @@ pub async fn in_group(
 /// skips the user rather than guess.
 pub async fn read_user(
     clients: &AccountClients,
-    name: &str,
+    name: &UserName,
     group: &str,
     rules: &Rules,
     page_size: i32,
 ) -> UserRead {
-    let unknown = |name: &str, reason: String| {
+    let unknown = |reason: String| {
         UserRead::Found(UserFacts {
-            name: UserName(name.to_string()),
+            name: name.clone(),
             path: "/".to_string(),
             tags: BTreeMap::new(),
             member: false,
@@ -486,23 +468,23 @@ pub async fn read_user(
             console: ConsoleAccess::NotChecked,
         })
     };
-    let user = match clients.iam.get_user().user_name(name).send().await {
+    let user = match clients.iam.get_user().user_name(name.as_str()).send().await {
         Ok(out) => match out.user() {
             Some(user) if !user.user_name().is_empty() => user.clone(),
-            _ => return unknown(name, "iam:GetUser returned no user".to_string()),
+            _ => return unknown("iam:GetUser returned no user".to_string()),
         },
         Err(e) => {
             let e = AwsError::iam("GetUser", &e);
             if e.is_not_found() {
                 return UserRead::Missing;
             }
-            return unknown(name, e.to_string());
+            return unknown(e.to_string());
         }
     };
     // IAM finds users whatever the case of the name asked for; its answer spells it.
-    let name = user.user_name();
+    let name = UserName::from_iam(user.user_name());
     let mut facts = UserFacts {
-        name: UserName(name.to_string()),
+        name: name.clone(),
         path: user.path().to_string(),
         tags: user
             .tags()
@@ -517,18 +499,18 @@ pub async fn read_user(
         return UserRead::Found(facts);
     }
     let (member, mfa) = tokio::join!(
-        in_group(clients, name, group, page_size),
-        mfa_state(clients, name, page_size)
+        in_group(clients, &name, group, page_size),
+        mfa_state(clients, &name, page_size)
     );
     match member {
         Ok(member) => {
             facts.member = member;
             facts.mfa = mfa;
         }
-        Err(reason) => facts.mfa = MfaState::Unknown(reason),
+        Err(reason) => facts.mfa = MfaState::Unknown(reason.to_string()),
     }
     if plan::needs_console_lookup(&facts, rules) {
-        facts.console = console_access(clients, name).await;
+        facts.console = console_access(clients, &name).await;
     }
     UserRead::Found(facts)
 }
@@ -561,19 +543,19 @@ pub async fn read_account(
     } = devices?;
     let group_policy = check_group_policy(clients, &group_detail).await;
     for user in users.iter_mut() {
-        if holders.contains(&user.name.0) {
+        if holders.contains(&user.name) {
             user.mfa = MfaState::Present;
         }
     }
 
     let needs_mfa = |u: &UserFacts| plan::needs_mfa_lookup(u, rules);
-    let read_mfa = |name: String| async move { mfa_state(clients, &name, page_size).await };
+    let read_mfa = |name: UserName| async move { mfa_state(clients, &name, page_size).await };
     for (i, state) in per_user(&users, needs_mfa, read_mfa, concurrency).await {
         users[i].mfa = state;
     }
     // Only now, with every MFA state known, is it clear who would be added.
     let needs_console = |u: &UserFacts| plan::needs_console_lookup(u, rules);
-    let read_console = |name: String| async move { console_access(clients, &name).await };
+    let read_console = |name: UserName| async move { console_access(clients, &name).await };
     for (i, console) in per_user(&users, needs_console, read_console, concurrency).await {
         users[i].console = console;
     }
@@ -594,11 +576,11 @@ mod tests {
     fn user_arns_give_the_user_name() {
         assert_eq!(
             user_from_arn("arn:aws:iam::123456789012:user/ops/forcemfa"),
-            Some(UserName("forcemfa".into()))
+            Some(UserName::from_iam("forcemfa"))
         );
         assert_eq!(
             user_from_arn("arn:aws-cn:iam::123456789012:user/bot"),
-            Some(UserName("bot".into()))
+            Some(UserName::from_iam("bot"))
         );
     }
 

@@ -7,16 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::config::ExemptRules;
-
-/// An IAM user name: unique within an account, case-insensitively in IAM itself.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserName(pub String);
-
-impl fmt::Display for UserName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use crate::user_name::UserName;
 
 /// Whether a user has at least one MFA device of any kind (virtual, hardware TOTP, FIDO).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,15 +104,9 @@ impl Action {
     }
 }
 
-/// Whether two IAM user names name the same user: IAM keeps user names unique regardless of
-/// case, so `BreakGlass` and `breakglass` cannot both exist.
-pub fn same_user_name(a: &str, b: &str) -> bool {
-    a.eq_ignore_ascii_case(b)
-}
-
 /// Which exemption, if any, applies to a user. The first matching rule is named.
 pub fn exemption(user: &UserFacts, rules: &ExemptRules) -> Option<Exemption> {
-    if rules.users.iter().any(|u| same_user_name(u, &user.name.0)) {
+    if rules.users.iter().any(|u| user.name.is(u)) {
         return Some(Exemption::Listed);
     }
     if let Some(prefix) = rules
@@ -144,7 +129,7 @@ pub fn unmatched_exempt_users<'a>(rules: &'a ExemptRules, users: &[UserFacts]) -
     rules
         .users
         .iter()
-        .filter(|listed| !users.iter().any(|u| same_user_name(listed, &u.name.0)))
+        .filter(|listed| !users.iter().any(|u| u.name.is(listed)))
         .map(String::as_str)
         .collect()
 }
@@ -268,7 +253,7 @@ mod tests {
 
     fn user(name: &str, member: bool, mfa: MfaState) -> UserFacts {
         UserFacts {
-            name: UserName(name.to_string()),
+            name: UserName::from_iam(name),
             path: "/".to_string(),
             tags: BTreeMap::new(),
             member,
@@ -388,7 +373,7 @@ mod tests {
     #[test]
     fn own_identity_is_never_added_but_may_leave() {
         let r = Rules {
-            own_user: Some(UserName("bot".into())),
+            own_user: Some(UserName::from_iam("bot")),
             ..Rules::default()
         };
         assert_eq!(
@@ -451,9 +436,9 @@ mod tests {
             user("e", false, MfaState::Unknown("no".into())),
         ];
         let plan = Plan::build(&users, &r);
-        let adds: Vec<_> = plan.adds().map(|u| u.0.as_str()).collect();
+        let adds: Vec<_> = plan.adds().map(UserName::as_str).collect();
         assert_eq!(adds, vec!["a", "c"]);
-        let removes: Vec<_> = plan.removes().map(|u| u.0.as_str()).collect();
+        let removes: Vec<_> = plan.removes().map(UserName::as_str).collect();
         assert_eq!(removes, vec!["b"]);
         assert_eq!(plan.skipped().count(), 1);
         assert_eq!(plan.change_count(), 3);

@@ -6,6 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use tracing::info;
+
+use super::apply::{Change, ChangeResult, Outcome};
+use super::failure::AccountError;
+use super::plan::Action;
+use crate::user_name::UserName;
 
 /// Exit codes of a reconcile.
 pub mod exit {
@@ -109,7 +115,7 @@ pub struct AccountReport {
     pub iam_requests_per_second: f64,
     pub duration_seconds: f64,
     /// Why the account failed, as a metric label (`account_mismatch`, `throttled`, `stopped`,
-    /// ...); set with `error` by [`AccountReport::fail`].
+    /// ...): [`AccountError::metric_label`], set with `error` by [`AccountReport::fail`].
     pub error_kind: Option<&'static str>,
 }
 
@@ -126,28 +132,21 @@ pub enum AccountOutcome {
 }
 
 impl AccountReport {
-    /// Records why the account could not be reconciled.
-    pub fn fail(&mut self, kind: &'static str, message: String) {
-        self.error = Some(message);
-        self.error_kind = Some(kind);
-    }
-
-    /// Records that the guard stopped every change.
-    pub fn trip_guard(&mut self, message: String) {
-        self.guard_tripped = true;
-        self.error = Some(message);
-        self.error_kind = Some("guard_tripped");
+    /// Records why the account could not be (wholly) reconciled: the message in `error`, its
+    /// label in `error_kind`.
+    pub fn fail(&mut self, error: &AccountError) {
+        self.guard_tripped |= matches!(error, AccountError::GuardTripped { .. });
+        self.error = Some(error.to_string());
+        self.error_kind = Some(error.metric_label());
     }
 
     pub fn outcome(&self) -> AccountOutcome {
         if self.guard_tripped {
-            AccountOutcome::GuardTripped
-        } else if self.error.is_some() {
-            AccountOutcome::Failed {
-                kind: self.error_kind.unwrap_or("other"),
-            }
-        } else {
-            AccountOutcome::Reconciled
+            return AccountOutcome::GuardTripped;
+        }
+        match self.error_kind {
+            Some(kind) => AccountOutcome::Failed { kind },
+            None => AccountOutcome::Reconciled,
         }
     }
 
@@ -293,6 +292,53 @@ impl RunReport {
             }
         }
         out
+    }
+}
+
+impl AccountReport {
+    /// Lists a change under `added` or `removed`.
+    fn push_change(&mut self, action: Action, user: &UserName) {
+        match action {
+            Action::Add => self.added.push(user.to_string()),
+            Action::Remove => self.removed.push(user.to_string()),
+        }
+    }
+
+    /// Lists changes that were not carried out (a dry run, or the guard), and logs each with
+    /// `outcome` (`planned` or `blocked`).
+    pub fn record_planned(&mut self, changes: &[(UserName, Action)], dry_run: bool, outcome: &str) {
+        let account_id = self.account_id.as_deref().unwrap_or_default();
+        for (user, action) in changes {
+            info!(account_id, user = %user, action = action.as_str(), dry_run, outcome, "membership change");
+        }
+        for (user, action) in changes {
+            self.push_change(*action, user);
+        }
+    }
+
+    /// Lists each change made under `added` or `removed`, each failed one under `failed`, and
+    /// each whose outcome is not known under `unknown`; the journal has already logged and
+    /// audited them.
+    pub fn record_outcomes(&mut self, outcomes: Vec<Outcome>) {
+        for outcome in outcomes {
+            let Change::Membership(user, action) = outcome.change else {
+                continue;
+            };
+            let listed = |reason: String| FailedChange {
+                user: user.to_string(),
+                action: action.as_str(),
+                reason,
+            };
+            match &outcome.result {
+                ChangeResult::Done => self.push_change(action, &user),
+                ChangeResult::Unknown(reason) => self.unknown.push(listed(reason.clone())),
+                other => self.failed.push(listed(other.reason().unwrap_or_default())),
+            }
+        }
+        self.added.sort();
+        self.removed.sort();
+        self.failed.sort_by(|a, b| a.user.cmp(&b.user));
+        self.unknown.sort_by(|a, b| a.user.cmp(&b.user));
     }
 }
 

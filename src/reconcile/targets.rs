@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
@@ -13,10 +13,46 @@ use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 
 use crate::arn::Partition;
-use crate::aws::answers::Pages;
+use futures::TryFutureExt;
+
+use crate::aws::identity::IdentityError;
+use crate::aws::pages::{every_page, AwsCall, ListError};
 use crate::aws::{identity, load_sdk_config, AccountClients, AwsError, CallCounter, SharedClients};
 use crate::config::{AccountTarget, AwsSettings, Config};
 use crate::sync::lock;
+
+use super::stop::StopReason;
+
+/// Why the accounts of a run could not be found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("cannot determine the identity of the credentials (sts:GetCallerIdentity): {0}")]
+    Identity(IdentityError),
+    #[error("account_mismatch: the credentials forcemfa runs with belong to account {actual}, not {expected} (`account_id`): the organization's accounts were not listed")]
+    AccountMismatch { expected: String, actual: String },
+    #[error(transparent)]
+    List(#[from] ListError),
+    #[error("no account reconciled: {0}")]
+    Stopped(StopReason),
+}
+
+/// How long the organization's account list serves to route events before it is read again.
+pub const ACCOUNTS_FRESH_FOR: Duration = Duration::from_secs(600);
+/// An event for an account not in the list reads it again, at most this often.
+pub const ACCOUNTS_REREAD_AFTER: Duration = Duration::from_secs(60);
+
+/// The organization's accounts as last listed, and forcemfa's own account once asked: where
+/// events are routed.
+#[derive(Debug, Default)]
+pub struct AccountsCache {
+    pub listed: Option<(Instant, Vec<Target>)>,
+    pub own: Option<String>,
+}
+
+const LIST_ACCOUNTS: AwsCall = AwsCall {
+    service: "organizations",
+    operation: "ListAccounts",
+};
 
 /// Session name of the roles forcemfa assumes, as CloudTrail shows it.
 const SESSION_NAME: &str = "forcemfa";
@@ -170,7 +206,7 @@ impl ClientPool {
     }
 
     /// The accounts a run covers. Discovers the organization's active accounts when configured.
-    pub async fn targets(&self, config: &Config) -> Result<Vec<Target>, String> {
+    pub async fn targets(&self, config: &Config) -> Result<Vec<Target>, DiscoveryError> {
         let listed = listed_targets(config);
         if config.organization.is_none() {
             return Ok(listed);
@@ -180,35 +216,35 @@ impl ClientPool {
         if let Some(expected) = &config.account_id {
             let own = identity::caller_identity(&self.own.for_run())
                 .await
-                .map_err(|e| format!("cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}"))?;
+                .map_err(DiscoveryError::Identity)?;
             if own.account_id != *expected {
-                return Err(format!(
-                    "account_mismatch: the credentials forcemfa runs with belong to account {}, not {expected} (`account_id`): the organization's accounts were not listed",
-                    own.account_id
-                ));
+                return Err(DiscoveryError::AccountMismatch {
+                    expected: expected.clone(),
+                    actual: own.account_id,
+                });
             }
         }
         let mut discovered = Vec::new();
-        let mut pages = Pages::new();
-        while pages.more() {
-            let page = self
-                .organizations
-                .list_accounts()
-                .set_next_token(pages.marker().map(str::to_string))
-                .send()
-                .await
-                .map_err(|e| AwsError::of("organizations", "ListAccounts", &e).to_string())?;
-            for account in page.accounts() {
-                let active = account.status().is_some_and(|s| s.as_str() == "ACTIVE");
-                if let (true, Some(id)) = (active, account.id()) {
-                    discovered.push(id.to_string());
+        every_page(
+            LIST_ACCOUNTS,
+            |token| {
+                self.organizations
+                    .list_accounts()
+                    .set_next_token(token)
+                    .send()
+                    .map_err(|e| AwsError::of("organizations", LIST_ACCOUNTS.operation, &e))
+            },
+            |page| {
+                for account in page.accounts() {
+                    let active = account.status().is_some_and(|s| s.as_str() == "ACTIVE");
+                    if let (true, Some(id)) = (active, account.id()) {
+                        discovered.push(id.to_string());
+                    }
                 }
-            }
-            let next = page.next_token();
-            pages
-                .advance(next.is_some(), next)
-                .map_err(|e| format!("organizations:ListAccounts returned {e}"))?;
-        }
+                Ok::<(), DiscoveryError>(())
+            },
+        )
+        .await?;
         discovered.sort();
         Ok(with_organization(
             listed,

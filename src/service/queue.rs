@@ -198,7 +198,15 @@ async fn handle(
     }
     for ((r, event), verdict) in usable.iter().zip(&outcome.verdicts) {
         shared.metrics.record_event(verdict.as_str());
-        let (message_id, users) = (&r.message_id, event.users.join(","));
+        let (message_id, users) = (
+            &r.message_id,
+            event
+                .users
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         let (account_id, event_name) = (&event.account_id, &event.event_name);
         let event_id = event.event_id.as_deref().unwrap_or_default();
         match verdict {

@@ -1,0 +1,148 @@
+//! Planning the users read and carrying the plan out: the step a full run and a run for named
+//! users share. In a dry run, or when the plan trips the guard, the plan is only reported.
+
+use std::time::Instant;
+
+use tracing::{info, warn};
+
+use super::apply::{self, Change, ChangeResult, NotSent, Writer};
+use super::context::{Account, RunContext};
+use super::failure::AccountError;
+use super::plan::{Action, MfaState, Plan, UserFacts};
+use super::report::{AccountReport, Skipped};
+use crate::user_name::UserName;
+
+/// Plans `users` and applies the plan (or, in a dry run or past the guard, reports it).
+/// `read_started` is when a full run began reading: it then waits for the account's gate and
+/// leaves out users an event-driven reconciliation has decided on since. Without it the caller
+/// holds the gate.
+pub async fn plan_and_apply(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    report: &mut AccountReport,
+    users: &[UserFacts],
+    read_started: Option<Instant>,
+) -> Plan {
+    let options = ctx.options;
+    let plan = Plan::build(users, account.rules);
+    report_plan(report, &plan, users, account.id());
+    let changes = plan.changes();
+    if plan.exceeds(options.max_changes) {
+        let error = AccountError::GuardTripped {
+            planned: plan.change_count(),
+            max: options.max_changes.unwrap_or_default(),
+        };
+        warn!(account_id = %account.id(), planned = plan.change_count(), max_changes = options.max_changes.unwrap_or_default(), "guard tripped: {error}");
+        report.fail(&error);
+        report.record_planned(&changes, options.dry_run, "blocked");
+        return plan;
+    }
+    if options.dry_run {
+        report.record_planned(&changes, true, "planned");
+        return plan;
+    }
+    let gate = ctx.gates.of(account.id());
+    let (_writing, changes) = match read_started {
+        None => (None, changes),
+        Some(read_started) => {
+            let Some(guard) = account.stop.token.run_until_cancelled(gate.enter()).await else {
+                report.fail(&AccountError::StoppedBeforeChanges(account.stop.reason()));
+                return plan;
+            };
+            let newer = gate.reconciled_since(read_started);
+            (Some(guard), without_newer(changes, &newer, account.id()))
+        }
+    };
+    apply_changes(ctx, account, report, changes).await;
+    plan
+}
+
+/// Fills in what the plan found: counts, exempt, out of scope and skipped users.
+fn report_plan(report: &mut AccountReport, plan: &Plan, users: &[UserFacts], account_id: &str) {
+    let count = |state: MfaState| users.iter().filter(|u| u.mfa == state).count() as u64;
+    report.users_scanned = users.len() as u64;
+    report.users_with_mfa = count(MfaState::Present);
+    report.users_without_mfa = count(MfaState::Absent);
+    report.exempt = plan.exempt().map(UserName::to_string).collect();
+    report.out_of_scope = plan.out_of_scope().map(UserName::to_string).collect();
+    report.skipped = plan
+        .skipped()
+        .map(|(user, reason)| {
+            warn!(account_id = %account_id, user = %user, reason, "user skipped");
+            Skipped {
+                user: user.to_string(),
+                reason: reason.to_string(),
+            }
+        })
+        .collect();
+    report.planned_changes = plan.change_count();
+}
+
+/// The changes left once those of users an event-driven reconciliation decided on after this
+/// run read them are dropped: their newer decision stands.
+fn without_newer(
+    mut changes: Vec<(UserName, Action)>,
+    newer: &std::collections::HashSet<UserName>,
+    account_id: &str,
+) -> Vec<(UserName, Action)> {
+    changes.retain(|(user, action)| {
+        let keep = !newer.contains(user);
+        if !keep {
+            info!(account_id, user = %user, action = action.as_str(), "membership change left out: an event-driven reconciliation decided on this user after this run read it");
+        }
+        keep
+    });
+    changes
+}
+
+/// Makes the membership changes and lists what became of each.
+async fn apply_changes(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    report: &mut AccountReport,
+    changes: Vec<(UserName, Action)>,
+) {
+    let config = ctx.config;
+    let changes = changes
+        .into_iter()
+        .map(|(user, action)| Change::Membership(user, action))
+        .collect();
+    let outcomes = apply::apply(
+        Writer::new(account.clients, config),
+        changes,
+        config.aws.max_concurrency,
+        account.stop,
+        account.recorder,
+    )
+    .await;
+    let unfinished = outcomes
+        .iter()
+        .filter(|o| matches!(o.result, ChangeResult::NotSent(NotSent::Stopped(_))))
+        .count();
+    report.record_outcomes(outcomes);
+    report.applied = true;
+    if unfinished > 0 {
+        report.fail(&AccountError::StoppedPartway {
+            unfinished,
+            reason: account.stop.reason(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn changes_decided_since_by_an_event_are_left_out_whatever_the_case() {
+        let user = |n: &str| UserName::from_iam(n);
+        let changes = vec![(user("Alice"), Action::Add), (user("bob"), Action::Remove)];
+        let newer = HashSet::from([user("alice")]);
+        assert_eq!(
+            without_newer(changes, &newer, "111111111111"),
+            vec![(user("bob"), Action::Remove)]
+        );
+    }
+}

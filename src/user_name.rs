@@ -1,0 +1,152 @@
+//! IAM user names: parsed by IAM's rules, compared as IAM compares them.
+//!
+//! IAM keeps user names unique regardless of case (`BreakGlass` and `breakglass` cannot both
+//! exist, and IAM finds either by the other), but spells each as it was created. A [`UserName`]
+//! keeps that spelling for people and compares, hashes and orders by a case-folded key, so that
+//! no set, map or comparison of user names can forget to fold.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// IAM's rule for user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
+pub fn is_iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+}
+
+/// Whether two IAM names (of users, groups or roles) name the same entity: IAM keeps each kind
+/// of name unique regardless of case.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// A text that is not an IAM user name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an IAM user name (1 to 64 letters, digits and +=,.@_-)")]
+pub struct InvalidUserName;
+
+/// An IAM user name, as spelt, that equals any spelling of the same name.
+#[derive(Debug, Clone)]
+pub struct UserName {
+    name: String,
+    /// The name folded as IAM folds it (ASCII: IAM names have no other letters).
+    key: String,
+}
+
+impl UserName {
+    /// A name given to forcemfa (configuration, command line, an event): it must be one IAM
+    /// could have made.
+    pub fn parse(name: &str) -> Result<UserName, InvalidUserName> {
+        if is_iam_name(name) {
+            Ok(UserName::from_iam(name))
+        } else {
+            Err(InvalidUserName)
+        }
+    }
+
+    /// A name IAM itself answered with: taken as IAM spells it.
+    pub fn from_iam(name: &str) -> UserName {
+        UserName {
+            name: name.to_string(),
+            key: name.to_ascii_lowercase(),
+        }
+    }
+
+    /// The name as spelt.
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `other`, however spelt, names this user.
+    pub fn is(&self, other: &str) -> bool {
+        same_name(&self.name, other)
+    }
+}
+
+impl PartialEq for UserName {
+    fn eq(&self, other: &UserName) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for UserName {}
+
+impl Hash for UserName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl PartialOrd for UserName {
+    fn partial_cmp(&self, other: &UserName) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UserName {
+    fn cmp(&self, other: &UserName) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl fmt::Display for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl From<UserName> for String {
+    fn from(user: UserName) -> String {
+        user.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn names_follow_iams_rules() {
+        for good in ["a", "Alice", "ops+bot=1,x.y@z_w-v", &"a".repeat(64)] {
+            assert!(UserName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "with space",
+            "slash/name",
+            "ünï",
+            &"a".repeat(65),
+            "tab\t",
+        ] {
+            assert_eq!(UserName::parse(bad), Err(InvalidUserName), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn any_spelling_is_the_same_user_and_keeps_its_own() {
+        let a = UserName::parse("BreakGlass").unwrap();
+        let b = UserName::from_iam("breakglass");
+        assert_eq!(a, b);
+        assert!(a.is("BREAKGLASS"));
+        assert!(!a.is("BreakGlas"));
+        assert_eq!(HashSet::from([a.clone(), b.clone()]).len(), 1);
+        assert_eq!(a.to_string(), "BreakGlass");
+        assert_eq!(b.as_str(), "breakglass");
+    }
+
+    #[test]
+    fn names_order_by_their_folded_key() {
+        let mut names: Vec<UserName> = ["bob", "Alice", "carol", "Bea"]
+            .into_iter()
+            .map(UserName::from_iam)
+            .collect();
+        names.sort();
+        let spelt: Vec<&str> = names.iter().map(UserName::as_str).collect();
+        assert_eq!(spelt, ["Alice", "Bea", "bob", "carol"]);
+    }
+}
