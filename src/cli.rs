@@ -190,59 +190,98 @@ enum Output {
     Json,
 }
 
+/// Why a command could not do its work: one log line (`what`, with the error) and the exit
+/// code, both given in [`main`] only.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    what: String,
+    error: String,
+}
+
+impl Failure {
+    /// Bad usage or configuration: nothing was touched.
+    fn usage(what: impl Into<String>, error: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: exit::USAGE,
+            what: what.into(),
+            error: error.to_string(),
+        }
+    }
+
+    /// The command could not finish its work.
+    fn incomplete(what: impl Into<String>, error: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: exit::INCOMPLETE,
+            what: what.into(),
+            error: error.to_string(),
+        }
+    }
+}
+
+/// A command's exit code, or why it could not do its work.
+type Outcome = Result<u8, Failure>;
+
 /// Entry point: returns the process exit code.
 pub fn main() -> ExitCode {
     // Before the command line is parsed, since FORCEMFA_LOG_FORMAT may be the culprit.
-    if let Err(e) = environment::check() {
-        let _telemetry = Telemetry::init(LogFormat::detect());
-        error!(error = %e, variable = %e.name, "invalid environment; nothing was changed");
-        return ExitCode::from(exit::USAGE);
-    }
-    let cli = Cli::parse();
-    let telemetry = Telemetry::init(cli.log_format.unwrap_or_else(LogFormat::detect));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
-            return ExitCode::from(exit::INCOMPLETE);
+    // The telemetry is kept until the last line is logged.
+    let (_telemetry, outcome) = match environment::check() {
+        Err(e) => (
+            Telemetry::init(LogFormat::detect()),
+            Err(Failure::usage(
+                "invalid environment; nothing was changed",
+                e,
+            )),
+        ),
+        Ok(()) => {
+            let cli = Cli::parse();
+            let telemetry = Telemetry::init(cli.log_format.unwrap_or_else(LogFormat::detect));
+            let outcome = run_command(cli.command, &telemetry);
+            (telemetry, outcome)
         }
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Reconcile(args) => reconcile_command(args, &telemetry).await,
-            Command::Run(args) => run_command(args, &telemetry).await,
-            Command::Trigger(args) => trigger_command(args, &telemetry).await,
-            Command::Healthcheck(args) => healthcheck_command(args, &telemetry).await,
-            Command::Policy(which) => policy_command(which, &telemetry).await,
-            Command::Bootstrap(args) => bootstrap_command(args, &telemetry).await,
+    let code = match outcome {
+        Ok(code) => code,
+        Err(failure) => {
+            error!(error = %failure.error, "{}", failure.what);
+            failure.code
+        }
+    };
+    ExitCode::from(code)
+}
+
+/// Runs one command on a fresh runtime.
+fn run_command(command: Command, telemetry: &Telemetry) -> Outcome {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::incomplete("cannot start the async runtime", e))?;
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Reconcile(args) => reconcile_command(args, telemetry).await,
+            Command::Run(args) => service_command(args, telemetry).await,
+            Command::Trigger(args) => trigger_command(args, telemetry).await,
+            Command::Healthcheck(args) => healthcheck_command(args, telemetry).await,
+            Command::Policy(which) => policy_command(which, telemetry).await,
+            Command::Bootstrap(args) => bootstrap_command(args, telemetry).await,
         }
     });
     // The runtime may hold tasks blocked on I/O (the scheduler's); do not wait for them.
     runtime.shutdown_background();
-    ExitCode::from(code)
+    outcome
 }
 
-/// Loads the configuration, or logs why not.
-fn load_config(path: Option<&Path>, telemetry: &Telemetry) -> Option<Config> {
-    match Config::load(path) {
-        Ok(config) => {
-            telemetry.set_level(&config.log_level);
-            Some(config)
-        }
-        Err(e) => {
-            error!(error = %e, "invalid configuration; nothing was changed");
-            None
-        }
-    }
+/// Loads the configuration and sets the log level it names.
+fn load_config(path: Option<&Path>, telemetry: &Telemetry) -> Result<Config, Failure> {
+    let config = Config::load(path)
+        .map_err(|e| Failure::usage("invalid configuration; nothing was changed", e))?;
+    telemetry.set_level(&config.log_level);
+    Ok(config)
 }
 
-async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
-    let Some(mut config) = load_config(args.config.config.as_deref(), telemetry) else {
-        return exit::USAGE;
-    };
+async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcome {
+    let mut config = load_config(args.config.config.as_deref(), telemetry)?;
     // Decided once, here: the reconciler then neither opens the audit log nor keeps its state.
     config.dry_run |= args.dry_run;
     let mut options = RunOptions::from_config(&config);
@@ -251,19 +290,12 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     }
     if let Some(path) = &args.metrics_file {
         // Refused before anything is read or changed, rather than after the run.
-        if let Err(e) = files::check(metrics::METRICS_FILE, path) {
-            error!(error = %e, "invalid command line; nothing was changed");
-            return exit::USAGE;
-        }
+        files::check(metrics::METRICS_FILE, path)
+            .map_err(|e| Failure::usage("invalid command line; nothing was changed", e))?;
     }
-
-    let reconciler = match Reconciler::open(config).await {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "invalid configuration; nothing was changed");
-            return exit::USAGE;
-        }
-    };
+    let reconciler = Reconciler::open(config)
+        .await
+        .map_err(|e| Failure::usage("invalid configuration; nothing was changed", e))?;
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
@@ -281,101 +313,87 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> u8 {
     }
     let code = report.exit_code();
     let Some(path) = &args.metrics_file else {
-        return code;
+        return Ok(code);
     };
     if options.dry_run {
         info!(path = %path.display(), "dry run: the metrics file is left as it is");
-        return code;
+        return Ok(code);
     }
     match metrics::write_textfile(path, &report, duration) {
-        Ok(()) => code,
+        Ok(()) => Ok(code),
         Err(e) => {
             // The run's own outcome stands; a run that succeeded is incomplete without its metrics.
             error!(error = %e, path = %path.display(), "metrics file not written");
-            code.max(exit::INCOMPLETE)
+            Ok(code.max(exit::INCOMPLETE))
         }
     }
 }
 
-async fn run_command(args: ConfigArg, telemetry: &Telemetry) -> u8 {
-    let Some(config) = load_config(args.config.as_deref(), telemetry) else {
-        return exit::USAGE;
-    };
-    service::run(args.config, config, telemetry).await
+async fn service_command(args: ConfigArg, telemetry: &Telemetry) -> Outcome {
+    let config = load_config(args.config.as_deref(), telemetry)?;
+    service::run(args.config, config, telemetry)
+        .await
+        .map_err(|e| Failure {
+            code: e.exit_code(),
+            what: "forcemfa not started".to_string(),
+            error: e.to_string(),
+        })
 }
 
 /// The admin address and token a client command uses.
 fn client_target(
     args: &ClientArgs,
     telemetry: &Telemetry,
-) -> Option<(std::net::SocketAddr, Option<token::Token>)> {
+) -> Result<(std::net::SocketAddr, Option<token::Token>), Failure> {
     let config = load_config(args.config.config.as_deref(), telemetry)?;
-    let token = match token::load_token(&config) {
-        Ok(t) => t,
-        Err(e) => {
-            error!(error = %e, "invalid configuration");
-            return None;
-        }
-    };
-    Some((
+    let token =
+        token::load_token(&config).map_err(|e| Failure::usage("invalid configuration", e))?;
+    Ok((
         client::reachable(args.admin.unwrap_or(config.admin_listen)),
         token,
     ))
 }
 
-async fn trigger_command(args: TriggerArgs, telemetry: &Telemetry) -> u8 {
-    let Some((addr, token)) = client_target(&args.client, telemetry) else {
-        return exit::USAGE;
-    };
+async fn trigger_command(args: TriggerArgs, telemetry: &Telemetry) -> Outcome {
+    let (addr, token) = client_target(&args.client, telemetry)?;
     let answer = client::call(Method::POST, addr, "/reconcile", token.as_ref(), None).await;
-    let body = match expect(answer, StatusCode::ACCEPTED) {
-        Ok(body) => body,
-        Err(e) => {
-            error!(admin = %addr, error = %e, "run request refused");
-            return exit::INCOMPLETE;
-        }
-    };
+    let body = expect(answer, StatusCode::ACCEPTED)
+        .map_err(|e| Failure::incomplete(format!("run request refused by {addr}"), e))?;
     info!(admin = %addr, answer = %body, "run requested");
     if !args.wait {
-        return exit::OK;
+        return Ok(exit::OK);
     }
-    let Some(run) = client::requested_run(&body) else {
-        error!(admin = %addr, answer = %body, "the service did not say which run serves the request");
-        return exit::INCOMPLETE;
-    };
+    let run = client::requested_run(&body).ok_or_else(|| {
+        Failure::incomplete(
+            format!("the service at {addr} did not say which run serves the request"),
+            body.as_str(),
+        )
+    })?;
     let accept = match args.output {
         Output::Json => "application/json",
         Output::Text => "text/plain",
     };
     let timeout = std::time::Duration::from_secs(args.timeout);
-    match client::wait_for_report(addr, token.as_ref(), run, accept, timeout).await {
-        Ok((code, report)) => {
-            println!("{report}");
-            code
-        }
-        Err(e) => {
-            error!(admin = %addr, run, error = %e, "no report of the run requested");
-            exit::INCOMPLETE
-        }
-    }
+    let (code, report) = client::wait_for_report(addr, token.as_ref(), run, accept, timeout)
+        .await
+        .map_err(|e| Failure::incomplete(format!("no report of run {run} from {addr}"), e))?;
+    println!("{report}");
+    Ok(code)
 }
 
-async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> u8 {
-    let Some((addr, _)) = client_target(&args, telemetry) else {
-        return exit::USAGE;
-    };
+async fn healthcheck_command(args: ClientArgs, telemetry: &Telemetry) -> Outcome {
+    let (addr, _) = client_target(&args, telemetry)?;
     let answer = client::call(Method::GET, addr, "/healthz", None, None).await;
-    match expect(answer, StatusCode::OK) {
-        Ok(_) => exit::OK,
-        Err(e) => {
-            error!(admin = %addr, error = %e, "unhealthy");
-            exit::INCOMPLETE
-        }
-    }
+    expect(answer, StatusCode::OK)
+        .map_err(|e| Failure::incomplete(format!("unhealthy: {addr}"), e))?;
+    Ok(exit::OK)
 }
 
 /// The body of an answer with the `wanted` status; otherwise what went wrong.
-fn expect(answer: Result<client::Answer, String>, wanted: StatusCode) -> Result<String, String> {
+fn expect(
+    answer: Result<client::Answer, client::CallError>,
+    wanted: StatusCode,
+) -> Result<String, String> {
     match answer {
         Ok(answer) if answer.status == wanted => Ok(answer.body),
         Ok(answer) => Err(format!("HTTP {}: {}", answer.status.as_u16(), answer.body)),
@@ -383,38 +401,33 @@ fn expect(answer: Result<client::Answer, String>, wanted: StatusCode) -> Result<
     }
 }
 
-async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
+/// The account (and its partition) a policy is rendered for: as given, or the credentials'.
+async fn policy_account(
+    account: &AccountArg,
+    config: &Config,
+) -> Result<(Partition, String), Failure> {
+    if let Some(id) = &account.account_id {
+        return Ok((account.partition.unwrap_or_default(), id.clone()));
+    }
+    let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own", &config.aws);
+    let identity = identity::caller_identity(&clients).await.map_err(|e| {
+        Failure::incomplete("cannot determine the account id; pass --account-id", e)
+    })?;
+    let partition = match account.partition {
+        Some(p) => p,
+        None => arn::partition_of(&identity.arn).map_err(|e| {
+            Failure::incomplete("cannot determine the partition; pass --partition", e)
+        })?,
+    };
+    Ok((partition, identity.account_id))
+}
+
+async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> Outcome {
     let account = match &which {
         PolicyCommand::ForceMfaGroup { account, .. } | PolicyCommand::Daemon { account } => account,
     };
-    let Some(config) = load_config(account.config.config.as_deref(), telemetry) else {
-        return exit::USAGE;
-    };
-    let (partition, account_id) = match &account.account_id {
-        Some(id) => (account.partition.unwrap_or_default(), id.clone()),
-        None => {
-            let clients =
-                AccountClients::new(&load_sdk_config(&config.aws).await, "own", &config.aws);
-            let identity = match identity::caller_identity(&clients).await {
-                Ok(identity) => identity,
-                Err(e) => {
-                    error!(error = %e, "cannot determine the account id; pass --account-id");
-                    return exit::INCOMPLETE;
-                }
-            };
-            let partition = match account.partition {
-                Some(p) => p,
-                None => match arn::partition_of(&identity.arn) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        error!(error = %e, "cannot determine the partition; pass --partition");
-                        return exit::INCOMPLETE;
-                    }
-                },
-            };
-            (partition, identity.account_id)
-        }
-    };
+    let config = load_config(account.config.config.as_deref(), telemetry)?;
+    let (partition, account_id) = policy_account(account, &config).await?;
     let target = policy::Account {
         partition,
         id: &account_id,
@@ -430,26 +443,18 @@ async fn policy_command(which: PolicyCommand, telemetry: &Telemetry) -> u8 {
             &policy::DaemonFeatures::from_config(&config),
         ),
     };
-    match serde_json::to_string_pretty(&document) {
-        Ok(text) => {
-            println!("{text}");
-            exit::OK
-        }
-        Err(e) => {
-            error!(error = %e, "cannot print the policy");
-            exit::INCOMPLETE
-        }
-    }
+    let text = serde_json::to_string_pretty(&document)
+        .map_err(|e| Failure::incomplete("cannot print the policy", e))?;
+    println!("{text}");
+    Ok(exit::OK)
 }
 
-async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
-    let Some(config) = load_config(args.config.config.as_deref(), telemetry) else {
-        return exit::USAGE;
-    };
+async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> Outcome {
+    let config = load_config(args.config.config.as_deref(), telemetry)?;
     let clients = AccountClients::new(&load_sdk_config(&config.aws).await, "own", &config.aws);
     let dry_run = args.dry_run || config.dry_run;
     let expected = config.account_id.as_deref();
-    match bootstrap::bootstrap(
+    let report = bootstrap::bootstrap(
         &clients,
         &config.group,
         &config.group_policy,
@@ -457,20 +462,14 @@ async fn bootstrap_command(args: BootstrapArgs, telemetry: &Telemetry) -> u8 {
         dry_run,
     )
     .await
-    {
-        Ok(report) => {
-            match args.output {
-                Output::Json => match serde_json::to_string_pretty(&report) {
-                    Ok(text) => println!("{text}"),
-                    Err(e) => error!(error = %e, "cannot print the report"),
-                },
-                Output::Text => print!("{}", report.to_text()),
-            }
-            exit::OK
+    .map_err(|e| Failure::incomplete(format!("bootstrap of group {} failed", config.group), e))?;
+    match args.output {
+        Output::Json => {
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Failure::incomplete("cannot print the report", e))?;
+            println!("{text}");
         }
-        Err(e) => {
-            error!(error = %e, group = %config.group, "bootstrap failed");
-            exit::INCOMPLETE
-        }
+        Output::Text => print!("{}", report.to_text()),
     }
+    Ok(exit::OK)
 }

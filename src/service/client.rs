@@ -14,6 +14,49 @@ use super::token::Token;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the admin listener gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("no answer from {addr} within {}s", TIMEOUT.as_secs())]
+    Timeout { addr: SocketAddr },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP handshake with {addr}: {source}")]
+    Handshake {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
+    #[error("request to {addr}{path}: {source}")]
+    Send {
+        addr: SocketAddr,
+        path: String,
+        source: hyper::Error,
+    },
+    #[error("reading the answer from {addr}: {source}")]
+    Read {
+        addr: SocketAddr,
+        source: hyper::Error,
+    },
+}
+
+/// Why no report of the run asked for came.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("the report of run {0} carries no exit code")]
+    NoExitCode(u64),
+    #[error("HTTP {}: {body}", status.as_u16())]
+    Refused { status: StatusCode, body: String },
+    #[error("run {run} has not finished within {}s", timeout.as_secs())]
+    NotFinished { run: u64, timeout: Duration },
+}
+
 /// The address to reach a listener bound to `listen`: a wildcard bind is reached on loopback.
 pub fn reachable(listen: SocketAddr) -> SocketAddr {
     let mut addr = listen;
@@ -50,10 +93,10 @@ pub async fn call(
     path: &str,
     token: Option<&Token>,
     accept: Option<&str>,
-) -> Result<Answer, String> {
+) -> Result<Answer, CallError> {
     tokio::time::timeout(TIMEOUT, call_inner(method, addr, path, token, accept))
         .await
-        .map_err(|_| format!("no answer from {addr} within {}s", TIMEOUT.as_secs()))?
+        .map_err(|_| CallError::Timeout { addr })?
 }
 
 async fn call_inner(
@@ -62,13 +105,13 @@ async fn call_inner(
     path: &str,
     token: Option<&Token>,
     accept: Option<&str>,
-) -> Result<Answer, String> {
+) -> Result<Answer, CallError> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        .map_err(|source| CallError::Connect { addr, source })?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
+        .map_err(|source| CallError::Handshake { addr, source })?;
     tokio::spawn(connection);
     let mut request = Request::builder()
         .method(method)
@@ -80,20 +123,22 @@ async fn call_inner(
     if let Some(accept) = accept {
         request = request.header(header::ACCEPT, accept);
     }
-    let request = request
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let request = request.body(Empty::<Bytes>::new())?;
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("request to {addr}{path}: {e}"))?;
+        .map_err(|source| CallError::Send {
+            addr,
+            path: path.to_string(),
+            source,
+        })?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("reading the answer from {addr}: {e}"))?
+        .map_err(|source| CallError::Read { addr, source })?
         .to_bytes();
     Ok(Answer {
         status,
@@ -120,7 +165,7 @@ pub async fn wait_for_report(
     run: u64,
     accept: &str,
     timeout: Duration,
-) -> Result<(u8, String), String> {
+) -> Result<(u8, String), WaitError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let answer = call(Method::GET, addr, "/report", token, Some(accept)).await?;
@@ -129,18 +174,20 @@ pub async fn wait_for_report(
                 let code = answer
                     .number(EXIT_CODE_HEADER)
                     .and_then(|c| u8::try_from(c).ok())
-                    .ok_or_else(|| format!("the report of run {run} carries no exit code"))?;
+                    .ok_or(WaitError::NoExitCode(run))?;
                 return Ok((code, answer.body));
             }
             // An earlier run's report, or none yet.
             StatusCode::OK | StatusCode::SERVICE_UNAVAILABLE => {}
-            status => return Err(format!("HTTP {}: {}", status.as_u16(), answer.body)),
+            status => {
+                return Err(WaitError::Refused {
+                    status,
+                    body: answer.body,
+                })
+            }
         }
         if tokio::time::Instant::now() + POLL > deadline {
-            return Err(format!(
-                "run {run} has not finished within {}s",
-                timeout.as_secs()
-            ));
+            return Err(WaitError::NotFinished { run, timeout });
         }
         tokio::time::sleep(POLL).await;
     }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 use tokio::net::TcpListener;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -51,33 +51,52 @@ pub enum StartError {
     },
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
-    #[error("invalid config key `schedule`: {0}")]
-    Schedule(String),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
     #[error("cannot start the scheduler: {0}")]
-    Scheduler(String),
+    Scheduler(JobSchedulerError),
+}
+
+/// Why runs could not be put on the schedule.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("invalid config key `schedule`: {0}")]
+    Invalid(JobSchedulerError),
+    #[error("cannot schedule runs: {0}")]
+    Add(JobSchedulerError),
+}
+
+/// Why a new configuration was not taken: the previous one stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 }
 
 impl StartError {
     /// Bad configuration is a usage error; the rest is the machine's.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Config(_) | StartError::Schedule(_) => exit::USAGE,
-            StartError::Bind { .. } | StartError::Signals(_) | StartError::Scheduler(_) => {
-                exit::INCOMPLETE
-            }
+            StartError::Config(_) | StartError::Schedule(ScheduleError::Invalid(_)) => exit::USAGE,
+            StartError::Bind { .. }
+            | StartError::Signals(_)
+            | StartError::Scheduler(_)
+            | StartError::Schedule(ScheduleError::Add(_)) => exit::INCOMPLETE,
         }
     }
 }
 
-/// Runs the service until SIGTERM/SIGINT. Returns the process exit code.
-pub async fn run(config_path: Option<PathBuf>, config: Config, telemetry: &Telemetry) -> u8 {
-    match Service::build(config_path, config).await {
-        Ok(service) => service.run_until_stopped(telemetry).await,
-        Err(e) => {
-            error!(error = %e, "forcemfa not started");
-            e.exit_code()
-        }
-    }
+/// Runs the service until SIGTERM/SIGINT. Returns the process exit code, or why it did not
+/// start.
+pub async fn run(
+    config_path: Option<PathBuf>,
+    config: Config,
+    telemetry: &Telemetry,
+) -> Result<u8, StartError> {
+    let service = Service::build(config_path, config).await?;
+    Ok(service.run_until_stopped(telemetry).await)
 }
 
 /// A service ready to run: bound, scheduled, its signals installed.
@@ -110,16 +129,9 @@ impl Service {
         let listen = listener.local_addr().unwrap_or(listen);
         let signals = Signals::for_service().map_err(StartError::Signals)?;
         let shared = Arc::new(Shared::new(Current { reconciler, token }, listen));
-        let scheduler = JobScheduler::new()
-            .await
-            .map_err(|e| StartError::Scheduler(e.to_string()))?;
-        let job = schedule_job(&scheduler, shared.current().reconciler.config(), &shared)
-            .await
-            .map_err(StartError::Schedule)?;
-        scheduler
-            .start()
-            .await
-            .map_err(|e| StartError::Scheduler(e.to_string()))?;
+        let scheduler = JobScheduler::new().await.map_err(StartError::Scheduler)?;
+        let job = schedule_job(&scheduler, shared.current().reconciler.config(), &shared).await?;
+        scheduler.start().await.map_err(StartError::Scheduler)?;
         Ok(Service {
             listener,
             signals,
@@ -228,9 +240,9 @@ impl Control {
     }
 
     /// Everything that can fail comes before anything is replaced.
-    async fn try_reload(&mut self, telemetry: &Telemetry) -> Result<(), String> {
-        let config = Config::load(self.config_path.as_deref()).map_err(|e| e.to_string())?;
-        let token = token::load_token(&config).map_err(|e| e.to_string())?;
+    async fn try_reload(&mut self, telemetry: &Telemetry) -> Result<(), ReloadError> {
+        let config = Config::load(self.config_path.as_deref())?;
+        let token = token::load_token(&config)?;
         let old = self.shared.current();
         let old_config = old.reconciler.config();
         if config.admin_listen != old_config.admin_listen {
@@ -240,11 +252,7 @@ impl Control {
             );
         }
         let schedule_changed = config.schedule != old_config.schedule;
-        let reconciler = old
-            .reconciler
-            .reopen(config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let reconciler = old.reconciler.reopen(config).await?;
         let config = reconciler.config();
         if schedule_changed {
             let job = schedule_job(&self.scheduler, config, &self.shared).await?;
@@ -303,7 +311,7 @@ async fn schedule_job(
     scheduler: &JobScheduler,
     config: &Config,
     shared: &Arc<Shared>,
-) -> Result<Uuid, String> {
+) -> Result<Uuid, ScheduleError> {
     let shared = shared.clone();
     let job = Job::new_async_tz(config.schedule.expression(), chrono::Utc, move |_, _| {
         let shared = shared.clone();
@@ -311,9 +319,6 @@ async fn schedule_job(
             shared.request_run("schedule");
         })
     })
-    .map_err(|e| format!("invalid config key `schedule`: {e}"))?;
-    scheduler
-        .add(job)
-        .await
-        .map_err(|e| format!("cannot schedule runs: {e}"))
+    .map_err(ScheduleError::Invalid)?;
+    scheduler.add(job).await.map_err(ScheduleError::Add)
 }

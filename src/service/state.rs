@@ -52,10 +52,10 @@ pub struct Requested {
     pub run: u64,
 }
 
-/// The runner's queue, under one lock so that a request's outcome and the number of the run
+/// The runs asked for, under one lock so that a request's outcome and the number of the run
 /// that serves it are decided together with the runner taking requests.
 #[derive(Default)]
-struct Queue {
+struct RunRequests {
     /// A run has been asked for and not started yet.
     pending: bool,
     running: bool,
@@ -63,7 +63,7 @@ struct Queue {
     started: u64,
 }
 
-impl Queue {
+impl RunRequests {
     /// Whatever run starts next takes every request made before it starts, so that is the run
     /// that serves this one.
     fn request(&mut self) -> Requested {
@@ -101,7 +101,7 @@ pub struct Shared {
     pub listen: SocketAddr,
     /// The last run that finished, for `GET /report`.
     last_run: RwLock<Option<FinishedRun>>,
-    queue: Mutex<Queue>,
+    requests: Mutex<RunRequests>,
     pub(super) wake: Notify,
     events_queue: Mutex<QueueState>,
     /// Cancelled once the service stops: no new run, read or change starts.
@@ -115,7 +115,7 @@ impl Shared {
             metrics: Metrics::new(),
             listen,
             last_run: RwLock::new(None),
-            queue: Mutex::new(Queue::default()),
+            requests: Mutex::new(RunRequests::default()),
             wake: Notify::new(),
             events_queue: Mutex::default(),
             stop: CancellationToken::new(),
@@ -141,7 +141,7 @@ impl Shared {
 
     /// Asks for a run; says what became of the request and which run serves it.
     pub fn request_run(&self, source: &str) -> Requested {
-        let requested = sync::lock(&self.queue).request();
+        let requested = sync::lock(&self.requests).request();
         self.wake.notify_one();
         self.metrics.record_request(requested.outcome);
         info!(
@@ -175,7 +175,7 @@ impl Shared {
 
     /// Takes the pending request, if any, marking the runner busy; returns the run's number.
     pub(super) fn take_request(&self) -> Option<u64> {
-        sync::lock(&self.queue).take()
+        sync::lock(&self.requests).take()
     }
 
     /// Keeps the run's report and frees the runner for the next request.
@@ -184,7 +184,7 @@ impl Shared {
             number,
             report: Arc::new(report),
         });
-        sync::lock(&self.queue).running = false;
+        sync::lock(&self.requests).running = false;
     }
 }
 
@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_request_is_served_by_the_next_run_to_start() {
-        let mut q = Queue::default();
+        let mut q = RunRequests::default();
         assert_eq!(q.take(), None, "no request, no run");
         assert_eq!(q.request(), requested("started", 1));
         assert_eq!(q.take(), Some(1));
