@@ -2,10 +2,10 @@
 //!
 //! IAM keeps user names unique regardless of case (`BreakGlass` and `breakglass` cannot both
 //! exist, and IAM finds either by the other), but spells each as it was created. A [`UserName`]
-//! keeps that spelling for people and compares, hashes and orders by a case-folded key, so that
-//! no set, map or comparison of user names can forget to fold.
+//! keeps that spelling for people and compares and hashes by a case-folded key, so that no set,
+//! map or comparison of user names can forget to fold. It has no order: lists are sorted by the
+//! spelling people read, with [`UserName::as_str`].
 
-use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -80,18 +80,6 @@ impl Hash for UserName {
     }
 }
 
-impl PartialOrd for UserName {
-    fn partial_cmp(&self, other: &UserName) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for UserName {
-    fn cmp(&self, other: &UserName) -> Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
@@ -137,16 +125,5 @@ mod tests {
         assert_eq!(HashSet::from([a.clone(), b.clone()]).len(), 1);
         assert_eq!(a.to_string(), "BreakGlass");
         assert_eq!(b.as_str(), "breakglass");
-    }
-
-    #[test]
-    fn names_order_by_their_folded_key() {
-        let mut names: Vec<UserName> = ["bob", "Alice", "carol", "Bea"]
-            .into_iter()
-            .map(UserName::from_iam)
-            .collect();
-        names.sort();
-        let spelt: Vec<&str> = names.iter().map(UserName::as_str).collect();
-        assert_eq!(spelt, ["Alice", "Bea", "bob", "carol"]);
     }
 }

@@ -50,7 +50,8 @@ pub struct RunContext<'a> {
     pub config: &'a Config,
     pub options: RunOptions,
     pub scope: &'a Scope,
-    pub stop: &'a CancellationToken,
+    /// Cancelled when forcemfa shuts down.
+    pub shutdown: &'a CancellationToken,
     pub sightings: &'a Mutex<Sightings>,
     pub audit: Option<&'a AuditLog>,
     pub gates: &'a Gates,

@@ -165,8 +165,9 @@ fn group_detail_of(g: &aws_sdk_iam::types::GroupDetail) -> GroupDetail {
 /// The account's virtual MFA devices, as [`virtual_devices`] reads them.
 #[derive(Debug, Default)]
 struct VirtualDevices {
-    /// The IAM users holding one.
-    holders: HashSet<UserName>,
+    /// The names of the IAM users holding one, as IAM spells them (every answer spells a user
+    /// the same: a name spelt otherwise is not taken as the same user's).
+    holders: HashSet<String>,
     /// The serial numbers of those that belong to nobody, sorted.
     unassigned: Vec<String>,
     /// Every serial number.
@@ -217,7 +218,7 @@ async fn virtual_devices(
                                 "a device whose user has no name",
                             ));
                         }
-                        found.holders.insert(UserName::from_iam(user.user_name()));
+                        found.holders.insert(user.user_name().to_string());
                     }
                 }
                 None => found.unassigned.push(device.serial_number().to_string()),
@@ -345,7 +346,9 @@ async fn mfa_state(clients: &AccountClients, user: &UserName, page_size: i32) ->
             if device.serial_number().is_empty() {
                 return Err(ListError::nonsense(&OP, "a device without a serial number"));
             }
-            if !user.is(device.user_name()) {
+            // IAM spells a user's name the same in every answer: another spelling is another
+            // user, or a broken answer.
+            if device.user_name() != user.as_str() {
                 return Err(ListError::Nonsense {
                     operation: format!("{OP} for {user}"),
                     what: format!("a device of {:?}", device.user_name()),
@@ -543,7 +546,7 @@ pub async fn read_account(
     } = devices?;
     let group_policy = check_group_policy(clients, &group_detail).await;
     for user in users.iter_mut() {
-        if holders.contains(&user.name) {
+        if holders.contains(user.name.as_str()) {
             user.mfa = MfaState::Present;
         }
     }

@@ -187,7 +187,7 @@ impl Plan {
             .iter()
             .map(|u| (u.name.clone(), decide(u, rules)))
             .collect();
-        decisions.sort_by(|a, b| a.0.cmp(&b.0));
+        decisions.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
         Plan { decisions }
     }
 
@@ -445,5 +445,17 @@ mod tests {
         assert!(!plan.exceeds(None));
         assert!(!plan.exceeds(Some(3)));
         assert!(plan.exceeds(Some(2)));
+    }
+
+    #[test]
+    fn decisions_are_listed_by_the_names_as_spelt() {
+        let users = vec![
+            user("bob", false, MfaState::Absent),
+            user("Zed", false, MfaState::Absent),
+            user("alice", false, MfaState::Absent),
+        ];
+        let plan = Plan::build(&users, &Rules::default());
+        let adds: Vec<_> = plan.adds().map(UserName::as_str).collect();
+        assert_eq!(adds, vec!["Zed", "alice", "bob"]);
     }
 }

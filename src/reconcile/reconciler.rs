@@ -117,7 +117,7 @@ impl Reconciler {
             config: &self.config,
             options,
             scope,
-            stop,
+            shutdown: stop,
             sightings: &self.sightings,
             audit: self.audit.as_ref(),
             gates: &self.gates,

@@ -69,7 +69,8 @@ pub struct AccountReport {
     pub users_not_found: Vec<String>,
     /// Users left as they are because a fact their decision needs could not be read.
     pub skipped: Vec<Skipped>,
-    /// Why the account could not be reconciled (or why nothing was changed in it).
+    /// Why the account could not be reconciled (or why nothing was changed in it); set with
+    /// `error_kind` by [`AccountReport::fail`] only.
     pub error: Option<String>,
     /// True when `added` and `removed` were carried out, false for a dry run, a tripped guard or
     /// an account error.

@@ -55,7 +55,7 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
     let started_at = now_rfc3339();
     let started = Instant::now();
     info!(group = %ctx.config.group, "run started");
-    let stop = Stop::new(ctx.stop, ctx.options.timeout);
+    let stop = Stop::new(ctx.shutdown, ctx.options.timeout);
     pool.discovery_calls.take();
     let progress = Progress::default();
     let error = within_deadline(

@@ -79,11 +79,10 @@ impl StartError {
     /// Bad configuration is a usage error; the rest is the machine's.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Config(_) | StartError::Schedule(ScheduleError::Invalid(_)) => exit::USAGE,
-            StartError::Bind { .. }
-            | StartError::Signals(_)
-            | StartError::Scheduler(_)
-            | StartError::Schedule(ScheduleError::Add(_)) => exit::INCOMPLETE,
+            StartError::Config(_) | StartError::Schedule(_) => exit::USAGE,
+            StartError::Bind { .. } | StartError::Signals(_) | StartError::Scheduler(_) => {
+                exit::INCOMPLETE
+            }
         }
     }
 }
