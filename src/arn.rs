@@ -47,21 +47,30 @@ impl fmt::Display for Partition {
     }
 }
 
-impl FromStr for Partition {
-    type Err = String;
+/// Why no partition forcemfa renders policies for could be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PartitionError {
+    #[error("`{0}` is not one of the partitions aws, aws-cn, aws-us-gov")]
+    Unknown(String),
+    #[error("`{0}` is not an ARN")]
+    NotAnArn(String),
+}
 
-    fn from_str(s: &str) -> Result<Partition, String> {
+impl FromStr for Partition {
+    type Err = PartitionError;
+
+    fn from_str(s: &str) -> Result<Partition, PartitionError> {
         Partition::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("`{s}` is not one of the partitions aws, aws-cn, aws-us-gov"))
+            .ok_or_else(|| PartitionError::Unknown(s.to_string()))
     }
 }
 
 /// The partition of the ARN `text`, when it is one forcemfa renders policies for.
-pub fn partition_of(text: &str) -> Result<Partition, String> {
+pub fn partition_of(text: &str) -> Result<Partition, PartitionError> {
     Arn::parse(text)
-        .ok_or_else(|| format!("`{text}` is not an ARN"))?
+        .ok_or_else(|| PartitionError::NotAnArn(text.to_string()))?
         .known_partition()
 }
 
@@ -119,7 +128,7 @@ impl<'a> Arn<'a> {
         })
     }
 
-    pub fn known_partition(&self) -> Result<Partition, String> {
+    pub fn known_partition(&self) -> Result<Partition, PartitionError> {
         self.partition.parse()
     }
 
@@ -213,6 +222,7 @@ mod tests {
         assert!("aws-cm"
             .parse::<Partition>()
             .unwrap_err()
+            .to_string()
             .contains("aws-cn"));
         assert_eq!(Partition::of_region("cn-northwest-1"), Partition::AwsCn);
         assert_eq!(Partition::of_region("us-gov-east-1"), Partition::AwsUsGov);

@@ -116,7 +116,7 @@ fn parse_account_id(text: &str) -> Result<String, String> {
     }
 }
 
-fn parse_partition(text: &str) -> Result<Partition, String> {
+fn parse_partition(text: &str) -> Result<Partition, arn::PartitionError> {
     text.parse()
 }
 

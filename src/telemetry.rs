@@ -45,17 +45,28 @@ fn is_directive_list(level: &str) -> bool {
     level.contains('=') || level.contains(',')
 }
 
+/// Why a configured `log_level` cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum LevelError {
+    #[error("`{level}` is not one of {}", LEVELS.join(", "))]
+    NotALevel { level: String },
+    #[error(transparent)]
+    Directives(#[from] tracing_subscriber::filter::ParseError),
+}
+
+/// The levels a bare `log_level` may name, in any letter case.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
 /// The filter for the configured `log_level`. A bare level must be a level's name (a bare word
 /// would otherwise be taken for a target name and silently change nothing); a directive list
 /// must parse.
-pub fn level_filter(level: &str) -> Result<EnvFilter, String> {
-    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+pub fn level_filter(level: &str) -> Result<EnvFilter, LevelError> {
     if !is_directive_list(level) && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
-        return Err(format!("`{level}` is not one of {}", LEVELS.join(", ")));
+        return Err(LevelError::NotALevel {
+            level: level.to_string(),
+        });
     }
-    EnvFilter::builder()
-        .parse(directives(level))
-        .map_err(|e| e.to_string())
+    Ok(EnvFilter::builder().parse(directives(level))?)
 }
 
 fn rust_log() -> Option<EnvFilter> {

@@ -62,80 +62,104 @@ pub fn check_answer(operation: &str, body: &[u8]) -> Result<(), AnswerError> {
     let expected = format!("{operation}Response");
     let result_name = format!("{operation}Result");
     let required = required_elements(operation);
-    let mut found = vec![false; required.len()];
-    let mut has_result = false;
-    let mut open: Vec<&str> = Vec::new();
-    let mut root: Option<&str> = None;
-    let mut error_code: Option<String> = None;
-    for token in xmlparser::Tokenizer::from(text) {
-        let token = token.map_err(|e| AnswerError::Malformed(e.to_string()))?;
-        match token {
-            xmlparser::Token::ElementStart { local, .. } => {
-                let name = local.as_str();
-                if open.is_empty() {
-                    if root.is_some() {
-                        return Err(AnswerError::Malformed(
-                            "more than one root element".to_string(),
-                        ));
-                    }
-                    root = Some(name);
-                } else if open.len() == 1 && name == result_name {
-                    has_result = true;
-                } else if open.len() == 2 && open[1] == result_name {
-                    if let Some(i) = required.iter().position(|r| *r == name) {
-                        found[i] = true;
-                    }
-                }
-                open.push(name);
-            }
-            xmlparser::Token::ElementEnd { end, .. } => match end {
-                xmlparser::ElementEnd::Open => {}
-                xmlparser::ElementEnd::Empty => {
-                    open.pop();
-                }
-                xmlparser::ElementEnd::Close(_, local) => {
-                    if open.pop() != Some(local.as_str()) {
-                        return Err(AnswerError::Malformed(format!(
-                            "</{}> closes no open element",
-                            local.as_str()
-                        )));
-                    }
-                }
-            },
-            xmlparser::Token::Text { text } if open.last() == Some(&"Code") => {
-                error_code = Some(text.as_str().to_string());
-            }
-            _ => {}
-        }
-    }
-    let Some(root) = root else {
-        return Err(AnswerError::Malformed("no element".to_string()));
-    };
-    if let Some(unclosed) = open.last() {
-        return Err(AnswerError::Malformed(format!(
-            "the body ends inside <{unclosed}>"
-        )));
-    }
-    if root != expected {
-        if root == "ErrorResponse" {
+    let seen = Seen::scan(text, &result_name, required)?;
+    if seen.root != expected {
+        if seen.root == "ErrorResponse" {
             return Err(AnswerError::ErrorEnvelope {
-                code: error_code.unwrap_or_else(|| "no code".to_string()),
+                code: seen.error_code.unwrap_or_else(|| "no code".to_string()),
             });
         }
         return Err(AnswerError::WrongAnswer {
             expected,
-            found: root.to_string(),
+            found: seen.root.to_string(),
         });
     }
     if required.is_empty() {
         return Ok(());
     }
-    if !has_result {
+    if !seen.has_result {
         return Err(AnswerError::Missing(result_name));
     }
-    match found.iter().position(|f| !f) {
+    match seen.found.iter().position(|f| !f) {
         Some(i) => Err(AnswerError::Missing(required[i].to_string())),
         None => Ok(()),
+    }
+}
+
+/// What one pass over a whole, well-formed answer saw.
+struct Seen<'a> {
+    /// The root element's name.
+    root: &'a str,
+    /// The root holds the `{operation}Result` element.
+    has_result: bool,
+    /// For each required element, whether the result holds it.
+    found: Vec<bool>,
+    /// The text of the last `<Code>`, for an error envelope.
+    error_code: Option<String>,
+}
+
+impl<'a> Seen<'a> {
+    /// Reads `text` to its end, refusing what is not one whole XML document.
+    fn scan(text: &'a str, result_name: &str, required: &[&str]) -> Result<Seen<'a>, AnswerError> {
+        let mut seen = Seen {
+            root: "",
+            has_result: false,
+            found: vec![false; required.len()],
+            error_code: None,
+        };
+        let mut open: Vec<&str> = Vec::new();
+        let mut root: Option<&str> = None;
+        for token in xmlparser::Tokenizer::from(text) {
+            let token = token.map_err(|e| AnswerError::Malformed(e.to_string()))?;
+            match token {
+                xmlparser::Token::ElementStart { local, .. } => {
+                    let name = local.as_str();
+                    if open.is_empty() {
+                        if root.is_some() {
+                            return Err(AnswerError::Malformed(
+                                "more than one root element".to_string(),
+                            ));
+                        }
+                        root = Some(name);
+                    } else if open.len() == 1 && name == result_name {
+                        seen.has_result = true;
+                    } else if open.len() == 2 && open[1] == result_name {
+                        if let Some(i) = required.iter().position(|r| *r == name) {
+                            seen.found[i] = true;
+                        }
+                    }
+                    open.push(name);
+                }
+                xmlparser::Token::ElementEnd { end, .. } => match end {
+                    xmlparser::ElementEnd::Open => {}
+                    xmlparser::ElementEnd::Empty => {
+                        open.pop();
+                    }
+                    xmlparser::ElementEnd::Close(_, local) => {
+                        if open.pop() != Some(local.as_str()) {
+                            return Err(AnswerError::Malformed(format!(
+                                "</{}> closes no open element",
+                                local.as_str()
+                            )));
+                        }
+                    }
+                },
+                xmlparser::Token::Text { text } if open.last() == Some(&"Code") => {
+                    seen.error_code = Some(text.as_str().to_string());
+                }
+                _ => {}
+            }
+        }
+        let Some(root) = root else {
+            return Err(AnswerError::Malformed("no element".to_string()));
+        };
+        if let Some(unclosed) = open.last() {
+            return Err(AnswerError::Malformed(format!(
+                "the body ends inside <{unclosed}>"
+            )));
+        }
+        seen.root = root;
+        Ok(seen)
     }
 }
 

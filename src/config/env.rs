@@ -1,7 +1,7 @@
 //! `FORCEMFA__SECTION__KEY` environment variables, written over the file's keys before the
 //! configuration is validated, so that every value is checked the same way whatever its source.
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Prefix of the environment variables that override configuration keys: `FORCEMFA__GROUP`,
 /// `FORCEMFA__ADMIN__LISTEN`, `FORCEMFA__EXEMPT__USERS='["breakglass"]'`.
@@ -58,9 +58,23 @@ pub(super) fn overlay_env(
     Ok(names)
 }
 
+/// `error`, naming the variable among `variables` that set the invalid key, if one did.
+pub(super) fn naming_variable(error: ConfigError, variables: &[String]) -> ConfigError {
+    let ConfigError::Invalid { key, message } = error else {
+        return error;
+    };
+    match variables.iter().find(|v| variable_sets(v, &key)) {
+        Some(variable) => ConfigError::Invalid {
+            key,
+            message: format!("{message} (set by {variable})"),
+        },
+        None => ConfigError::Invalid { key, message },
+    }
+}
+
 /// Whether the override `variable` sets `key` or a table holding it: `FORCEMFA__AWS__PAGE_SIZE`
 /// sets `aws.page_size`, `FORCEMFA__ACCOUNTS` sets `accounts[0].role_arn`.
-pub(super) fn variable_sets(variable: &str, key: &str) -> bool {
+fn variable_sets(variable: &str, key: &str) -> bool {
     let Some(path) = variable.strip_prefix(ENV_PREFIX) else {
         return false;
     };

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use crate::arn::{is_account_id, Partition};
 
+use super::defaults;
+use super::duration::{humanize_ms, Bounds, DurationKey, Units};
+use super::error::ConfigError;
 use super::raw::RawEvents;
-use super::{parse_duration, ConfigError};
 
 /// SQS holds a receive open for at most 20 s (`WaitTimeSeconds`); a longer one is refused.
 pub const LONGEST_POLL: Duration = Duration::from_secs(20);
@@ -53,30 +55,66 @@ impl QueueRef {
 
 const KEY: &str = "events.queue_url";
 
+const WAIT: DurationKey = DurationKey {
+    key: "events.wait",
+    units: Units::Milliseconds,
+    bounds: Bounds::Within {
+        min: Duration::from_secs(1),
+        max: LONGEST_POLL,
+    },
+};
+
+const BATCH_WINDOW: DurationKey = DurationKey {
+    key: "events.batch_window",
+    units: Units::Milliseconds,
+    bounds: Bounds::Within {
+        min: Duration::ZERO,
+        max: Duration::from_secs(60),
+    },
+};
+
+const VISIBILITY_TIMEOUT: DurationKey = DurationKey {
+    key: "events.visibility_timeout",
+    units: Units::Milliseconds,
+    bounds: Bounds::Within {
+        min: Duration::from_secs(5),
+        max: Duration::from_secs(12 * 3600),
+    },
+};
+
+/// Why a queue URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueUrlError {
+    #[error("`{0}` is not an SQS queue URL such as https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events")]
+    NotAUrl(String),
+    #[error("`{0}` must use https (http only on a loopback endpoint)")]
+    NotHttps(String),
+    #[error("`{url}`: `{account_id}` is not a 12-digit account id")]
+    AccountId { url: String, account_id: String },
+    #[error("`{url}`: `{name}` is not a queue name (1 to 80 letters, digits, - and _)")]
+    QueueName { url: String, name: String },
+}
+
 /// Reads a queue URL: `https://HOST/ACCOUNT/NAME` (http only for a loopback endpoint).
-pub fn parse_queue_url(url: &str) -> Result<QueueRef, String> {
-    let example = "such as https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events";
-    let not_a_url = || format!("`{url}` is not an SQS queue URL {example}");
+pub fn parse_queue_url(url: &str) -> Result<QueueRef, QueueUrlError> {
+    let not_a_url = || QueueUrlError::NotAUrl(url.to_string());
     let (scheme, rest) = url.split_once("://").ok_or_else(not_a_url)?;
     let (host, path) = rest.split_once('/').ok_or_else(not_a_url)?;
     let host_name = host.rsplit_once(':').map_or(host, |(h, _)| h);
     match scheme {
         "https" => {}
         "http" if ["127.0.0.1", "localhost", "[::1]"].contains(&host_name) => {}
-        _ => {
-            return Err(format!(
-                "`{url}` must use https (http only on a loopback endpoint)"
-            ))
-        }
+        _ => return Err(QueueUrlError::NotHttps(url.to_string())),
     }
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let [account_id, name] = parts.as_slice() else {
         return Err(not_a_url());
     };
     if !is_account_id(account_id) {
-        return Err(format!(
-            "`{url}`: `{account_id}` is not a 12-digit account id"
-        ));
+        return Err(QueueUrlError::AccountId {
+            url: url.to_string(),
+            account_id: (*account_id).to_string(),
+        });
     }
     let base = name.strip_suffix(".fifo").unwrap_or(name);
     if base.is_empty()
@@ -85,9 +123,10 @@ pub fn parse_queue_url(url: &str) -> Result<QueueRef, String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!(
-            "`{url}`: `{name}` is not a queue name (1 to 80 letters, digits, - and _)"
-        ));
+        return Err(QueueUrlError::QueueName {
+            url: url.to_string(),
+            name: (*name).to_string(),
+        });
     }
     Ok(QueueRef {
         region: region_of_host(host_name),
@@ -132,34 +171,20 @@ pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>,
             ),
         ));
     }
-    let wait = bounded(
-        "events.wait",
-        raw.wait.as_deref(),
-        Duration::from_secs(20),
-        Duration::from_secs(1),
-        LONGEST_POLL,
-    )?;
-    let batch_window = bounded(
-        "events.batch_window",
-        raw.batch_window.as_deref(),
-        Duration::from_secs(1),
-        Duration::ZERO,
-        Duration::from_secs(60),
-    )?;
-    let visibility_timeout = bounded(
-        "events.visibility_timeout",
+    let wait = WAIT.read_or(raw.wait.as_deref(), defaults::EVENTS_WAIT)?;
+    let batch_window =
+        BATCH_WINDOW.read_or(raw.batch_window.as_deref(), defaults::EVENTS_BATCH_WINDOW)?;
+    let visibility_timeout = VISIBILITY_TIMEOUT.read_or(
         raw.visibility_timeout.as_deref(),
-        Duration::from_secs(300),
-        Duration::from_secs(5),
-        Duration::from_secs(12 * 3600),
+        defaults::EVENTS_VISIBILITY_TIMEOUT,
     )?;
     if visibility_timeout <= batch_window + batch_window {
         return Err(ConfigError::invalid(
-            "events.visibility_timeout",
+            VISIBILITY_TIMEOUT.key,
             format!(
                 "{} is not more than twice events.batch_window ({}): messages would be delivered again before their batch is handled",
-                super::humanize_ms(visibility_timeout),
-                super::humanize_ms(batch_window)
+                humanize_ms(visibility_timeout),
+                humanize_ms(batch_window)
             ),
         ));
     }
@@ -170,39 +195,6 @@ pub(super) fn validate(raw: Option<RawEvents>) -> Result<Option<EventsSettings>,
         batch_window,
         visibility_timeout,
     }))
-}
-
-/// A duration key: `default` when absent, else within `min..=max`. Accepts `ms` for the short
-/// ones besides the units of [`parse_duration`].
-fn bounded(
-    key: &str,
-    text: Option<&str>,
-    default: Duration,
-    min: Duration,
-    max: Duration,
-) -> Result<Duration, ConfigError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    let value = match text.trim().strip_suffix("ms") {
-        Some(ms) if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) => ms
-            .parse()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("`{text}` is too long")),
-        _ => parse_duration(text),
-    }
-    .map_err(|m| ConfigError::invalid(key, m))?;
-    if value < min || value > max {
-        return Err(ConfigError::invalid(
-            key,
-            format!(
-                "`{text}` is outside {}..{}",
-                super::humanize_ms(min),
-                super::humanize_ms(max)
-            ),
-        ));
-    }
-    Ok(value)
 }
 
 #[cfg(test)]
@@ -256,7 +248,7 @@ mod tests {
                 "not an SQS queue URL",
             ),
         ] {
-            let e = parse_queue_url(url).unwrap_err();
+            let e = parse_queue_url(url).unwrap_err().to_string();
             assert!(e.contains(reason), "{url}: {e}");
         }
     }

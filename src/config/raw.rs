@@ -1,12 +1,12 @@
 //! The configuration file's shape as serde reads it: every field optional, unknown keys refused.
-//! Defaults and checks live in the parent module, which turns this into a [`super::Config`].
+//! Defaults live in `defaults` and checks in `validate`, from which the parent builds its `Config`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// The file as written; every field optional so that defaults live in one place ([`Config`]).
+/// The file as written; every field optional so that defaults live in one place (`defaults`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {

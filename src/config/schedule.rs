@@ -86,20 +86,33 @@ impl TimesOfDay {
     }
 }
 
+/// Why a schedule is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("`{text}` has {fields} fields; expected 5 (minute hour day month weekday) or 6 (with seconds first)")]
+    Fields { text: String, fields: usize },
+    #[error("`{text}` is not a valid cron expression: {source}")]
+    Cron { text: String, source: CronError },
+}
+
 impl Schedule {
     /// Accepts `min hour dom month dow` (run at second 0) or `sec min hour dom month dow`.
-    pub fn parse(text: &str) -> Result<Schedule, String> {
+    pub fn parse(text: &str) -> Result<Schedule, ScheduleError> {
         let fields: Vec<&str> = text.split_whitespace().collect();
         let expression = match fields.len() {
             5 => format!("0 {}", fields.join(" ")),
             6 => fields.join(" "),
             n => {
-                return Err(format!(
-                    "`{text}` has {n} fields; expected 5 (minute hour day month weekday) or 6 (with seconds first)"
-                ))
+                return Err(ScheduleError::Fields {
+                    text: text.to_string(),
+                    fields: n,
+                })
             }
         };
-        cron(&expression).map_err(|e| format!("`{text}` is not a valid cron expression: {e}"))?;
+        cron(&expression).map_err(|source| ScheduleError::Cron {
+            text: text.to_string(),
+            source,
+        })?;
         Ok(Schedule { expression })
     }
 

@@ -63,6 +63,27 @@ impl BootstrapReport {
     }
 }
 
+/// Why bootstrap stopped; the text names the call and what it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot determine the identity of the credentials (sts:GetCallerIdentity): {0}")]
+    Identity(Box<dyn std::error::Error + Send + Sync>),
+    #[error("account_mismatch: the credentials belong to account {actual}, not {expected} (`account_id`): nothing was read or changed")]
+    AccountMismatch { actual: String, expected: String },
+    #[error("the partition of the credentials' ARN: {0}")]
+    Partition(#[from] arn::PartitionError),
+    /// An IAM call failed; `subject` is the group, or the group and the policy's name.
+    #[error("{}:{} {subject} failed: {}", error.service, error.operation, error.detail)]
+    Call { error: AwsError, subject: String },
+    #[error("group {group}'s policy {GROUP_POLICY_NAME}: {error}")]
+    Document {
+        group: String,
+        error: policy::DocumentError,
+    },
+    #[error(transparent)]
+    Render(#[from] serde_json::Error),
+}
+
 /// Creates the group when missing and puts forcemfa's policy on it as an inline policy, or
 /// replaces a drifted one. In a dry run, only reads.
 pub async fn bootstrap(
@@ -71,38 +92,24 @@ pub async fn bootstrap(
     settings: &GroupPolicySettings,
     expected_account: Option<&str>,
     dry_run: bool,
-) -> Result<BootstrapReport, String> {
-    let identity = identity::caller_identity(clients).await.map_err(|e| {
-        format!("cannot determine the identity of the credentials (sts:GetCallerIdentity): {e}")
-    })?;
+) -> Result<BootstrapReport, BootstrapError> {
+    let identity = identity::caller_identity(clients)
+        .await
+        .map_err(|e| BootstrapError::Identity(e.into()))?;
     let account_id = identity.account_id;
     if let Some(expected) = expected_account.filter(|e| **e != account_id) {
-        return Err(format!(
-            "account_mismatch: the credentials belong to account {account_id}, not {expected} (`account_id`): nothing was read or changed"
-        ));
+        return Err(BootstrapError::AccountMismatch {
+            actual: account_id,
+            expected: expected.to_string(),
+        });
     }
-    let partition = arn::partition_of(&identity.arn)
-        .map_err(|e| format!("the partition of the credentials' ARN: {e}"))?;
     let account = policy::Account {
-        partition,
+        partition: arn::partition_of(&identity.arn)?,
         id: &account_id,
     };
     let desired = policy::force_mfa_group(&account, group, settings);
 
-    let exists = match clients
-        .iam
-        .get_group()
-        .group_name(group)
-        .max_items(1)
-        .send()
-        .await
-    {
-        Ok(_) => true,
-        Err(e) => match AwsError::iam("GetGroup", &e) {
-            e if e.is_not_found() => false,
-            e => return Err(format!("iam:GetGroup {group} failed: {}", e.detail)),
-        },
-    };
+    let exists = group_exists(clients, group).await?;
     if !exists && !dry_run {
         clients
             .iam
@@ -110,36 +117,11 @@ pub async fn bootstrap(
             .group_name(group)
             .send()
             .await
-            .map_err(|e| {
-                let e = AwsError::iam("CreateGroup", &e);
-                format!("iam:CreateGroup {group} failed: {}", e.detail)
-            })?;
+            .map_err(|e| call_failed(AwsError::iam("CreateGroup", &e), group))?;
         info!(account_id, group, "group created");
     }
-
     let current = if exists {
-        match clients
-            .iam
-            .get_group_policy()
-            .group_name(group)
-            .policy_name(GROUP_POLICY_NAME)
-            .send()
-            .await
-        {
-            Ok(out) => Some(
-                policy::decode_document(out.policy_document())
-                    .map_err(|e| format!("group {group}'s policy {GROUP_POLICY_NAME}: {e}"))?,
-            ),
-            Err(e) => match AwsError::iam("GetGroupPolicy", &e) {
-                e if e.is_not_found() => None,
-                e => {
-                    return Err(format!(
-                        "iam:GetGroupPolicy {group}/{GROUP_POLICY_NAME} failed: {}",
-                        e.detail
-                    ))
-                }
-            },
-        }
+        current_policy(clients, group).await?
     } else {
         None
     };
@@ -158,21 +140,7 @@ pub async fn bootstrap(
         None => (PolicyOutcome::Created, false),
     };
     if outcome != PolicyOutcome::Unchanged && !dry_run {
-        let text = serde_json::to_string(&desired).map_err(|e| e.to_string())?;
-        clients
-            .iam
-            .put_group_policy()
-            .group_name(group)
-            .policy_name(GROUP_POLICY_NAME)
-            .policy_document(text)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "iam:PutGroupPolicy {group}/{GROUP_POLICY_NAME} failed: {}",
-                    AwsError::iam("PutGroupPolicy", &e).detail
-                )
-            })?;
+        put_policy(clients, group, &desired).await?;
         info!(account_id, group, policy = GROUP_POLICY_NAME, outcome = ?outcome, "group policy written");
     }
     Ok(BootstrapReport {
@@ -184,4 +152,77 @@ pub async fn bootstrap(
         policy: outcome,
         drift,
     })
+}
+
+fn call_failed(error: AwsError, subject: impl Into<String>) -> BootstrapError {
+    BootstrapError::Call {
+        error,
+        subject: subject.into(),
+    }
+}
+
+/// The group's policy as it is called in errors: `ForceMFA/forcemfa-require-mfa`.
+fn policy_subject(group: &str) -> String {
+    format!("{group}/{GROUP_POLICY_NAME}")
+}
+
+async fn group_exists(clients: &AccountClients, group: &str) -> Result<bool, BootstrapError> {
+    match clients
+        .iam
+        .get_group()
+        .group_name(group)
+        .max_items(1)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) => match AwsError::iam("GetGroup", &e) {
+            e if e.is_not_found() => Ok(false),
+            e => Err(call_failed(e, group)),
+        },
+    }
+}
+
+/// The group's inline policy of forcemfa's name, if it has one.
+async fn current_policy(
+    clients: &AccountClients,
+    group: &str,
+) -> Result<Option<serde_json::Value>, BootstrapError> {
+    match clients
+        .iam
+        .get_group_policy()
+        .group_name(group)
+        .policy_name(GROUP_POLICY_NAME)
+        .send()
+        .await
+    {
+        Ok(out) => policy::decode_document(out.policy_document())
+            .map(Some)
+            .map_err(|error| BootstrapError::Document {
+                group: group.to_string(),
+                error,
+            }),
+        Err(e) => match AwsError::iam("GetGroupPolicy", &e) {
+            e if e.is_not_found() => Ok(None),
+            e => Err(call_failed(e, policy_subject(group))),
+        },
+    }
+}
+
+async fn put_policy(
+    clients: &AccountClients,
+    group: &str,
+    desired: &serde_json::Value,
+) -> Result<(), BootstrapError> {
+    let text = serde_json::to_string(desired)?;
+    clients
+        .iam
+        .put_group_policy()
+        .group_name(group)
+        .policy_name(GROUP_POLICY_NAME)
+        .policy_document(text)
+        .send()
+        .await
+        .map_err(|e| call_failed(AwsError::iam("PutGroupPolicy", &e), policy_subject(group)))?;
+    Ok(())
 }

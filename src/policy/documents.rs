@@ -175,48 +175,7 @@ impl DaemonFeatures {
 /// forcemfa's own policy: exactly the read calls it makes, and membership changes on the
 /// enforcement group only. sts:GetCallerIdentity needs no permission.
 pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Value {
-    let group_arns = json!([
-        account.iam(&format!("group/{group}")),
-        account.iam(&format!("group/*/{group}")),
-    ]);
-    let mut statements = vec![
-        json!({
-            "Sid": "ReadUsersGroupsAndMfaDevicesInBulk",
-            "Effect": "Allow",
-            "Action": [
-                "iam:GetAccountAuthorizationDetails",
-                "iam:GetAccountSummary",
-                "iam:ListVirtualMFADevices"
-            ],
-            "Resource": "*"
-        }),
-        json!({
-            "Sid": "ReadMfaDevicesAndConsoleAccessPerUser",
-            "Effect": "Allow",
-            "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
-            "Resource": account.iam("user/*")
-        }),
-        // A targeted reconciliation (`reconcile --user`, an event) reads one user's path, tags
-        // and groups instead of the whole account's.
-        json!({
-            "Sid": "ReadOneUserForTargetedReconciliation",
-            "Effect": "Allow",
-            "Action": ["iam:GetUser", "iam:ListGroupsForUser"],
-            "Resource": account.iam("user/*")
-        }),
-        json!({
-            "Sid": "ReadPoliciesAttachedToTheGroup",
-            "Effect": "Allow",
-            "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
-            "Resource": account.iam("policy/*")
-        }),
-        json!({
-            "Sid": "ManageTheEnforcementGroupOnly",
-            "Effect": "Allow",
-            "Action": ["iam:AddUserToGroup", "iam:RemoveUserFromGroup"],
-            "Resource": group_arns
-        }),
-    ];
+    let mut statements = every_run(account, group);
     if features.cleanup {
         statements.push(json!({
             "Sid": "DeleteAbandonedVirtualMfaDevices",
@@ -255,6 +214,53 @@ pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Valu
         }));
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// What every run needs, whatever the features: the reads of users, groups and MFA devices,
+/// and the membership changes on the enforcement group.
+fn every_run(account: &Account, group: &str) -> Vec<Value> {
+    let group_arns = json!([
+        account.iam(&format!("group/{group}")),
+        account.iam(&format!("group/*/{group}")),
+    ]);
+    vec![
+        json!({
+            "Sid": "ReadUsersGroupsAndMfaDevicesInBulk",
+            "Effect": "Allow",
+            "Action": [
+                "iam:GetAccountAuthorizationDetails",
+                "iam:GetAccountSummary",
+                "iam:ListVirtualMFADevices"
+            ],
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "ReadMfaDevicesAndConsoleAccessPerUser",
+            "Effect": "Allow",
+            "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
+            "Resource": account.iam("user/*")
+        }),
+        // A targeted reconciliation (`reconcile --user`, an event) reads one user's path, tags
+        // and groups instead of the whole account's.
+        json!({
+            "Sid": "ReadOneUserForTargetedReconciliation",
+            "Effect": "Allow",
+            "Action": ["iam:GetUser", "iam:ListGroupsForUser"],
+            "Resource": account.iam("user/*")
+        }),
+        json!({
+            "Sid": "ReadPoliciesAttachedToTheGroup",
+            "Effect": "Allow",
+            "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
+            "Resource": account.iam("policy/*")
+        }),
+        json!({
+            "Sid": "ManageTheEnforcementGroupOnly",
+            "Effect": "Allow",
+            "Action": ["iam:AddUserToGroup", "iam:RemoveUserFromGroup"],
+            "Resource": group_arns
+        }),
+    ]
 }
 
 /// Every action a policy allows by name (`Allow` statements' `Action`).
@@ -308,17 +314,25 @@ pub fn denies_without_mfa(document: &Value) -> bool {
     })
 }
 
+/// Why a policy document IAM returned cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("policy document is not UTF-8: {0}")]
+    NotUtf8(#[from] std::str::Utf8Error),
+    #[error("policy document is not JSON: {0}")]
+    NotJson(#[from] serde_json::Error),
+}
+
 /// Parses a policy document as IAM returns it: URL-encoded JSON (plain JSON is accepted too).
-pub fn decode_document(text: &str) -> Result<Value, String> {
+pub fn decode_document(text: &str) -> Result<Value, DocumentError> {
     let decoded = if text.trim_start().starts_with('{') {
         text.to_string()
     } else {
         percent_encoding::percent_decode_str(text)
-            .decode_utf8()
-            .map_err(|e| format!("policy document is not UTF-8: {e}"))?
+            .decode_utf8()?
             .into_owned()
     };
-    serde_json::from_str(&decoded).map_err(|e| format!("policy document is not JSON: {e}"))
+    Ok(serde_json::from_str(&decoded)?)
 }
 
 #[cfg(test)]
