@@ -80,6 +80,19 @@ impl Hash for UserName {
     }
 }
 
+/// A name as written (in a test, a configuration) names this user however it is spelt.
+impl PartialEq<str> for UserName {
+    fn eq(&self, other: &str) -> bool {
+        self.is(other)
+    }
+}
+
+impl PartialEq<&str> for UserName {
+    fn eq(&self, other: &&str) -> bool {
+        self.is(other)
+    }
+}
+
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)

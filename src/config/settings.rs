@@ -1,13 +1,14 @@
 //! The validated settings of each part of the configuration, as the rest of forcemfa reads them.
 //! Their defaults are in `defaults`, their checks in `validate`.
 
+use crate::user_name::UserName;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Who is never added to nor removed from the group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExemptRules {
-    pub users: Vec<String>,
+    pub users: Vec<UserName>,
     pub path_prefixes: Vec<String>,
     pub tags: BTreeMap<String, String>,
 }

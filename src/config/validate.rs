@@ -1,6 +1,7 @@
 //! The checks of each key, and the defaults applied where a key is absent. Each error names the
 //! key; the parent module puts the checked parts together.
 
+use crate::user_name::{is_iam_name, UserName};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -173,14 +174,6 @@ pub(super) fn accounts(raw: Vec<RawAccount>) -> Result<Vec<AccountTarget>, Confi
         .collect()
 }
 
-/// IAM user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
-fn is_iam_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-}
-
 pub(super) fn organization(raw: RawOrganization) -> Result<OrganizationSettings, ConfigError> {
     if !is_iam_name(&raw.role_name) {
         return Err(ConfigError::invalid(
@@ -239,14 +232,12 @@ pub(super) fn log_level(level: &str) -> Result<(), ConfigError> {
 
 pub(super) fn exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
     // A name IAM would refuse matches nobody: the user meant to be exempt would be enforced.
-    if let Some((i, user)) = raw.users.iter().enumerate().find(|(_, u)| !is_iam_name(u)) {
-        return Err(ConfigError::invalid(
-            "exempt.users",
-            format!(
-                "entry {} `{user}` is not an IAM user name (1 to 64 letters, digits and +=,.@_-)",
-                i + 1
-            ),
-        ));
+    let mut users = Vec::with_capacity(raw.users.len());
+    for (i, user) in raw.users.iter().enumerate() {
+        let name = UserName::parse(user).map_err(|e| {
+            ConfigError::invalid("exempt.users", format!("entry {} `{user}` is {e}", i + 1))
+        })?;
+        users.push(name);
     }
     for prefix in &raw.path_prefixes {
         if !prefix.starts_with('/') {
@@ -263,7 +254,7 @@ pub(super) fn exempt(raw: RawExempt) -> Result<ExemptRules, ConfigError> {
         ));
     }
     Ok(ExemptRules {
-        users: raw.users,
+        users,
         path_prefixes: raw.path_prefixes,
         tags: raw.tags,
     })

@@ -1,6 +1,7 @@
 //! `forcemfa bootstrap`: the enforcement group and its policy, created or repaired. Idempotent:
 //! a second run changes nothing.
 
+use crate::aws::identity::IdentityError;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -67,7 +68,7 @@ impl BootstrapReport {
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     #[error("cannot determine the identity of the credentials (sts:GetCallerIdentity): {0}")]
-    Identity(Box<dyn std::error::Error + Send + Sync>),
+    Identity(IdentityError),
     #[error("account_mismatch: the credentials belong to account {actual}, not {expected} (`account_id`): nothing was read or changed")]
     AccountMismatch { actual: String, expected: String },
     #[error("the partition of the credentials' ARN: {0}")]
@@ -95,7 +96,7 @@ pub async fn bootstrap(
 ) -> Result<BootstrapReport, BootstrapError> {
     let identity = identity::caller_identity(clients)
         .await
-        .map_err(|e| BootstrapError::Identity(e.into()))?;
+        .map_err(BootstrapError::Identity)?;
     let account_id = identity.account_id;
     if let Some(expected) = expected_account.filter(|e| **e != account_id) {
         return Err(BootstrapError::AccountMismatch {

@@ -106,7 +106,7 @@ impl Action {
 
 /// Which exemption, if any, applies to a user. The first matching rule is named.
 pub fn exemption(user: &UserFacts, rules: &ExemptRules) -> Option<Exemption> {
-    if rules.users.iter().any(|u| user.name.is(u)) {
+    if rules.users.contains(&user.name) {
         return Some(Exemption::Listed);
     }
     if let Some(prefix) = rules
@@ -125,12 +125,14 @@ pub fn exemption(user: &UserFacts, rules: &ExemptRules) -> Option<Exemption> {
 
 /// The names in `exempt.users` that match no user of the account, in the order listed: most
 /// likely a typo, which leaves the user meant to be exempt enforced.
-pub fn unmatched_exempt_users<'a>(rules: &'a ExemptRules, users: &[UserFacts]) -> Vec<&'a str> {
+pub fn unmatched_exempt_users<'a>(
+    rules: &'a ExemptRules,
+    users: &[UserFacts],
+) -> Vec<&'a UserName> {
     rules
         .users
         .iter()
-        .filter(|listed| !users.iter().any(|u| u.name.is(listed)))
-        .map(String::as_str)
+        .filter(|listed| !users.iter().any(|u| u.name == **listed))
         .collect()
 }
 
@@ -297,7 +299,7 @@ mod tests {
     #[test]
     fn exemptions_win_over_every_state() {
         let mut r = Rules::default();
-        r.exempt.users = vec!["breakglass".into()];
+        r.exempt.users = vec![UserName::from_iam("breakglass")];
         r.exempt.path_prefixes = vec!["/automation/".into()];
         r.exempt.tags.insert("forcemfa".into(), "exempt".into());
 
@@ -322,7 +324,7 @@ mod tests {
     #[test]
     fn exempt_names_match_regardless_of_case_as_in_iam() {
         let mut r = Rules::default();
-        r.exempt.users = vec!["breakglass".into()];
+        r.exempt.users = vec![UserName::from_iam("breakglass")];
         for name in ["breakglass", "BreakGlass", "BREAKGLASS"] {
             assert_eq!(
                 decide(&user(name, false, MfaState::Absent), &r),
@@ -339,7 +341,11 @@ mod tests {
     #[test]
     fn exempt_names_that_match_no_user_are_listed() {
         let mut r = Rules::default();
-        r.exempt.users = vec!["ghost".into(), "BreakGlass".into(), "other-ghost".into()];
+        r.exempt.users = vec![
+            UserName::from_iam("ghost"),
+            UserName::from_iam("BreakGlass"),
+            UserName::from_iam("other-ghost"),
+        ];
         let users = vec![
             user("breakglass", false, MfaState::NotChecked),
             user("carol", false, MfaState::Absent),
@@ -409,7 +415,7 @@ mod tests {
     #[test]
     fn lookups_are_asked_only_where_they_matter() {
         let mut r = Rules::default();
-        r.exempt.users = vec!["x".into()];
+        r.exempt.users = vec![UserName::from_iam("x")];
         assert!(needs_mfa_lookup(
             &user("a", false, MfaState::NotChecked),
             &r

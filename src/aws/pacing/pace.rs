@@ -11,7 +11,7 @@ pub const START_WINDOW: f64 = 2.0;
 /// answer on, four from the 16th, and so on). The calls under way when a bucket
 /// of unknown size first runs dry are all throttled, so the window is small while few calls have
 /// been accepted (a small bucket runs dry early) and opens as IAM keeps accepting them.
-/// Measured with `scripts/bench` (see the README's Performance section).
+/// Measured with `scripts/bench` (see docs/performance.md).
 pub const WINDOW_GROWTH: f64 = 15.0;
 /// The burst is spent at no more than this many times the rate.
 pub const BURST_PACE: f64 = 2.0;
