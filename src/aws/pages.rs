@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use aws_sdk_iam::operation::get_account_authorization_details::GetAccountAuthorizationDetailsOutput;
+use aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput;
 use aws_sdk_iam::operation::list_groups_for_user::ListGroupsForUserOutput;
 use aws_sdk_iam::operation::list_mfa_devices::ListMfaDevicesOutput;
 use aws_sdk_iam::operation::list_virtual_mfa_devices::ListVirtualMfaDevicesOutput;
@@ -34,6 +35,7 @@ macro_rules! iam_page {
 
 iam_page!(
     GetAccountAuthorizationDetailsOutput,
+    ListAccessKeysOutput,
     ListGroupsForUserOutput,
     ListMfaDevicesOutput,
     ListVirtualMfaDevicesOutput

@@ -2,7 +2,8 @@
 //! validation and the settings' `Default`s read them from here. `config/forcemfa.toml` shows them
 //! (a test holds the two together). Lists and tables not listed here default to empty, and the
 //! keys not listed here (`max_changes`, `audit_log`, `admin.token_file`, `cleanup.state_file`,
-//! `account_id`, `[organization]`, `[events]`) to absent.
+//! `account_id`, `[organization]`, `[events]`, `rollout.enforce_from`, `rollout.grace_period`)
+//! to absent.
 
 use std::time::Duration;
 
@@ -41,6 +42,10 @@ pub const UNASSIGNED_MIN_AGE: Duration = Duration::from_secs(3600);
 
 /// `[group_policy]`: a leaked access key must not be able to enrol a device of its own.
 pub const ALLOW_ENROLMENT_WITH_ACCESS_KEYS: bool = false;
+
+/// `[rollout]`: a key used within the last 30 days is one some automation still signs with.
+pub const KEYS_IN_USE_WITHIN: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const HOLD_KEYS_IN_USE: bool = false;
 
 /// `[events]`: SQS's longest long poll.
 pub const EVENTS_WAIT: Duration = Duration::from_secs(20);

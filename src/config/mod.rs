@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 mod paths;
 mod raw;
+pub mod rollout;
 pub mod schedule;
 mod settings;
 mod validate;
@@ -25,6 +26,7 @@ use env::{naming_variable, overlay_env, ENV_PREFIX};
 pub use error::ConfigError;
 pub use events::EventsSettings;
 use raw::RawConfig;
+pub use rollout::RolloutSettings;
 use schedule::Schedule;
 pub use settings::{
     AccountTarget, AwsSettings, CleanupSettings, ExemptRules, GroupPolicySettings,
@@ -66,6 +68,8 @@ pub struct Config {
     pub organization: Option<OrganizationSettings>,
     /// Reconciling single users as their IAM events arrive (`[events]`); off when absent.
     pub events: Option<EventsSettings>,
+    /// Deadlines before users are added, and holding users whose keys are in use.
+    pub rollout: RolloutSettings,
 }
 
 impl Config {
@@ -164,6 +168,7 @@ impl Config {
             accounts: validate::accounts(raw.accounts)?,
             organization: raw.organization.map(validate::organization).transpose()?,
             events: events::validate(raw.events)?,
+            rollout: rollout::validate(raw.rollout)?,
         })
     }
 }

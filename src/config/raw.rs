@@ -35,6 +35,8 @@ pub(super) struct RawConfig {
     pub(super) accounts: Vec<RawAccount>,
     pub(super) organization: Option<RawOrganization>,
     pub(super) events: Option<RawEvents>,
+    #[serde(default)]
+    pub(super) rollout: super::rollout::RawRollout,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use crate::aws::identity::{self, Identity};
 use crate::aws::AccountClients;
 use crate::clock::unix_now_secs;
+use crate::config::RolloutSettings;
 use crate::sync::lock;
 
 use super::apply::{self, Change, ChangeResult, Writer};
@@ -15,7 +16,7 @@ use super::context::{Account, RunContext, Scope};
 use super::enforce::plan_and_apply;
 use super::failure::AccountError;
 use super::inventory::{self, AccountFacts, GroupPolicyCheck};
-use super::plan::{self, Rules};
+use super::plan::{self, Deadlines, Rules};
 use super::recorder::Recorder;
 use super::report::{AccountReport, FailedChange};
 use super::stop::Stop;
@@ -82,6 +83,7 @@ async fn reconcile_into(
         exempt: config.exempt.clone(),
         console_users_only: config.console_users_only,
         own_user: identity.user,
+        deadlines: deadlines(&config.rollout),
     };
     let recorder = Recorder::new(ctx.audit, run_id, &account_id, &config.group);
     let account = Account {
@@ -96,6 +98,19 @@ async fn reconcile_into(
     };
     report.audit_errors.extend(recorder.take_audit_errors());
     result
+}
+
+/// `[rollout]`'s deadlines, as of now.
+fn deadlines(rollout: &RolloutSettings) -> Deadlines {
+    Deadlines {
+        now: unix_now_secs() as i64,
+        enforce_from: rollout
+            .enforce_from
+            .map(time::OffsetDateTime::unix_timestamp),
+        grace_period: rollout
+            .grace_period
+            .map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX)),
+    }
 }
 
 /// Whose the credentials are, when they are the account's meant (`expected`).

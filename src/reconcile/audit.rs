@@ -53,6 +53,9 @@ pub struct Entry<'a> {
     /// Why a `failed` change failed, or why an `unknown` one is not known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'a str>,
+    /// For an add, what it takes away (see the report's `impact`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub impact: Option<&'a str>,
 }
 
 /// Why a record could not be written.
@@ -187,6 +190,7 @@ mod tests {
             action: "add",
             outcome,
             reason: "no MFA device",
+            impact: None,
             error: None,
         }
     }

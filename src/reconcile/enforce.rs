@@ -10,6 +10,7 @@ use super::context::{Account, RunContext};
 use super::failure::AccountError;
 use super::plan::{Action, MfaState, Plan, UserFacts};
 use super::report::{AccountReport, Skipped};
+use super::rollout;
 use crate::user_name::UserName;
 
 /// Plans `users` and applies the plan (or, in a dry run or past the guard, reports it).
@@ -24,19 +25,25 @@ pub async fn plan_and_apply(
     read_started: Option<Instant>,
 ) -> Plan {
     let options = ctx.options;
-    let plan = Plan::build(users, account.rules);
-    report_plan(report, &plan, users, account.id());
-    let changes = plan.changes();
+    let mut plan = Plan::build(users, account.rules);
     if plan.exceeds(options.max_changes) {
+        report_plan(report, &plan, users, account.id());
         let error = AccountError::GuardTripped {
             planned: plan.change_count(),
             max: options.max_changes.unwrap_or_default(),
         };
         warn!(account_id = %account.id(), planned = plan.change_count(), max_changes = options.max_changes.unwrap_or_default(), "guard tripped: {error}");
         report.fail(&error);
-        report.record_planned(&changes, options.dry_run, "blocked");
+        report.record_planned(&plan.changes(), options.dry_run, "blocked");
         return plan;
     }
+    if let Err(e) = rollout::assess(ctx, account, &mut plan, report).await {
+        report_plan(report, &plan, users, account.id());
+        report.fail(&e);
+        return plan;
+    }
+    report_plan(report, &plan, users, account.id());
+    let changes = plan.changes();
     if options.dry_run {
         report.record_planned(&changes, true, "planned");
         return plan;

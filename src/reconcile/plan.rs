@@ -39,6 +39,35 @@ pub struct UserFacts {
     pub member: bool,
     pub mfa: MfaState,
     pub console: ConsoleAccess,
+    /// When IAM created the user (Unix seconds), when known.
+    pub created: Option<i64>,
+}
+
+/// When users without MFA may be added (`[rollout]`), with the time of the decision: the plan
+/// reads no clock of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Unix seconds now.
+    pub now: i64,
+    /// `rollout.enforce_from`, in Unix seconds.
+    pub enforce_from: Option<i64>,
+    /// `rollout.grace_period`, in seconds.
+    pub grace_period: Option<i64>,
+}
+
+impl Deadlines {
+    /// The time a user may be added from: the later of `enforce_from` and its creation plus the
+    /// grace period. `Err` when the grace period applies and the creation time is not known.
+    pub fn of(&self, user: &UserFacts) -> Result<Option<i64>, &'static str> {
+        let grace = match (self.grace_period, user.created) {
+            (None, _) => None,
+            (Some(grace), Some(created)) => Some(created.saturating_add(grace)),
+            (Some(_), None) => {
+                return Err("its creation time was not read (rollout.grace_period needs it)")
+            }
+        };
+        Ok(self.enforce_from.max(grace))
+    }
 }
 
 /// The rules a decision applies, besides the user's own facts.
@@ -49,6 +78,7 @@ pub struct Rules {
     /// The IAM user forcemfa signs as, if it is one: never put into the group, lest it lock
     /// itself out of the calls it needs.
     pub own_user: Option<UserName>,
+    pub deadlines: Deadlines,
 }
 
 /// Why a user is exempt.
@@ -86,6 +116,12 @@ pub enum Decision {
     OutOfScope,
     /// A fact the decision needs could not be read: left as it is.
     Skip(String),
+    /// Would be added, but not before `deadline` (Unix seconds): `rollout.enforce_from` or its
+    /// grace period.
+    Pending { deadline: i64 },
+    /// Would be added, but its access keys are in use and `rollout.hold_keys_in_use` holds it
+    /// out until they go idle, it enrols MFA or it is exempted.
+    Held,
 }
 
 /// A change to one user's group membership.
@@ -138,7 +174,14 @@ pub fn unmatched_exempt_users<'a>(
 
 /// The decision for one user, given every fact the inventory gathered.
 pub fn decide(user: &UserFacts, rules: &Rules) -> Decision {
-    decide_with(user, rules, &user.console)
+    match decide_with(user, rules, &user.console) {
+        Decision::Add => match rules.deadlines.of(user) {
+            Ok(Some(deadline)) if deadline > rules.deadlines.now => Decision::Pending { deadline },
+            Ok(_) => Decision::Add,
+            Err(why) => Decision::Skip(why.to_string()),
+        },
+        other => other,
+    }
 }
 
 fn decide_with(user: &UserFacts, rules: &Rules, console: &ConsoleAccess) -> Decision {
@@ -219,6 +262,32 @@ impl Plan {
         self.with(|d| *d == Decision::OutOfScope)
     }
 
+    /// The users pending a deadline, with it.
+    pub fn pending(&self) -> impl Iterator<Item = (&UserName, i64)> {
+        self.decisions.iter().filter_map(|(u, d)| match d {
+            Decision::Pending { deadline } => Some((u, *deadline)),
+            _ => None,
+        })
+    }
+
+    /// Holds `users` out of the group instead of adding them (`rollout.hold_keys_in_use`).
+    pub fn hold(&mut self, users: &std::collections::HashSet<UserName>) {
+        for (user, decision) in &mut self.decisions {
+            if *decision == Decision::Add && users.contains(user) {
+                *decision = Decision::Held;
+            }
+        }
+    }
+
+    /// Leaves `user` as it is instead of adding it, for `reason`.
+    pub fn skip(&mut self, user: &UserName, reason: &str) {
+        for (u, decision) in &mut self.decisions {
+            if *decision == Decision::Add && u == user {
+                *decision = Decision::Skip(reason.to_string());
+            }
+        }
+    }
+
     pub fn skipped(&self) -> impl Iterator<Item = (&UserName, &str)> {
         self.decisions.iter().filter_map(|(u, d)| match d {
             Decision::Skip(reason) => Some((u, reason.as_str())),
@@ -261,6 +330,7 @@ mod tests {
             member,
             mfa,
             console: ConsoleAccess::NotChecked,
+            created: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! there is one) as it happens, the intent before the request, the outcome as soon as IAM has
 //! answered.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use tracing::{error, info, warn};
@@ -11,7 +12,9 @@ use crate::sync::lock;
 
 use super::apply::{Change, ChangeResult, Journal, Outcome};
 use super::audit::{self, AuditError, AuditLog, Step};
+use super::impact::Impact;
 use super::plan::Action;
+use crate::user_name::UserName;
 
 /// Logs each change and writes it to the audit log.
 pub struct Recorder<'a> {
@@ -21,6 +24,8 @@ pub struct Recorder<'a> {
     pub group: &'a str,
     /// Audit lines that could not be written, for the report.
     pub audit_errors: Mutex<Vec<String>>,
+    /// What adding each user takes away (verdict, summary), for the logs and the audit log.
+    impacts: Mutex<HashMap<UserName, (&'static str, String)>>,
 }
 
 impl<'a> Recorder<'a> {
@@ -36,6 +41,26 @@ impl<'a> Recorder<'a> {
             account_id,
             group,
             audit_errors: Mutex::new(Vec::new()),
+            impacts: Mutex::default(),
+        }
+    }
+
+    /// Keeps what adding each user takes away, for the lines of its add.
+    pub fn note_impacts(&self, impacts: &[Impact]) {
+        let mut noted = lock(&self.impacts);
+        for i in impacts {
+            noted.insert(
+                UserName::from_iam(&i.user),
+                (i.verdict.as_str(), i.summary.clone()),
+            );
+        }
+    }
+
+    /// The impact noted for a change: only an add has one.
+    fn impact_of(&self, change: &Change) -> Option<(&'static str, String)> {
+        match change {
+            Change::Membership(user, Action::Add) => lock(&self.impacts).get(user).cloned(),
+            _ => None,
         }
     }
 
@@ -49,6 +74,7 @@ impl<'a> Recorder<'a> {
             return Ok(());
         };
         let (user, action) = (change.subject(), change.action_name());
+        let impact = self.impact_of(change).map(|(_, summary)| summary);
         let entry = audit::Entry {
             time: now_rfc3339(),
             run_id: self.run_id,
@@ -59,6 +85,7 @@ impl<'a> Recorder<'a> {
             outcome: step,
             reason: change_reason(change),
             error,
+            impact: impact.as_deref(),
         };
         audit.record(&entry).inspect_err(|e| {
             error!(account_id = self.account_id, user, action, error = %e, "audit record lost");
@@ -78,16 +105,17 @@ impl Journal for Recorder<'_> {
         let change = &outcome.change;
         let result = outcome.result.as_str();
         let reason = outcome.result.reason();
+        let (impact, impact_summary) = self.impact_of(change).unzip();
         match (&outcome.result, change) {
             (ChangeResult::Done, Change::Membership(user, action)) => {
-                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, "membership change");
+                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, impact, impact_summary, "membership change");
             }
             (ChangeResult::Done, Change::DeleteDevice(serial)) => {
                 info!(account_id, serial = %serial, dry_run = false, outcome = result, "MFA device deletion");
             }
             (_, Change::Membership(user, action)) => {
                 let reason = reason.as_deref().unwrap_or_default();
-                warn!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason, "membership change");
+                warn!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason, impact, impact_summary, "membership change");
             }
             (_, Change::DeleteDevice(serial)) => {
                 let reason = reason.as_deref().unwrap_or_default();

@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::apply::{Change, ChangeResult, Outcome};
 use super::failure::AccountError;
+use super::impact::{Impact, KeyUse};
 use super::plan::Action;
 use crate::user_name::UserName;
 
@@ -46,6 +47,20 @@ pub struct Skipped {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingUser {
+    pub user: String,
+    /// From when the user is added (RFC 3339), unless it enrols MFA first.
+    pub deadline: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldUser {
+    pub user: String,
+    /// The active keys used within `rollout.keys_in_use_within`.
+    pub keys: Vec<KeyUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedChange {
     pub user: String,
     pub action: &'static str,
@@ -64,6 +79,14 @@ pub struct AccountReport {
     pub added: Vec<String>,
     /// Users taken out of the group; in a dry run or when the guard tripped, those that would be.
     pub removed: Vec<String>,
+    /// What adding each user without MFA takes away: one entry per user about to be added (or
+    /// held), read before any is added. Empty when there is nothing to add, or the guard tripped.
+    pub impact: Vec<Impact>,
+    /// Users without MFA not added yet: their deadline (`[rollout]`) has not come.
+    pub pending: Vec<PendingUser>,
+    /// Users without MFA held out of the group because their access keys are in use
+    /// (`rollout.hold_keys_in_use`), with those keys.
+    pub held: Vec<HeldUser>,
     pub exempt: Vec<String>,
     /// In a run for named users, the names no user of the account has.
     pub users_not_found: Vec<String>,
@@ -228,69 +251,7 @@ impl RunReport {
             let _ = writeln!(out, "error: {error}");
         }
         for a in &self.accounts {
-            let account = match (&a.account_id, &a.name) {
-                (Some(id), Some(name)) => format!("{id} ({name})"),
-                (Some(id), None) => id.clone(),
-                (None, _) => "(unknown account)".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "account {account}  group {}  users {}  with MFA {}  without MFA {}",
-                a.group, a.users_scanned, a.users_with_mfa, a.users_without_mfa
-            );
-            let (add_verb, remove_verb) = if a.applied {
-                ("added", "removed")
-            } else {
-                ("would add", "would remove")
-            };
-            list(&mut out, add_verb, &a.added);
-            list(&mut out, remove_verb, &a.removed);
-            list(&mut out, "exempt", &a.exempt);
-            list(
-                &mut out,
-                "out of scope (no console password)",
-                &a.out_of_scope,
-            );
-            if let Some(own) = &a.own_user {
-                let _ = writeln!(out, "  own identity: {own} (never added)");
-            }
-            for s in &a.skipped {
-                let _ = writeln!(out, "  skipped {}: {}", s.user, s.reason);
-            }
-            for f in &a.failed {
-                let _ = writeln!(out, "  failed to {} {}: {}", f.action, f.user, f.reason);
-            }
-            for u in &a.unknown {
-                let _ = writeln!(
-                    out,
-                    "  unknown whether IAM made the {} of {} (the next run settles it): {}",
-                    u.action, u.user, u.reason
-                );
-            }
-            list(
-                &mut out,
-                "unassigned MFA devices",
-                &a.unassigned_mfa_devices,
-            );
-            let deleted = if a.applied {
-                "deleted MFA devices"
-            } else {
-                "would delete MFA devices"
-            };
-            list(&mut out, deleted, &a.deleted_mfa_devices);
-            for e in &a.audit_errors {
-                let _ = writeln!(out, "  audit log error: {e}");
-            }
-            for w in &a.warnings {
-                let _ = writeln!(out, "  warning: {w}");
-            }
-            if let Some(error) = &a.error {
-                let _ = writeln!(out, "  error: {error}");
-            }
-            let unchanged = a.added.is_empty() && a.removed.is_empty();
-            if unchanged && !a.incomplete() && a.outcome() == AccountOutcome::Reconciled {
-                let _ = writeln!(out, "  nothing to change");
-            }
+            a.write_text(&mut out);
         }
         out
     }
@@ -310,7 +271,12 @@ impl AccountReport {
     pub fn record_planned(&mut self, changes: &[(UserName, Action)], dry_run: bool, outcome: &str) {
         let account_id = self.account_id.as_deref().unwrap_or_default();
         for (user, action) in changes {
-            info!(account_id, user = %user, action = action.as_str(), dry_run, outcome, "membership change");
+            let impact = self.impact.iter().find(|i| user.is(&i.user));
+            let (verdict, summary) = (
+                impact.map(|i| i.verdict.as_str()),
+                impact.map(|i| i.summary.as_str()),
+            );
+            info!(account_id, user = %user, action = action.as_str(), dry_run, outcome, impact = verdict, impact_summary = summary, "membership change");
         }
         for (user, action) in changes {
             self.push_change(*action, user);
@@ -340,6 +306,88 @@ impl AccountReport {
         self.removed.sort();
         self.failed.sort_by(|a, b| a.user.cmp(&b.user));
         self.unknown.sort_by(|a, b| a.user.cmp(&b.user));
+    }
+}
+
+impl AccountReport {
+    /// The account's part of the readable summary.
+    fn write_text(&self, out: &mut String) {
+        let account = match (&self.account_id, &self.name) {
+            (Some(id), Some(name)) => format!("{id} ({name})"),
+            (Some(id), None) => id.clone(),
+            (None, _) => "(unknown account)".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "account {account}  group {}  users {}  with MFA {}  without MFA {}",
+            self.group, self.users_scanned, self.users_with_mfa, self.users_without_mfa
+        );
+        let (add_verb, remove_verb) = if self.applied {
+            ("added", "removed")
+        } else {
+            ("would add", "would remove")
+        };
+        list(out, add_verb, &self.added);
+        list(out, remove_verb, &self.removed);
+        self.write_rollout(out);
+        list(out, "exempt", &self.exempt);
+        list(
+            out,
+            "out of scope (no console password)",
+            &self.out_of_scope,
+        );
+        if let Some(own) = &self.own_user {
+            let _ = writeln!(out, "  own identity: {own} (never added)");
+        }
+        for s in &self.skipped {
+            let _ = writeln!(out, "  skipped {}: {}", s.user, s.reason);
+        }
+        for f in &self.failed {
+            let _ = writeln!(out, "  failed to {} {}: {}", f.action, f.user, f.reason);
+        }
+        for u in &self.unknown {
+            let _ = writeln!(
+                out,
+                "  unknown whether IAM made the {} of {} (the next run settles it): {}",
+                u.action, u.user, u.reason
+            );
+        }
+        list(out, "unassigned MFA devices", &self.unassigned_mfa_devices);
+        let deleted = if self.applied {
+            "deleted MFA devices"
+        } else {
+            "would delete MFA devices"
+        };
+        list(out, deleted, &self.deleted_mfa_devices);
+        for e in &self.audit_errors {
+            let _ = writeln!(out, "  audit log error: {e}");
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
+        if let Some(error) = &self.error {
+            let _ = writeln!(out, "  error: {error}");
+        }
+        let unchanged = self.added.is_empty() && self.removed.is_empty();
+        if unchanged && !self.incomplete() && self.outcome() == AccountOutcome::Reconciled {
+            let _ = writeln!(out, "  nothing to change");
+        }
+    }
+}
+
+impl AccountReport {
+    /// What each add takes away, who is pending and until when, and who is held.
+    fn write_rollout(&self, out: &mut String) {
+        for i in &self.impact {
+            let _ = writeln!(out, "  impact: {}", i.summary);
+        }
+        for p in &self.pending {
+            let _ = writeln!(out, "  pending until {}: {}", p.deadline, p.user);
+        }
+        for h in &self.held {
+            let keys: Vec<String> = h.keys.iter().map(|k| format!("…{}", k.key)).collect();
+            let _ = writeln!(out, "  held (keys in use: {}): {}", keys.join(", "), h.user);
+        }
     }
 }
 

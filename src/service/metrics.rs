@@ -322,6 +322,8 @@ impl RunMetrics {
 #[derive(Default)]
 struct AccountMetrics {
     users: Family<UserStateLabels, Gauge>,
+    users_pending: Family<AccountLabel, Gauge>,
+    users_held: Family<AccountLabel, Gauge>,
     changes: Family<ChangeLabels, Counter>,
     planned_changes: Family<AccountLabel, Gauge>,
     account_errors: Family<AccountErrorLabels, Counter>,
@@ -338,6 +340,16 @@ impl AccountMetrics {
             "users",
             "Users by MFA state in the last run: compliant (MFA), non_compliant (no MFA), exempt, skipped (state unknown)",
             self.users.clone(),
+        );
+        registry.register(
+            "users_pending",
+            "Users without MFA not added yet in the last run: their [rollout] deadline has not come",
+            self.users_pending.clone(),
+        );
+        registry.register(
+            "users_held",
+            "Users without MFA held out of the group in the last run: their access keys are in use",
+            self.users_held.clone(),
         );
         registry.register(
             "changes",
@@ -404,6 +416,12 @@ impl AccountMetrics {
             self.unassigned_devices
                 .get_or_create(&label)
                 .set(a.unassigned_mfa_devices.len() as i64);
+            self.users_pending
+                .get_or_create(&label)
+                .set(a.pending.len() as i64);
+            self.users_held
+                .get_or_create(&label)
+                .set(a.held.len() as i64);
             for (state, n) in [
                 ("compliant", a.users_with_mfa),
                 ("non_compliant", a.users_without_mfa),

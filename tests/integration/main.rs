@@ -19,4 +19,5 @@ mod policies;
 mod reconcile;
 mod reliability;
 mod report_schema;
+mod rollout;
 mod support;

@@ -4,6 +4,8 @@
 //! Bulk reads first (every user with path, tags and groups; every holder of a virtual MFA device),
 //! then per-user calls only for the facts the plan still needs, with bounded concurrency.
 
+pub mod access;
+
 use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_iam::types::{AssignmentStatusType, EntityType, SummaryKeyType};
@@ -127,6 +129,9 @@ async fn list_users_and_group(
                 member: detail.group_list().iter().any(|g| g == group),
                 mfa: MfaState::NotChecked,
                 console: ConsoleAccess::NotChecked,
+                created: detail
+                    .create_date()
+                    .map(aws_sdk_iam::primitives::DateTime::secs),
             });
         }
         if let Some(g) = page
@@ -469,6 +474,7 @@ pub async fn read_user(
             member: false,
             mfa: MfaState::Unknown(reason),
             console: ConsoleAccess::NotChecked,
+            created: None,
         })
     };
     let user = match clients.iam.get_user().user_name(name.as_str()).send().await {
@@ -497,6 +503,7 @@ pub async fn read_user(
         member: false,
         mfa: MfaState::NotChecked,
         console: ConsoleAccess::NotChecked,
+        created: Some(user.create_date().secs()),
     };
     if !plan::needs_mfa_lookup(&facts, rules) {
         return UserRead::Found(facts);

@@ -1,0 +1,111 @@
+//! The reads behind the impact of an add (see [`crate::reconcile::impact`]): the user's active
+//! access keys with each one's last use, and its console password with its last use. Made only
+//! for users about to be added.
+
+use aws_sdk_iam::primitives::DateTime;
+use aws_sdk_iam::types::{AccessKeyLastUsed, StatusType};
+use futures::TryFutureExt;
+
+use crate::aws::pages::{every_page, AwsCall, ListError};
+use crate::aws::{AccountClients, AwsError};
+use crate::reconcile::impact::{Access, AccessError, KeyUse};
+use crate::user_name::UserName;
+
+const LIST_ACCESS_KEYS: AwsCall = AwsCall::iam("ListAccessKeys");
+
+/// What signs in as `user`: its active keys and its console password.
+pub async fn read_access(clients: &AccountClients, user: &UserName, page_size: i32) -> Access {
+    let (keys, console) = tokio::join!(
+        active_keys(clients, user, page_size),
+        console_password(clients, user)
+    );
+    Access { keys, console }
+}
+
+/// The user's active access keys, each with its last use (GetAccessKeyLastUsed).
+async fn active_keys(
+    clients: &AccountClients,
+    user: &UserName,
+    page_size: i32,
+) -> Result<Vec<KeyUse>, AccessError> {
+    let mut ids = Vec::new();
+    let fetch = |marker| {
+        clients
+            .iam
+            .list_access_keys()
+            .user_name(user.as_str())
+            .max_items(page_size)
+            .set_marker(marker)
+            .send()
+            .map_err(|e| AwsError::iam(LIST_ACCESS_KEYS.operation, &e))
+    };
+    every_page(LIST_ACCESS_KEYS, fetch, |page| {
+        for key in page.access_key_metadata() {
+            if key.status() == Some(&StatusType::Active) {
+                let id = key
+                    .access_key_id()
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| ListError::nonsense(&LIST_ACCESS_KEYS, "a key without an id"))?;
+                ids.push(id.to_string());
+            }
+        }
+        Ok::<(), ListError>(())
+    })
+    .await?;
+    let mut keys = Vec::with_capacity(ids.len());
+    for id in ids {
+        let out = clients
+            .iam
+            .get_access_key_last_used()
+            .access_key_id(&id)
+            .send()
+            .await
+            .map_err(|e| AwsError::iam("GetAccessKeyLastUsed", &e))?;
+        let used = out.access_key_last_used();
+        keys.push(KeyUse::new(
+            &id,
+            used.and_then(AccessKeyLastUsed::last_used_date)
+                .map(DateTime::secs),
+            used.map(AccessKeyLastUsed::service_name),
+            used.map(AccessKeyLastUsed::region),
+        ));
+    }
+    Ok(keys)
+}
+
+/// Whether the user has a console password (GetLoginProfile) and, when it has, its last use
+/// (GetUser's PasswordLastUsed).
+async fn console_password(
+    clients: &AccountClients,
+    user: &UserName,
+) -> Result<(bool, Option<i64>), AccessError> {
+    match clients
+        .iam
+        .get_login_profile()
+        .user_name(user.as_str())
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) => {
+            let e = AwsError::iam("GetLoginProfile", &e);
+            return if e.is_not_found() {
+                Ok((false, None))
+            } else {
+                Err(e.into())
+            };
+        }
+    }
+    let out = clients
+        .iam
+        .get_user()
+        .user_name(user.as_str())
+        .send()
+        .await
+        .map_err(|e| AwsError::iam("GetUser", &e))?;
+    let last = out
+        .user()
+        .and_then(|u| u.password_last_used())
+        .map(DateTime::secs);
+    Ok((true, last))
+}
