@@ -240,6 +240,13 @@ fn every_run(account: &Account, group: &str) -> Vec<Value> {
             "Action": ["iam:GetLoginProfile", "iam:ListMFADevices"],
             "Resource": account.iam("user/*")
         }),
+        // What adding a user takes away, read for the users about to be added only.
+        json!({
+            "Sid": "ReadAccessKeysOfUsersAboutToBeAdded",
+            "Effect": "Allow",
+            "Action": ["iam:ListAccessKeys", "iam:GetAccessKeyLastUsed"],
+            "Resource": account.iam("user/*")
+        }),
         // A targeted reconciliation (`reconcile --user`, an event) reads one user's path, tags
         // and groups instead of the whole account's.
         json!({
