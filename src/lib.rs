@@ -13,6 +13,7 @@ pub mod cloudtrail;
 pub mod config;
 pub(crate) mod environment;
 pub(crate) mod files;
+pub(crate) mod notify;
 pub mod policy;
 pub(crate) mod reconcile;
 pub(crate) mod service;

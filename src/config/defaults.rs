@@ -47,6 +47,15 @@ pub const ALLOW_ENROLMENT_WITH_ACCESS_KEYS: bool = false;
 pub const KEYS_IN_USE_WITHIN: Duration = Duration::from_secs(30 * 24 * 3600);
 pub const HOLD_KEYS_IN_USE: bool = false;
 
+/// `[notify]`: the tag AWS's own examples use for an address; reminders a week and a day before
+/// a deadline; SES's sending rate in its sandbox.
+pub const EMAIL_TAG: &str = "email";
+pub const REMINDERS: [Duration; 2] = [
+    Duration::from_secs(7 * 24 * 3600),
+    Duration::from_secs(24 * 3600),
+];
+pub const EMAILS_PER_SECOND: u32 = 1;
+
 /// `[events]`: SQS's longest long poll.
 pub const EVENTS_WAIT: Duration = Duration::from_secs(20);
 pub const EVENTS_BATCH_WINDOW: Duration = Duration::from_secs(1);

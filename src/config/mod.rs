@@ -13,6 +13,7 @@ mod error;
 pub mod events;
 mod paths;
 mod raw;
+pub mod notify;
 pub mod rollout;
 pub mod schedule;
 mod settings;
@@ -26,6 +27,7 @@ use env::{naming_variable, overlay_env, ENV_PREFIX};
 pub use error::ConfigError;
 pub use events::EventsSettings;
 use raw::RawConfig;
+pub use notify::NotifySettings;
 pub use rollout::RolloutSettings;
 use schedule::Schedule;
 pub use settings::{
@@ -70,6 +72,8 @@ pub struct Config {
     pub events: Option<EventsSettings>,
     /// Deadlines before users are added, and holding users whose keys are in use.
     pub rollout: RolloutSettings,
+    /// Telling admins and the users concerned (`[notify]`); nothing is sent without a channel.
+    pub notify: NotifySettings,
 }
 
 impl Config {
@@ -169,6 +173,7 @@ impl Config {
             organization: raw.organization.map(validate::organization).transpose()?,
             events: events::validate(raw.events)?,
             rollout: rollout::validate(raw.rollout)?,
+            notify: notify::validate(raw.notify)?,
         })
     }
 }

@@ -37,6 +37,8 @@ pub(super) struct RawConfig {
     pub(super) events: Option<RawEvents>,
     #[serde(default)]
     pub(super) rollout: super::rollout::RawRollout,
+    #[serde(default)]
+    pub(super) notify: super::notify::RawNotify,
 }
 
 #[derive(Debug, Default, Deserialize)]
