@@ -60,6 +60,11 @@ impl UserName {
         &self.name
     }
 
+    /// The name as IAM compares it: for keys kept outside forcemfa (a state file).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// Whether `other`, however spelt, names this user.
     pub fn is(&self, other: &str) -> bool {
         same_name(&self.name, other)

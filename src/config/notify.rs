@@ -108,7 +108,10 @@ pub(super) fn validate(raw: RawNotify) -> Result<NotifySettings, ConfigError> {
     }
     let email_tag = raw.email_tag.unwrap_or(defaults.email_tag);
     if email_tag.is_empty() {
-        return Err(ConfigError::invalid("notify.email_tag", "must not be empty"));
+        return Err(ConfigError::invalid(
+            "notify.email_tag",
+            "must not be empty",
+        ));
     }
     let mut reminders = match raw.reminders {
         None => defaults.reminders,
@@ -121,9 +124,15 @@ pub(super) fn validate(raw: RawNotify) -> Result<NotifySettings, ConfigError> {
     reminders.dedup();
     let emails_per_second = match raw.emails_per_second {
         None => defaults.emails_per_second,
-        Some(n) => u32::try_from(n).ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
-            ConfigError::invalid("notify.emails_per_second", format!("{n} is not between 1 and 1000"))
-        })?,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "notify.emails_per_second",
+                    format!("{n} is not between 1 and 1000"),
+                )
+            })?,
     };
     Ok(NotifySettings {
         sns_topic_arn: raw.sns_topic_arn,

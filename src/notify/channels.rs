@@ -82,7 +82,11 @@ impl Channels {
 
     /// Sends `summary` on `channel` (SNS with the message attributes `event` and `account_id`;
     /// the webhook as a JSON POST).
-    pub async fn send_summary(&self, _channel: Channel, _summary: &Summary) -> Result<(), SendError> {
+    pub async fn send_summary(
+        &self,
+        _channel: Channel,
+        _summary: &Summary,
+    ) -> Result<(), SendError> {
         Err(SendError("not built yet".to_string()))
     }
 

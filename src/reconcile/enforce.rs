@@ -1,6 +1,7 @@
 //! Planning the users read and carrying the plan out: the step a full run and a run for named
 //! users share. In a dry run, or when the plan trips the guard, the plan is only reported.
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use tracing::{info, warn};
@@ -8,7 +9,7 @@ use tracing::{info, warn};
 use super::apply::{self, Change, ChangeResult, NotSent, Writer};
 use super::context::{Account, RunContext};
 use super::failure::AccountError;
-use super::plan::{Action, MfaState, Plan, UserFacts};
+use super::plan::{Action, Decision, MfaState, Plan, UserFacts};
 use super::report::{AccountReport, Skipped};
 use super::rollout;
 use crate::user_name::UserName;
@@ -43,6 +44,9 @@ pub async fn plan_and_apply(
         return plan;
     }
     report_plan(report, &plan, users, account.id());
+    if ctx.config.notify.email_from.is_some() {
+        report.contacts = contacts(&plan, users, &ctx.config.notify.email_tag);
+    }
     let changes = plan.changes();
     if options.dry_run {
         report.record_planned(&changes, true, "planned");
@@ -85,11 +89,37 @@ fn report_plan(report: &mut AccountReport, plan: &Plan, users: &[UserFacts], acc
     report.planned_changes = plan.change_count();
 }
 
+/// The addresses (in the tag `tag`) of the users a message may concern: those added, removed,
+/// pending or held.
+fn contacts(plan: &Plan, users: &[UserFacts], tag: &str) -> BTreeMap<String, String> {
+    let concerned: HashSet<&UserName> = plan
+        .decisions
+        .iter()
+        .filter(|(_, d)| {
+            matches!(
+                d,
+                Decision::Add | Decision::Remove | Decision::Pending { .. } | Decision::Held
+            )
+        })
+        .map(|(u, _)| u)
+        .collect();
+    users
+        .iter()
+        .filter(|u| concerned.contains(&u.name))
+        .filter_map(|u| {
+            let address = u.tags.get(tag)?.trim();
+            address
+                .contains('@')
+                .then(|| (u.name.to_string(), address.to_string()))
+        })
+        .collect()
+}
+
 /// The changes left once those of users an event-driven reconciliation decided on after this
 /// run read them are dropped: their newer decision stands.
 fn without_newer(
     mut changes: Vec<(UserName, Action)>,
-    newer: &std::collections::HashSet<UserName>,
+    newer: &HashSet<UserName>,
     account_id: &str,
 ) -> Vec<(UserName, Action)> {
     changes.retain(|(user, action)| {
@@ -138,8 +168,6 @@ async fn apply_changes(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::*;
 
     #[test]

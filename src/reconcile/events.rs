@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::aws::identity::{self, Identity};
 use crate::cloudtrail::IamEvent;
+use crate::notify::outcome::Notification;
 use crate::sync::lock;
 use crate::user_name::{same_name, UserName};
 
@@ -70,6 +71,8 @@ pub struct BatchOutcome {
     pub reports: Vec<AccountReport>,
     /// For each change made, the seconds from the earliest event naming its user to now.
     pub delays: Vec<f64>,
+    /// The messages `[notify]` sent about these reconciliations.
+    pub notifications: Vec<Notification>,
 }
 
 impl Reconciler {
@@ -119,9 +122,13 @@ impl Reconciler {
                 },
             )
             .await;
-        outcome
+        let mut outcome = outcome
             .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        outcome.notifications = self
+            .notify(run_id, self.config.dry_run, &outcome.reports)
+            .await;
+        outcome
     }
 
     /// The events of one account.

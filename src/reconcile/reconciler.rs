@@ -12,9 +12,11 @@ use super::audit::AuditLog;
 use super::context::{RunContext, RunOptions, Scope};
 use super::devices::Sightings;
 use super::gate::Gates;
-use super::report::RunReport;
+use super::report::{AccountReport, RunReport};
 use super::run::run;
 use super::targets::{AccountsCache, ClientPool};
+use crate::notify::outcome::Notification;
+use crate::notify::Notifier;
 
 /// Everything runs need, opened once from a configuration: the clients of every account, the
 /// audit log, and the first sightings of abandoned MFA devices. The one-shot command opens one;
@@ -28,6 +30,8 @@ pub struct Reconciler {
     gates: Arc<Gates>,
     /// Where events are routed: the organization's accounts, forcemfa's own account.
     pub(super) accounts: Mutex<AccountsCache>,
+    /// Whom runs are told about, when `[notify]` names a channel.
+    pub(super) notifier: Option<Notifier>,
 }
 
 impl Reconciler {
@@ -36,6 +40,7 @@ impl Reconciler {
         let audit = open_files(&config)?;
         let clients = Arc::new(ClientPool::new(&config).await);
         let sightings = Mutex::new(Sightings::restore(&config.cleanup));
+        let notifier = Notifier::open(&config.notify, clients.sdk(), None).await?;
         Ok(Reconciler {
             config: Arc::new(config),
             clients,
@@ -43,6 +48,7 @@ impl Reconciler {
             sightings,
             gates: Arc::default(),
             accounts: Mutex::default(),
+            notifier,
         })
     }
 
@@ -59,6 +65,8 @@ impl Reconciler {
             Arc::new(ClientPool::new(&config).await)
         };
         let sightings = Mutex::new(lock(&self.sightings).clone());
+        let notifier =
+            Notifier::open(&config.notify, clients.sdk(), self.notifier.as_ref()).await?;
         Ok(Reconciler {
             config: Arc::new(config),
             clients,
@@ -67,6 +75,7 @@ impl Reconciler {
             // Runs of the old configuration may still be applying.
             gates: self.gates.clone(),
             accounts: Mutex::default(),
+            notifier,
         })
     }
 
@@ -99,12 +108,28 @@ impl Reconciler {
         stop: &CancellationToken,
     ) -> RunReport {
         let ctx = self.context(options, scope, stop);
-        let report = run(&ctx, &self.clients).await;
+        let mut report = run(&ctx, &self.clients).await;
+        report.notifications = self
+            .notify(&report.run_id, options.dry_run, &report.accounts)
+            .await;
         // What a dry run saw is not kept: it writes nothing.
         if *scope == Scope::All && !options.dry_run {
             lock(&self.sightings).keep(&self.config.cleanup);
         }
         report
+    }
+
+    /// Tells whom the reconciliations concern (`[notify]`); what went out, for the report.
+    pub(super) async fn notify(
+        &self,
+        run_id: &str,
+        dry_run: bool,
+        accounts: &[AccountReport],
+    ) -> Vec<Notification> {
+        match &self.notifier {
+            Some(notifier) => notifier.after(run_id, dry_run, accounts).await,
+            None => Vec::new(),
+        }
     }
 
     pub(super) fn context<'a>(

@@ -12,6 +12,7 @@ use super::apply::{Change, ChangeResult, Outcome};
 use super::failure::AccountError;
 use super::impact::{Impact, KeyUse};
 use super::plan::Action;
+use crate::notify::outcome::Notification;
 use crate::user_name::UserName;
 
 /// Exit codes of a reconcile.
@@ -38,6 +39,8 @@ pub struct RunReport {
     pub discovery_api_calls: BTreeMap<String, u64>,
     /// The users a run for named users covered (`reconcile --user`); `null` for a full run.
     pub users: Option<Vec<String>>,
+    /// The messages `[notify]` sent after the run (or, in a dry run, would have sent).
+    pub notifications: Vec<Notification>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,6 +54,8 @@ pub struct PendingUser {
     pub user: String,
     /// From when the user is added (RFC 3339), unless it enrols MFA first.
     pub deadline: String,
+    #[serde(skip)]
+    pub deadline_secs: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,6 +92,9 @@ pub struct AccountReport {
     /// Users without MFA held out of the group because their access keys are in use
     /// (`rollout.hold_keys_in_use`), with those keys.
     pub held: Vec<HeldUser>,
+    /// The email addresses (`notify.email_tag`) of the users added, removed, pending or held.
+    #[serde(skip)]
+    pub contacts: BTreeMap<String, String>,
     pub exempt: Vec<String>,
     /// In a run for named users, the names no user of the account has.
     pub users_not_found: Vec<String>,
@@ -253,6 +261,23 @@ impl RunReport {
         for a in &self.accounts {
             a.write_text(&mut out);
         }
+        for n in &self.notifications {
+            let about = n
+                .user
+                .as_deref()
+                .map(|u| format!(" to {u}"))
+                .unwrap_or_default();
+            let error = n
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "notification {} {}{about} ({}): {}{error}",
+                n.channel, n.kind, n.account_id, n.outcome
+            );
+        }
         out
     }
 }
@@ -411,6 +436,7 @@ mod tests {
             error: None,
             discovery_api_calls: BTreeMap::new(),
             users: None,
+            notifications: Vec::new(),
         }
     }
 

@@ -54,6 +54,7 @@ pub async fn assess(
         .map(|(user, deadline)| PendingUser {
             user: user.to_string(),
             deadline: rfc3339(deadline),
+            deadline_secs: deadline,
         })
         .collect();
     account.recorder.note_impacts(&impacts);

@@ -87,6 +87,7 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
             Scope::All => None,
             Scope::Users(users) => Some(spelt(users)),
         },
+        notifications: Vec::new(),
     };
     log_finished(&report, started);
     report

@@ -254,6 +254,11 @@ impl ClientPool {
         ))
     }
 
+    /// The SDK configuration of forcemfa's own credentials, for the other services it calls.
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.base
+    }
+
     /// The partition of the configured region (aws, aws-cn, aws-us-gov).
     fn partition(&self) -> Partition {
         Partition::of_region(

@@ -196,6 +196,7 @@ async fn handle(
     for delay in &outcome.delays {
         shared.metrics.record_event_delay(*delay);
     }
+    shared.metrics.record_notifications(&outcome.notifications);
     for ((r, event), verdict) in usable.iter().zip(&outcome.verdicts) {
         shared.metrics.record_event(verdict.as_str());
         let (message_id, users) = (

@@ -1,7 +1,6 @@
 //! Prometheus metrics, all named `forcemfa_*`, fed from each run's report.
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -13,63 +12,14 @@ use prometheus_client::registry::Registry;
 
 use crate::clock::unix_now;
 use crate::files::{self, FileError, Mode};
-use crate::reconcile::report::{AccountOutcome, AccountReport, RunReport, RunResult};
+use crate::notify::outcome::Notification;
+use crate::reconcile::report::{AccountReport, RunReport};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
+mod accounts;
+mod labels;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabel {
-    outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct QueueLabel {
-    queue: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountLabel {
-    account: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AccountErrorLabels {
-    account: String,
-    kind: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UserStateLabels {
-    account: String,
-    state: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ChangeLabels {
-    account: String,
-    action: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiLabels {
-    account: String,
-    operation: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabel {
-    version: &'static str,
-}
-
-type FloatGauge = Gauge<f64, AtomicU64>;
+use accounts::{AccountMetrics, ApiMetrics, RunMetrics};
+use labels::{KindLabel, OutcomeLabel, QueueLabel, ResultLabel, VersionLabel};
 
 /// Every metric forcemfa exports, in three groups: the runs, each account's state, and the
 /// requests to AWS; plus the service's own reloads and run requests.
@@ -187,6 +137,20 @@ impl Metrics {
             self.account.record(&account, a);
             self.api.record(&account, a);
         }
+        self.record_notifications(&report.notifications);
+    }
+
+    /// The messages sent or not; a dry run's are not counted.
+    pub fn record_notifications(&self, notifications: &[Notification]) {
+        for n in notifications.iter().filter(|n| n.outcome != "would_send") {
+            self.service
+                .notifications
+                .get_or_create(&NotificationLabels {
+                    channel: n.channel,
+                    outcome: n.outcome,
+                })
+                .inc();
+        }
     }
 
     pub fn record_reload(&self, ok: bool) {
@@ -270,252 +234,18 @@ fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-/// How runs end and when.
-#[derive(Default)]
-struct RunMetrics {
-    runs: Family<ResultLabel, Counter>,
-    last_run_duration: FloatGauge,
-    last_run_time: FloatGauge,
-    last_success_time: FloatGauge,
-}
-
-impl RunMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "runs",
-            "Reconciliation runs by result: success, incomplete (a user or account not handled), guard_tripped",
-            self.runs.clone(),
-        );
-        registry.register(
-            "last_run_duration_seconds",
-            "Duration of the last run",
-            self.last_run_duration.clone(),
-        );
-        registry.register(
-            "last_run_timestamp_seconds",
-            "Unix time at which the last run finished",
-            self.last_run_time.clone(),
-        );
-        registry.register(
-            "last_success_timestamp_seconds",
-            "Unix time at which the last run with result success finished",
-            self.last_success_time.clone(),
-        );
-    }
-
-    fn record(&self, report: &RunReport, duration_secs: f64, finished_unix: f64) {
-        let result = report.result();
-        self.runs
-            .get_or_create(&ResultLabel {
-                result: result.as_str(),
-            })
-            .inc();
-        self.last_run_duration.set(duration_secs);
-        self.last_run_time.set(finished_unix);
-        if result == RunResult::Success {
-            self.last_success_time.set(finished_unix);
-        }
-    }
-}
-
-/// What each account looked like at its last run, and what was changed in it.
-#[derive(Default)]
-struct AccountMetrics {
-    users: Family<UserStateLabels, Gauge>,
-    users_pending: Family<AccountLabel, Gauge>,
-    users_held: Family<AccountLabel, Gauge>,
-    changes: Family<ChangeLabels, Counter>,
-    planned_changes: Family<AccountLabel, Gauge>,
-    account_errors: Family<AccountErrorLabels, Counter>,
-    audit_errors: Family<AccountLabel, Counter>,
-    group_policy_enforces_mfa: Family<AccountLabel, Gauge>,
-    root_mfa_enabled: Family<AccountLabel, Gauge>,
-    unassigned_devices: Family<AccountLabel, Gauge>,
-    deleted_devices: Family<AccountLabel, Counter>,
-}
-
-impl AccountMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "users",
-            "Users by MFA state in the last run: compliant (MFA), non_compliant (no MFA), exempt, skipped (state unknown)",
-            self.users.clone(),
-        );
-        registry.register(
-            "users_pending",
-            "Users without MFA not added yet in the last run: their [rollout] deadline has not come",
-            self.users_pending.clone(),
-        );
-        registry.register(
-            "users_held",
-            "Users without MFA held out of the group in the last run: their access keys are in use",
-            self.users_held.clone(),
-        );
-        registry.register(
-            "changes",
-            "Group membership changes made, by action (add, remove); dry runs change nothing",
-            self.changes.clone(),
-        );
-        registry.register(
-            "planned_changes",
-            "Changes the last run planned (made, or not made in a dry run or by the guard)",
-            self.planned_changes.clone(),
-        );
-        registry.register(
-            "account_errors",
-            "Runs in which an account could not be reconciled, by kind of failure",
-            self.account_errors.clone(),
-        );
-        registry.register(
-            "audit_errors",
-            "Audit log lines that could not be written (a change whose intent line fails is not made)",
-            self.audit_errors.clone(),
-        );
-        registry.register(
-            "group_policy_enforces_mfa",
-            "1 when a policy of the enforcement group denies access without MFA, 0 when none does (the group protects nothing)",
-            self.group_policy_enforces_mfa.clone(),
-        );
-        registry.register(
-            "root_mfa_enabled",
-            "1 when the account's root user has MFA, 0 when it has not",
-            self.root_mfa_enabled.clone(),
-        );
-        registry.register(
-            "unassigned_mfa_devices",
-            "Virtual MFA devices that belong to nobody (abandoned set-ups) in the last run",
-            self.unassigned_devices.clone(),
-        );
-        registry.register(
-            "deleted_mfa_devices",
-            "Abandoned virtual MFA devices deleted",
-            self.deleted_devices.clone(),
-        );
-    }
-
-    fn record(&self, account: &str, a: &AccountReport) {
-        let label = AccountLabel {
-            account: account.to_string(),
-        };
-        self.record_changes(account, a);
-        self.planned_changes
-            .get_or_create(&label)
-            .set(a.planned_changes as i64);
-        if let Some(enforces) = a.group_policy_enforces_mfa {
-            self.group_policy_enforces_mfa
-                .get_or_create(&label)
-                .set(i64::from(enforces));
-        }
-        if let Some(enabled) = a.root_mfa_enabled {
-            self.root_mfa_enabled
-                .get_or_create(&label)
-                .set(i64::from(enabled));
-        }
-        // A failed read leaves the last known counts rather than zeros that would look compliant.
-        if a.was_read() {
-            self.unassigned_devices
-                .get_or_create(&label)
-                .set(a.unassigned_mfa_devices.len() as i64);
-            self.users_pending
-                .get_or_create(&label)
-                .set(a.pending.len() as i64);
-            self.users_held
-                .get_or_create(&label)
-                .set(a.held.len() as i64);
-            for (state, n) in [
-                ("compliant", a.users_with_mfa),
-                ("non_compliant", a.users_without_mfa),
-                ("exempt", a.exempt.len() as u64),
-                ("skipped", a.skipped.len() as u64),
-            ] {
-                self.users
-                    .get_or_create(&UserStateLabels {
-                        account: account.to_string(),
-                        state,
-                    })
-                    .set(n as i64);
-            }
-        }
-    }
-}
-
-impl AccountMetrics {
-    /// What any reconciliation of the account did: its failure, lost audit lines, changes made.
-    fn record_changes(&self, account: &str, a: &AccountReport) {
-        let label = AccountLabel {
-            account: account.to_string(),
-        };
-        if let AccountOutcome::Failed { kind } = a.outcome() {
-            self.account_errors
-                .get_or_create(&AccountErrorLabels {
-                    account: account.to_string(),
-                    kind,
-                })
-                .inc();
-        }
-        if !a.audit_errors.is_empty() {
-            self.audit_errors
-                .get_or_create(&label)
-                .inc_by(a.audit_errors.len() as u64);
-        }
-        if a.applied {
-            for (action, n) in [("add", a.added.len()), ("remove", a.removed.len())] {
-                self.changes
-                    .get_or_create(&ChangeLabels {
-                        account: account.to_string(),
-                        action,
-                    })
-                    .inc_by(n as u64);
-            }
-            self.deleted_devices
-                .get_or_create(&label)
-                .inc_by(a.deleted_mfa_devices.len() as u64);
-        }
-    }
-}
-
-/// The requests sent to AWS, by account and operation.
-#[derive(Default)]
-struct ApiMetrics {
-    api_calls: Family<ApiLabels, Counter>,
-    api_errors: Family<ApiLabels, Counter>,
-}
-
-impl ApiMetrics {
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "api_calls",
-            "Requests sent to AWS by operation, retries included",
-            self.api_calls.clone(),
-        );
-        registry.register(
-            "api_errors",
-            "Requests to AWS that failed (throttled, refused, timed out), by operation",
-            self.api_errors.clone(),
-        );
-    }
-
-    fn record(&self, account: &str, a: &AccountReport) {
-        for (counts, family) in [
-            (&a.api_calls, &self.api_calls),
-            (&a.api_errors, &self.api_errors),
-        ] {
-            for (op, n) in counts {
-                let labels = ApiLabels {
-                    account: account.to_string(),
-                    operation: op.clone(),
-                };
-                family.get_or_create(&labels).inc_by(*n);
-            }
-        }
-    }
-}
-
-/// The service's own events: reloads and requests for a run.
+/// The service's own events: reloads, requests for a run, notifications.
 #[derive(Default)]
 struct ServiceMetrics {
     config_reloads: Family<ResultLabel, Counter>,
     run_requests: Family<ResultLabel, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    channel: &'static str,
+    outcome: &'static str,
 }
 
 impl ServiceMetrics {
@@ -529,6 +259,11 @@ impl ServiceMetrics {
             "run_requests",
             "Requests for a run by outcome: started, queued (after the current run), coalesced (one already queued)",
             self.run_requests.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Messages of [notify] by channel (sns, webhook, email) and outcome (sent, failed: tried again at the next run)",
+            self.notifications.clone(),
         );
     }
 }
@@ -608,6 +343,7 @@ mod tests {
             error: None,
             discovery_api_calls: Default::default(),
             users: None,
+            notifications: Vec::new(),
             accounts: vec![AccountReport {
                 account_id: Some("123456789012".into()),
                 applied: true,

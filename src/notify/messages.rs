@@ -1,0 +1,298 @@
+//! Which messages a run calls for, and what they say: pure, from the reports, the configuration
+//! and what was sent before.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::reconcile::impact::rfc3339;
+use crate::reconcile::report::AccountReport;
+use crate::user_name::UserName;
+
+use super::channels::{Email, Summary};
+
+/// Why a user is written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Occasion {
+    /// Put into the group: why, and how to set up MFA to get access back.
+    Added,
+    /// A reminder before the user's deadline.
+    Reminder,
+    /// Taken out of the group: access is back.
+    Removed,
+}
+
+impl Occasion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Occasion::Added => "added",
+            Occasion::Reminder => "reminder",
+            Occasion::Removed => "removed",
+        }
+    }
+}
+
+/// One email to send, with what it is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMessage {
+    pub account_id: String,
+    pub user: String,
+    pub occasion: Occasion,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl UserMessage {
+    pub fn email(&self) -> Email {
+        Email {
+            to: self.to.clone(),
+            subject: self.subject.clone(),
+            body: self.body.clone(),
+        }
+    }
+}
+
+/// The key under which a reminder is remembered as sent: one per user, deadline and reminder.
+pub fn reminder_key(account_id: &str, user: &str, deadline: i64, before: Duration) -> String {
+    format!(
+        "reminder/{account_id}/{}/{deadline}/{}",
+        folded(user),
+        before.as_secs()
+    )
+}
+
+/// The emails one account's reconciliation calls for: to each user added or removed (when the
+/// changes were `made`, or are a dry run's plan), and a reminder to each pending user whose
+/// deadline is within a reminder's reach, unless already `sent`. Users without an address are
+/// not written to. Returns the messages and the reminder keys they use up.
+pub fn user_messages(
+    account: &AccountReport,
+    made: bool,
+    reminders: &[Duration],
+    now: i64,
+    sent: &dyn Fn(&str) -> bool,
+) -> (Vec<UserMessage>, Vec<String>) {
+    let Some(account_id) = account.account_id.clone() else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut messages = Vec::new();
+    let mut keys = Vec::new();
+    let address = |user: &str| account.contacts.get(user).cloned();
+    if made {
+        for (users, occasion) in [
+            (&account.added, Occasion::Added),
+            (&account.removed, Occasion::Removed),
+        ] {
+            for user in users {
+                if let Some(to) = address(user) {
+                    let (subject, body) = text(occasion, &account_id, &account.group, None);
+                    messages.push(UserMessage {
+                        account_id: account_id.clone(),
+                        user: user.clone(),
+                        occasion,
+                        to,
+                        subject,
+                        body,
+                    });
+                }
+            }
+        }
+    }
+    for pending in &account.pending {
+        let Some(to) = address(&pending.user) else {
+            continue;
+        };
+        let deadline = pending.deadline_secs;
+        // The reminders whose time has come; the nearest one is sent, the others are past.
+        let due: Vec<&Duration> = reminders
+            .iter()
+            .filter(|r| {
+                now >= deadline - i64::try_from(r.as_secs()).unwrap_or(i64::MAX) && now < deadline
+            })
+            .collect();
+        let unsent: Vec<String> = due
+            .iter()
+            .map(|r| reminder_key(&account_id, &pending.user, deadline, **r))
+            .filter(|k| !sent(k))
+            .collect();
+        if unsent.is_empty() {
+            continue;
+        }
+        let (subject, body) = text(
+            Occasion::Reminder,
+            &account_id,
+            &account.group,
+            Some(deadline),
+        );
+        messages.push(UserMessage {
+            account_id: account_id.clone(),
+            user: pending.user.clone(),
+            occasion: Occasion::Reminder,
+            to,
+            subject,
+            body,
+        });
+        keys.extend(unsent);
+    }
+    (messages, keys)
+}
+
+/// A user name as IAM compares it.
+fn folded(user: &str) -> String {
+    UserName::from_iam(user).key().to_string()
+}
+
+fn text(
+    occasion: Occasion,
+    account_id: &str,
+    group: &str,
+    deadline: Option<i64>,
+) -> (String, String) {
+    let how = "To set up MFA: sign in to the AWS console, open your security credentials (the menu under your name), and assign an MFA device (an authenticator app, a security key or a hardware token). Then sign out and sign in again with it. Scripts that sign with your access keys need a session with MFA (aws sts get-session-token --serial-number ... --token-code ...), or an exemption your administrators grant.";
+    match occasion {
+        Occasion::Added => (
+            format!("Your AWS access now needs MFA (account {account_id})"),
+            format!("You have no MFA device on your IAM user in AWS account {account_id}, so you were put into the group {group}: until you set one up, every action is denied except setting up MFA and changing your password. Calls signed with your access keys are denied too.\n\n{how}\n\nYou are taken out of the group at the next check after your MFA device is set up.\n"),
+        ),
+        Occasion::Reminder => {
+            let when = deadline.map(rfc3339).unwrap_or_default();
+            (
+                format!("Set up MFA before {when} (AWS account {account_id})"),
+                format!("Your IAM user in AWS account {account_id} has no MFA device. From {when}, until you set one up, every action will be denied except setting up MFA and changing your password, including calls signed with your access keys.\n\n{how}\n"),
+            )
+        }
+        Occasion::Removed => (
+            format!("MFA is set up: your AWS access is back (account {account_id})"),
+            format!("Your IAM user in AWS account {account_id} has an MFA device now, so it was taken out of the group {group}: your access is as before. Sign in with MFA.\n"),
+        ),
+    }
+}
+
+/// Whether an account's reconciliation is worth a summary: it changed something (or, `made`
+/// being a dry run's plan, would), or found pending or held users not in `known` (those already
+/// told about).
+pub fn summary_due(account: &AccountReport, made: bool, known: &BTreeSet<String>) -> bool {
+    let changed = made && !(account.added.is_empty() && account.removed.is_empty());
+    let new = account
+        .pending
+        .iter()
+        .map(|p| format!("pending/{}", folded(&p.user)))
+        .chain(
+            account
+                .held
+                .iter()
+                .map(|h| format!("held/{}", folded(&h.user))),
+        )
+        .any(|k| !known.contains(&k));
+    changed || new
+}
+
+/// The pending and held users of an account, as remembered once told about.
+pub fn known_keys(account: &AccountReport) -> BTreeSet<String> {
+    account
+        .pending
+        .iter()
+        .map(|p| format!("pending/{}", folded(&p.user)))
+        .chain(
+            account
+                .held
+                .iter()
+                .map(|h| format!("held/{}", folded(&h.user))),
+        )
+        .collect()
+}
+
+/// The admins' summary of one account's reconciliation.
+/// The summary's lines: what was (or would be) changed, pending, held, skipped, and why not.
+fn summary_lines(dry_run: bool, account: &AccountReport) -> Vec<String> {
+    let account_id = account.account_id.as_deref().unwrap_or_default();
+    let verb =
+        |done: &'static str, planned: &'static str| if account.applied { done } else { planned };
+    let mut lines = vec![format!(
+        "forcemfa: account {account_id}, group {}{}",
+        account.group,
+        if dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
+    )];
+    let list = |label: &str, names: &[String]| {
+        (!names.is_empty()).then(|| format!("{label} ({}): {}", names.len(), names.join(", ")))
+    };
+    lines.extend(list(verb("added", "would add"), &account.added));
+    lines.extend(account.impact.iter().map(|i| format!("  {}", i.summary)));
+    lines.extend(list(verb("removed", "would remove"), &account.removed));
+    lines.extend(
+        account
+            .pending
+            .iter()
+            .map(|p| format!("pending until {}: {}", p.deadline, p.user)),
+    );
+    lines.extend(
+        account
+            .held
+            .iter()
+            .map(|h| format!("held, keys in use: {}", h.user)),
+    );
+    lines.extend(
+        account
+            .skipped
+            .iter()
+            .map(|s| format!("skipped {}: {}", s.user, s.reason)),
+    );
+    lines.extend(
+        account
+            .failed
+            .iter()
+            .map(|f| format!("failed to {} {}: {}", f.action, f.user, f.reason)),
+    );
+    if account.guard_tripped {
+        lines.push("guard tripped: nothing changed".to_string());
+    }
+    if let Some(error) = &account.error {
+        lines.push(format!("error: {error}"));
+    }
+    lines
+}
+
+pub fn summary(run_id: &str, dry_run: bool, account: &AccountReport) -> Summary {
+    let account_id = account.account_id.clone().unwrap_or_default();
+    let text = summary_lines(dry_run, account).join("\n");
+    let subject = format!(
+        "forcemfa: {} added, {} removed, {} pending, {} held in {account_id}",
+        account.added.len(),
+        account.removed.len(),
+        account.pending.len(),
+        account.held.len()
+    );
+    let json = json!({
+        "event": "run",
+        "run_id": run_id,
+        "dry_run": dry_run,
+        "account_id": account_id,
+        "group": account.group,
+        "applied": account.applied,
+        "added": account.added,
+        "impact": account.impact,
+        "removed": account.removed,
+        "pending": account.pending,
+        "held": account.held,
+        "skipped": account.skipped,
+        "failed": account.failed,
+        "guard_tripped": account.guard_tripped,
+        "error": account.error,
+        "text": text,
+    });
+    Summary {
+        event: "run",
+        account_id,
+        subject,
+        text,
+        json,
+    }
+}
