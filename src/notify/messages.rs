@@ -296,3 +296,102 @@ pub fn summary(run_id: &str, dry_run: bool, account: &AccountReport) -> Summary 
         json,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::reconcile::report::{HeldUser, PendingUser};
+
+    const NOW: i64 = 1_800_000_000;
+    const DAY: i64 = 86_400;
+
+    fn account() -> AccountReport {
+        AccountReport {
+            account_id: Some("111111111111".into()),
+            group: "ForceMFA".into(),
+            applied: true,
+            added: vec!["carol".into(), "nomail".into()],
+            removed: vec!["alice".into()],
+            pending: vec![PendingUser {
+                user: "dave".into(),
+                deadline: rfc3339(NOW + 3 * DAY),
+                deadline_secs: NOW + 3 * DAY,
+            }],
+            contacts: BTreeMap::from([
+                ("carol".to_string(), "carol@example.com".to_string()),
+                ("alice".to_string(), "alice@example.com".to_string()),
+                ("dave".to_string(), "dave@example.com".to_string()),
+            ]),
+            ..AccountReport::default()
+        }
+    }
+
+    fn week_and_day() -> Vec<Duration> {
+        vec![Duration::from_secs(7 * 86_400), Duration::from_secs(86_400)]
+    }
+
+    #[test]
+    fn users_with_an_address_are_told_when_added_removed_and_reminded() {
+        let (messages, keys) = user_messages(&account(), true, &week_and_day(), NOW, &|_| false);
+        let got: Vec<(&str, Occasion, &str)> = messages
+            .iter()
+            .map(|m| (m.user.as_str(), m.occasion, m.to.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("carol", Occasion::Added, "carol@example.com"),
+                ("alice", Occasion::Removed, "alice@example.com"),
+                ("dave", Occasion::Reminder, "dave@example.com"),
+            ]
+        );
+        // Three days before the deadline, only the week's reminder is due.
+        assert_eq!(keys.len(), 1);
+        assert!(messages[2].subject.contains(&rfc3339(NOW + 3 * DAY)));
+    }
+
+    #[test]
+    fn a_reminder_goes_once_and_the_nearest_when_several_are_due() {
+        let mut a = account();
+        a.pending[0].deadline_secs = NOW + DAY / 2;
+        let (messages, keys) = user_messages(&a, true, &week_and_day(), NOW, &|_| false);
+        assert_eq!(messages.iter().filter(|m| m.occasion == Occasion::Reminder).count(), 1);
+        assert_eq!(keys.len(), 2, "both reminders used up: {keys:?}");
+        let sent: Vec<String> = keys.clone();
+        let (again, more) = user_messages(&a, true, &week_and_day(), NOW, &|k| sent.iter().any(|s| s == k));
+        assert!(again.iter().all(|m| m.occasion != Occasion::Reminder));
+        assert!(more.is_empty());
+        // Past the deadline, no reminder.
+        a.pending[0].deadline_secs = NOW - 1;
+        let (late, _) = user_messages(&a, true, &week_and_day(), NOW, &|_| false);
+        assert!(late.iter().all(|m| m.occasion != Occasion::Reminder));
+    }
+
+    #[test]
+    fn changes_not_made_are_not_announced_to_users() {
+        let (messages, _) = user_messages(&account(), false, &week_and_day(), NOW, &|_| false);
+        assert!(messages.iter().all(|m| m.occasion == Occasion::Reminder));
+    }
+
+    #[test]
+    fn a_summary_is_due_for_changes_and_for_new_pending_or_held_users_only() {
+        let mut a = account();
+        assert!(summary_due(&a, true, &BTreeSet::new()));
+        a.added.clear();
+        a.removed.clear();
+        let known = known_keys(&a);
+        assert!(summary_due(&a, true, &BTreeSet::new()), "dave is new");
+        assert!(!summary_due(&a, true, &known), "nothing new");
+        a.held.push(HeldUser {
+            user: "Erin".into(),
+            keys: Vec::new(),
+        });
+        assert!(summary_due(&a, true, &known), "erin is newly held");
+        let s = summary("run-1", false, &account());
+        assert!(s.text.contains("added (2): carol, nomail"), "{}", s.text);
+        assert_eq!(s.json["text"], s.text.as_str());
+        assert_eq!(s.json["account_id"], "111111111111");
+    }
+}

@@ -534,4 +534,29 @@ mod tests {
         let adds: Vec<_> = plan.adds().map(UserName::as_str).collect();
         assert_eq!(adds, vec!["Zed", "alice", "bob"]);
     }
+
+    #[test]
+    fn users_without_mfa_wait_for_the_later_of_their_deadlines() {
+        let mut r = Rules::default();
+        r.deadlines = Deadlines {
+            now: 1_000,
+            enforce_from: Some(2_000),
+            grace_period: None,
+        };
+        let mut u = user("a", false, MfaState::Absent);
+        assert_eq!(decide(&u, &r), Decision::Pending { deadline: 2_000 });
+        // Enrolled users still leave; members stay.
+        assert_eq!(decide(&user("b", true, MfaState::Present), &r), Decision::Remove);
+        assert_eq!(decide(&user("c", true, MfaState::Absent), &r), Decision::Keep);
+        // The grace period counts from the user's creation; the later deadline wins.
+        r.deadlines.grace_period = Some(5_000);
+        u.created = Some(0);
+        assert_eq!(decide(&u, &r), Decision::Pending { deadline: 5_000 });
+        r.deadlines.now = 6_000;
+        assert_eq!(decide(&u, &r), Decision::Add);
+        // Without its creation time, a grace period cannot be judged: left as it is.
+        u.created = None;
+        assert!(matches!(decide(&u, &r), Decision::Skip(_)));
+    }
+
 }
