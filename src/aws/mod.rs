@@ -148,7 +148,12 @@ impl Intercept for CallCounter {
             cfg.interceptor_state().unset::<Dispatch>();
         }
         let went_out = dispatch.as_ref().is_some_and(Dispatch::went_out);
-        let failed = matches!(context.output_or_error(), Some(Err(_)));
+        // IAM's "no such entity" (HTTP 404) answers a lookup: a user without a console password,
+        // a user deleted since it was listed. It is not a failed attempt.
+        let not_found = context
+            .response()
+            .is_some_and(|r| r.status().as_u16() == 404);
+        let failed = matches!(context.output_or_error(), Some(Err(_))) && !not_found;
         let op = operation(cfg);
         self.with(|c| {
             // A failed attempt is counted even when its request never left (no connection, a

@@ -357,10 +357,18 @@ mod tests {
         let mut a = account();
         a.pending[0].deadline_secs = NOW + DAY / 2;
         let (messages, keys) = user_messages(&a, true, &week_and_day(), NOW, &|_| false);
-        assert_eq!(messages.iter().filter(|m| m.occasion == Occasion::Reminder).count(), 1);
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.occasion == Occasion::Reminder)
+                .count(),
+            1
+        );
         assert_eq!(keys.len(), 2, "both reminders used up: {keys:?}");
         let sent: Vec<String> = keys.clone();
-        let (again, more) = user_messages(&a, true, &week_and_day(), NOW, &|k| sent.iter().any(|s| s == k));
+        let (again, more) = user_messages(&a, true, &week_and_day(), NOW, &|k| {
+            sent.iter().any(|s| s == k)
+        });
         assert!(again.iter().all(|m| m.occasion != Occasion::Reminder));
         assert!(more.is_empty());
         // Past the deadline, no reminder.

@@ -38,7 +38,7 @@ pub async fn plan_and_apply(
         report.record_planned(&plan.changes(), options.dry_run, "blocked");
         return plan;
     }
-    if let Err(e) = rollout::assess(ctx, account, &mut plan, report).await {
+    if let Err(e) = rollout::assess(ctx, account, &mut plan, users, report).await {
         report_plan(report, &plan, users, account.id());
         report.fail(&e);
         return plan;

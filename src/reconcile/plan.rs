@@ -546,8 +546,14 @@ mod tests {
         let mut u = user("a", false, MfaState::Absent);
         assert_eq!(decide(&u, &r), Decision::Pending { deadline: 2_000 });
         // Enrolled users still leave; members stay.
-        assert_eq!(decide(&user("b", true, MfaState::Present), &r), Decision::Remove);
-        assert_eq!(decide(&user("c", true, MfaState::Absent), &r), Decision::Keep);
+        assert_eq!(
+            decide(&user("b", true, MfaState::Present), &r),
+            Decision::Remove
+        );
+        assert_eq!(
+            decide(&user("c", true, MfaState::Absent), &r),
+            Decision::Keep
+        );
         // The grace period counts from the user's creation; the later deadline wins.
         r.deadlines.grace_period = Some(5_000);
         u.created = Some(0);
@@ -558,5 +564,4 @@ mod tests {
         u.created = None;
         assert!(matches!(decide(&u, &r), Decision::Skip(_)));
     }
-
 }

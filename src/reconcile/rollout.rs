@@ -2,7 +2,7 @@
 //! the users about to be added), which users wait for their deadline, and which are held because
 //! their access keys are in use.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::stream::{self, StreamExt};
 use tracing::warn;
@@ -13,7 +13,7 @@ use super::context::{Account, RunContext};
 use super::failure::AccountError;
 use super::impact::{rfc3339, Impact, Verdict};
 use super::inventory::access::read_access;
-use super::plan::Plan;
+use super::plan::{ConsoleAccess, Plan, UserFacts};
 use super::report::{AccountReport, HeldUser, PendingUser};
 
 /// Reads the impact of every add of `plan`, holds the users `rollout.hold_keys_in_use` holds,
@@ -22,6 +22,7 @@ pub async fn assess(
     ctx: &RunContext<'_>,
     account: &Account<'_>,
     plan: &mut Plan,
+    users: &[UserFacts],
     report: &mut AccountReport,
 ) -> Result<(), AccountError> {
     let rollout = &ctx.config.rollout;
@@ -32,9 +33,21 @@ pub async fn assess(
         // A run with nothing to add makes no impact read.
         Vec::new()
     } else {
+        // The console passwords the run read already (`console_users_only`).
+        let known: HashMap<&UserName, bool> = users
+            .iter()
+            .filter_map(|u| match u.console {
+                ConsoleAccess::Present => Some((&u.name, true)),
+                ConsoleAccess::Absent => Some((&u.name, false)),
+                _ => None,
+            })
+            .collect();
+        let known = &known;
         let reads = stream::iter(adds)
             .map(|user| async move {
-                let access = read_access(account.clients, &user, ctx.config.aws.page_size).await;
+                let known = known.get(&user).copied();
+                let access =
+                    read_access(account.clients, &user, ctx.config.aws.page_size, known).await;
                 Impact::judge(user.as_str(), access, now, within)
             })
             .buffered(ctx.config.aws.max_concurrency)

@@ -66,9 +66,15 @@ async fn reconcile_user_changes_only_the_users_named_with_at_most_four_calls_eac
     assert_eq!(names(&acct["exempt"]), ["ops"]);
     assert_eq!(names(&acct["users_not_found"]), ["nobody"]);
     assert_eq!(acct["users_scanned"], 3);
-    // alice and carol: GetUser, ListGroupsForUser, ListMFADevices, and the write (4 each); ops:
-    // GetUser only (exempt); nobody: GetUser only.
-    assert_eq!(iam_calls(&acct), 4 + 4 + 1 + 1, "{}", acct["api_calls"]);
+    // alice and carol: GetUser, ListGroupsForUser, ListMFADevices, and the write (4 each), and
+    // for carol's add what it takes away (ListAccessKeys, GetLoginProfile); ops: GetUser only
+    // (exempt); nobody: GetUser only.
+    assert_eq!(
+        iam_calls(&acct),
+        4 + (4 + 2) + 1 + 1,
+        "{}",
+        acct["api_calls"]
+    );
     assert!(acct["api_calls"]
         .get("GetAccountAuthorizationDetails")
         .is_none());

@@ -475,6 +475,12 @@ async fn the_daemon_policy_grants_every_call_the_code_makes() {
     assert_eq!(names(&acct["deleted_mfa_devices"]).len(), 1, "{acct}");
     // And a run for named users: dave2 has no MFA and a console password to be read.
     a.user("dave2").await.console_password().await;
+    a.iam
+        .create_access_key()
+        .user_name("dave2")
+        .send()
+        .await
+        .unwrap();
     let named = a.forcemfa(&[
         "reconcile",
         "--config",

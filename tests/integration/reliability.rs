@@ -70,7 +70,13 @@ async fn thirty_percent_throttling_still_converges_exactly() {
         .values()
         .map(|v| v.as_u64().unwrap())
         .sum();
-    assert_eq!(errors, proxy.faulted());
+    assert_eq!(
+        errors,
+        proxy.faulted(),
+        "{} {}",
+        run.account()["api_errors"],
+        run.account()["impact"]
+    );
     eprintln!(
         "throttling: {} of {} requests faulted, converged in 1 run, 0 wrong changes",
         proxy.faulted(),

@@ -13,12 +13,17 @@ use crate::user_name::UserName;
 
 const LIST_ACCESS_KEYS: AwsCall = AwsCall::iam("ListAccessKeys");
 
-/// What signs in as `user`: its active keys and its console password.
-pub async fn read_access(clients: &AccountClients, user: &UserName, page_size: i32) -> Access {
-    let (keys, console) = tokio::join!(
-        active_keys(clients, user, page_size),
-        console_password(clients, user)
-    );
+/// What signs in as `user`: its active keys and its console password (`has_password`, when the
+/// run already knows whether it has one).
+pub async fn read_access(
+    clients: &AccountClients,
+    user: &UserName,
+    page_size: i32,
+    has_password: Option<bool>,
+) -> Access {
+    // One after the other: the users are read `aws.max_concurrency` at a time already.
+    let keys = active_keys(clients, user, page_size).await;
+    let console = console_password(clients, user, has_password).await;
     Access { keys, console }
 }
 
@@ -78,7 +83,17 @@ async fn active_keys(
 async fn console_password(
     clients: &AccountClients,
     user: &UserName,
+    has_password: Option<bool>,
 ) -> Result<(bool, Option<i64>), AccessError> {
+    match has_password {
+        Some(false) => return Ok((false, None)),
+        Some(true) => {
+            return last_password_use(clients, user)
+                .await
+                .map(|last| (true, last))
+        }
+        None => {}
+    }
     match clients
         .iam
         .get_login_profile()
@@ -96,6 +111,14 @@ async fn console_password(
             };
         }
     }
+    Ok((true, last_password_use(clients, user).await?))
+}
+
+/// When the user's console password was last used (GetUser's PasswordLastUsed).
+async fn last_password_use(
+    clients: &AccountClients,
+    user: &UserName,
+) -> Result<Option<i64>, AccessError> {
     let out = clients
         .iam
         .get_user()
@@ -103,9 +126,8 @@ async fn console_password(
         .send()
         .await
         .map_err(|e| AwsError::iam("GetUser", &e))?;
-    let last = out
+    Ok(out
         .user()
         .and_then(|u| u.password_last_used())
-        .map(DateTime::secs);
-    Ok((true, last))
+        .map(DateTime::secs))
 }
