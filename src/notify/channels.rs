@@ -9,7 +9,6 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{Region, SdkConfig};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -20,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use crate::aws::AwsError;
 use crate::config::{ConfigError, NotifySettings};
 
 /// How long one message may take on any channel, retries included: a notification is worth a
@@ -98,16 +98,16 @@ pub enum SendError {
     /// A message was sent on a channel the configuration does not set up.
     #[error("{0}: not configured")]
     NotConfigured(Channel),
-    #[error("sns: Publish to {topic} failed: {cause}")]
-    Sns { topic: String, cause: String },
+    #[error("sns: Publish to {topic} failed: {}", .error.detail)]
+    Sns { topic: String, error: AwsError },
     #[error("webhook: POST to {host} failed: {failure}")]
     Webhook {
-        /// The URL's scheme and authority only.
+        /// The URL's scheme and host only.
         host: String,
         failure: WebhookFailure,
     },
-    #[error("email: SES SendEmail from {from} failed: {cause}")]
-    Email { from: String, cause: String },
+    #[error("email: SES SendEmail from {from} failed: {}", .error.detail)]
+    Email { from: String, error: AwsError },
 }
 
 impl SendError {
@@ -118,6 +118,23 @@ impl SendError {
             SendError::Sns { .. } => Channel::Sns,
             SendError::Webhook { .. } => Channel::Webhook,
             SendError::Email { .. } => Channel::Email,
+        }
+    }
+
+    /// What kind of failure it was, as a fixed label for logs and metrics: AWS's kinds
+    /// (`throttled`, `refused`, `service`, `timeout`, `unreachable`, ...), the webhook's
+    /// (`timeout`, `refused`, `unreachable`), or `not_configured`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            SendError::NotConfigured(_) => "not_configured",
+            SendError::Sns { error, .. } | SendError::Email { error, .. } => {
+                error.kind.metric_label()
+            }
+            SendError::Webhook { failure, .. } => match failure {
+                WebhookFailure::Timeout => "timeout",
+                WebhookFailure::Refused { .. } => "refused",
+                WebhookFailure::Transport(_) => "unreachable",
+            },
         }
     }
 }
@@ -217,20 +234,17 @@ impl Channels {
         let (Some(ses), Some(from)) = (&self.ses, &self.settings.email_from) else {
             return Err(SendError::NotConfigured(Channel::Email));
         };
-        let failed = |cause: String| SendError::Email {
-            from: from.clone(),
-            cause,
-        };
+        // Content's only required field is its data, set here.
         let text = |data: &str| {
             Content::builder()
                 .data(data)
                 .charset("UTF-8")
                 .build()
-                .map_err(|e| failed(one_line(&DisplayErrorContext(e).to_string())))
+                .expect("the content's data is set")
         };
         let message = Message::builder()
-            .subject(text(&one_line(&email.subject))?)
-            .body(Body::builder().text(text(&email.body)?).build())
+            .subject(text(&one_line(&email.subject)))
+            .body(Body::builder().text(text(&email.body)).build())
             .build();
         ses.send_email()
             .from_email_address(from)
@@ -238,7 +252,10 @@ impl Channels {
             .content(EmailContent::builder().simple(message).build())
             .send()
             .await
-            .map_err(|e| failed(one_line(&DisplayErrorContext(e).to_string())))?;
+            .map_err(|e| SendError::Email {
+                from: from.clone(),
+                error: AwsError::of("ses", "SendEmail", &e),
+            })?;
         Ok(())
     }
 
@@ -247,30 +264,27 @@ impl Channels {
         let (Some(sns), Some(topic)) = (&self.sns, &self.settings.sns_topic_arn) else {
             return Err(SendError::NotConfigured(Channel::Sns));
         };
-        let failed = |cause: String| SendError::Sns {
-            topic: topic.clone(),
-            cause,
-        };
+        // A message attribute's only required field is its data type, set here.
         let attribute = |value: &str| {
             MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(value)
                 .build()
-                .map_err(|e| failed(one_line(&DisplayErrorContext(e).to_string())))
+                .expect("the attribute's data type is set")
         };
         let mut request = sns
             .publish()
             .topic_arn(topic)
             .message(sns_message(&summary.text))
-            .message_attributes("event", attribute(summary.event)?)
-            .message_attributes("account_id", attribute(&summary.account_id)?);
+            .message_attributes("event", attribute(summary.event))
+            .message_attributes("account_id", attribute(&summary.account_id));
         if let Some(subject) = sns_subject(&summary.subject) {
             request = request.subject(subject);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| failed(one_line(&DisplayErrorContext(e).to_string())))?;
+        request.send().await.map_err(|e| SendError::Sns {
+            topic: topic.clone(),
+            error: AwsError::of("sns", "Publish", &e),
+        })?;
         Ok(())
     }
 }
@@ -372,7 +386,7 @@ fn one_line(text: &str) -> String {
 /// The webhook: a JSON POST to a URL, over HTTPS with the system's roots (or plain HTTP).
 struct Webhook {
     url: Uri,
-    /// The URL's scheme and authority, for errors: its path may be a credential.
+    /// The URL's scheme, host and port, for errors: its path may be a credential.
     host: String,
     authorization: Option<HeaderValue>,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -388,7 +402,10 @@ impl Webhook {
             .parse()
             .map_err(|e| invalid("notify.webhook_url", format!("not a URL: {e}")))?;
         let host = match (parsed.scheme_str(), parsed.authority()) {
-            (Some(scheme), Some(authority)) => format!("{scheme}://{}", authority.host()),
+            (Some(scheme), Some(authority)) => match authority.port_u16() {
+                Some(port) => format!("{scheme}://{}:{port}", authority.host()),
+                None => format!("{scheme}://{}", authority.host()),
+            },
             _ => {
                 return Err(invalid(
                     "notify.webhook_url",
@@ -585,6 +602,7 @@ mod tests {
             "webhook: POST to https://hooks.slack.com failed: answered 403 Forbidden: invalid_token"
         );
         assert_eq!(refused.channel(), Channel::Webhook);
+        assert_eq!(refused.metric_label(), "refused");
         assert_eq!(
             SendError::NotConfigured(Channel::Email).to_string(),
             "email: not configured"
@@ -698,6 +716,10 @@ mod tests {
         let text = err.to_string();
         assert!(
             text.contains("400") && text.contains("invalid_payload"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("POST to http://{addr} failed")),
             "{text}"
         );
         assert!(!text.contains("SECRETPATH"), "{text}");
