@@ -163,6 +163,8 @@ fn service_name(prefix: &str) -> &str {
         "iam" => "IAM",
         "sts" => "STS",
         "sqs" => "SQS",
+        "sns" => "SNS",
+        "ses" => "SES",
         "organizations" => "AWS Organizations",
         other => other,
     }

@@ -18,7 +18,7 @@ use crate::clock::unix_now_secs;
 use crate::config::{ConfigError, NotifySettings};
 use crate::reconcile::report::AccountReport;
 
-use channels::{Channel, Channels};
+use channels::{Channel, Channels, SendError};
 use messages::{known_keys, summary, summary_due, user_messages, UserMessage};
 use outcome::Notification;
 use state::NotifyState;
@@ -58,7 +58,7 @@ impl Notifier {
         };
         Ok(Some(Notifier {
             settings: settings.clone(),
-            channels: Channels::new(settings, sdk).await,
+            channels: Channels::new(settings, sdk).await?,
             state: Mutex::new(state),
         }))
     }
@@ -117,7 +117,7 @@ impl Notifier {
                     Some(self.channels.send_summary(channel, &summary).await)
                 };
                 delivered &= !matches!(result, Some(Err(_)));
-                out.push(noted(channel, &account_id, "summary", None, result));
+                out.push(noted(channel, &account_id, "summary", None, result.as_ref()));
             }
             // Told: these users are not new at the next run. Not told: tried again then.
             if delivered && !dry_run {
@@ -160,7 +160,7 @@ impl Notifier {
             return queue
                 .iter()
                 .map(|m| {
-                    noted::<String>(
+                    noted(
                         Channel::Email,
                         &m.account_id,
                         m.occasion.as_str(),
@@ -188,7 +188,7 @@ impl Notifier {
                 &message.account_id,
                 message.occasion.as_str(),
                 Some(&message.user),
-                Some(result),
+                Some(&result),
             ));
             tokio::time::sleep(interval).await;
         }
@@ -203,31 +203,32 @@ fn made(account: &AccountReport, dry_run: bool) -> bool {
 }
 
 /// A message as the report lists it, logged as it goes.
-fn noted<E: std::fmt::Display>(
+fn noted(
     channel: Channel,
     account_id: &str,
     kind: &'static str,
     user: Option<&str>,
-    result: Option<Result<(), E>>,
+    result: Option<&Result<(), SendError>>,
 ) -> Notification {
     let (outcome, error) = match result {
         None => ("would_send", None),
         Some(Ok(())) => ("sent", None),
         Some(Err(e)) => ("failed", Some(e.to_string())),
     };
-    match &error {
-        None => info!(
-            channel = channel.as_str(),
-            account_id, kind, user, outcome, "notification"
-        ),
-        Some(error) => warn!(
+    match (result, &error) {
+        (Some(Err(e)), Some(error)) => warn!(
             channel = channel.as_str(),
             account_id,
             kind,
             user,
             outcome,
+            error_kind = e.metric_label(),
             error,
             "notification not delivered; tried again at the next run"
+        ),
+        _ => info!(
+            channel = channel.as_str(),
+            account_id, kind, user, outcome, "notification"
         ),
     }
     Notification {

@@ -159,6 +159,11 @@ pub struct DaemonFeatures {
     /// `[events] queue_url`: the ARN of the queue IAM's events arrive on, which forcemfa
     /// receives from and deletes handled messages from.
     pub events_queue: Option<String>,
+    /// `[notify] sns_topic_arn`: the topic the admins' summaries are published to.
+    pub notify_topic: Option<String>,
+    /// `[notify] email_from`: the SES identities users' emails are sent as, the address and its
+    /// domain (SES authorizes a send on the identity it is verified under, either of them).
+    pub email_identities: Vec<String>,
 }
 
 impl DaemonFeatures {
@@ -168,8 +173,32 @@ impl DaemonFeatures {
             assume_roles: config.accounts.iter().map(|a| a.role_arn.clone()).collect(),
             organization_role: config.organization.as_ref().map(|o| o.role_name.clone()),
             events_queue: config.events.as_ref().map(|e| e.queue.arn()),
+            notify_topic: config.notify.sns_topic_arn.clone(),
+            email_identities: config
+                .notify
+                .email_from
+                .as_deref()
+                .map(email_identities)
+                .unwrap_or_default(),
         }
     }
+}
+
+/// The SES identities an email from `from` may be sent as: the address (without a display name)
+/// and its domain.
+fn email_identities(from: &str) -> Vec<String> {
+    let address = match from.rsplit_once('<') {
+        Some((_, quoted)) => quoted.trim_end().trim_end_matches('>'),
+        None => from,
+    }
+    .trim();
+    let mut identities = vec![address.to_string()];
+    if let Some((_, domain)) = address.rsplit_once('@') {
+        if !domain.is_empty() {
+            identities.push(domain.to_string());
+        }
+    }
+    identities
 }
 
 /// forcemfa's own policy: exactly the read calls it makes, and membership changes on the
@@ -213,7 +242,42 @@ pub fn daemon(account: &Account, group: &str, features: &DaemonFeatures) -> Valu
             "Resource": queue
         }));
     }
+    statements.extend(notify(account, features));
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// What the configured notification channels need: publishing to the topic, and sending email as
+/// the sender's SES identities (in any Region: SES signs in forcemfa's default one). The webhook
+/// needs no AWS permission.
+fn notify(account: &Account, features: &DaemonFeatures) -> Vec<Value> {
+    let mut statements = Vec::new();
+    if let Some(topic) = &features.notify_topic {
+        statements.push(json!({
+            "Sid": "PublishRunSummariesToTheTopic",
+            "Effect": "Allow",
+            "Action": "sns:Publish",
+            "Resource": topic
+        }));
+    }
+    if !features.email_identities.is_empty() {
+        let identities: Vec<String> = features
+            .email_identities
+            .iter()
+            .map(|i| {
+                format!(
+                    "arn:{}:ses:*:{}:identity/{i}",
+                    account.partition, account.id
+                )
+            })
+            .collect();
+        statements.push(json!({
+            "Sid": "EmailUsersFromTheSendersIdentity",
+            "Effect": "Allow",
+            "Action": "ses:SendEmail",
+            "Resource": identities
+        }));
+    }
+    statements
 }
 
 /// What every run needs, whatever the features: the reads of users, groups and MFA devices,
@@ -353,6 +417,8 @@ mod tests {
 
     const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:forcemfa-events";
 
+    const TOPIC_ARN: &str = "arn:aws:sns:eu-west-1:123456789012:forcemfa-admins";
+
     fn statement<'a>(doc: &'a Value, sid: &str) -> &'a Value {
         statements(doc)
             .find(|s| s["Sid"] == sid)
@@ -462,6 +528,8 @@ mod tests {
             assume_roles: vec!["arn:aws:iam::222222222222:role/forcemfa".into()],
             organization_role: Some("forcemfa".into()),
             events_queue: Some(QUEUE_ARN.into()),
+            notify_topic: Some(TOPIC_ARN.into()),
+            email_identities: vec!["forcemfa@example.com".into()],
         };
         let doc = daemon(&ACCOUNT, "ForceMFA", &features);
         for action in allowed_actions(&doc) {
@@ -486,6 +554,8 @@ mod tests {
             "organizations:ListAccounts",
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
+            "sns:Publish",
+            "ses:SendEmail",
         ] {
             assert!(!allowed_actions(&without).contains(action));
             assert!(allowed_actions(&doc).contains(action));
@@ -547,10 +617,67 @@ mod tests {
     }
 
     #[test]
+    fn the_topic_and_the_sender_are_granted_only_when_configured() {
+        let config = crate::config::Config::parse(&format!(
+            "[notify]\nsns_topic_arn = \"{TOPIC_ARN}\"\nemail_from = \"ForceMFA <forcemfa@mail.example.com>\"\n\
+             webhook_url = \"https://hooks.example.com/x\"\n"
+        ))
+        .unwrap();
+        let features = DaemonFeatures::from_config(&config);
+        assert_eq!(features.notify_topic.as_deref(), Some(TOPIC_ARN));
+        assert_eq!(
+            features.email_identities,
+            ["forcemfa@mail.example.com", "mail.example.com"]
+        );
+        let doc = daemon(&ACCOUNT, "ForceMFA", &features);
+        let publish = statement(&doc, "PublishRunSummariesToTheTopic");
+        assert_eq!(publish["Effect"], "Allow");
+        assert_eq!(strings(&publish["Action"]), ["sns:Publish"]);
+        assert_eq!(publish["Resource"], TOPIC_ARN);
+        let email = statement(&doc, "EmailUsersFromTheSendersIdentity");
+        assert_eq!(email["Effect"], "Allow");
+        assert_eq!(strings(&email["Action"]), ["ses:SendEmail"]);
+        assert_eq!(
+            strings(&email["Resource"]),
+            [
+                "arn:aws:ses:*:123456789012:identity/forcemfa@mail.example.com",
+                "arn:aws:ses:*:123456789012:identity/mail.example.com"
+            ]
+        );
+        // Nothing else names SNS or SES, and the webhook needs no permission.
+        let outside_iam: Vec<String> = allowed_actions(&doc)
+            .into_iter()
+            .filter(|a| !a.starts_with("iam:"))
+            .collect();
+        assert_eq!(outside_iam, ["ses:SendEmail", "sns:Publish"]);
+
+        // Each channel alone grants its own statement only; none grants neither.
+        let topic_only =
+            crate::config::Config::parse(&format!("[notify]\nsns_topic_arn = \"{TOPIC_ARN}\"\n"))
+                .unwrap();
+        let doc = daemon(
+            &ACCOUNT,
+            "ForceMFA",
+            &DaemonFeatures::from_config(&topic_only),
+        );
+        assert!(doc.to_string().contains("sns:Publish"), "{doc}");
+        assert!(!doc.to_string().contains("ses:"), "{doc}");
+        let webhook_only = crate::config::Config::parse(
+            "[notify]\nwebhook_url = \"https://hooks.example.com/x\"\n",
+        )
+        .unwrap();
+        let without = DaemonFeatures::from_config(&webhook_only);
+        assert_eq!(without, DaemonFeatures::default());
+        let doc = daemon(&ACCOUNT, "ForceMFA", &without);
+        assert!(!doc.to_string().contains("sns:") && !doc.to_string().contains("ses:"));
+    }
+
+    #[test]
     fn every_arn_is_in_the_accounts_partition() {
         let features = DaemonFeatures {
             cleanup: true,
             organization_role: Some("forcemfa".into()),
+            email_identities: vec!["forcemfa@example.com".into(), "example.com".into()],
             ..Default::default()
         };
         for partition in Partition::ALL {
@@ -568,7 +695,9 @@ mod tests {
                     .collect();
                 assert!(!resources.is_empty());
                 for r in resources {
-                    assert!(r.starts_with(&format!("arn:{partition}:iam::")), "{r}");
+                    let iam = r.starts_with(&format!("arn:{partition}:iam::"));
+                    let ses = r.starts_with(&format!("arn:{partition}:ses:*:123456789012:"));
+                    assert!(iam || ses, "{r}");
                 }
             }
         }

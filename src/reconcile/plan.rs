@@ -537,11 +537,13 @@ mod tests {
 
     #[test]
     fn users_without_mfa_wait_for_the_later_of_their_deadlines() {
-        let mut r = Rules::default();
-        r.deadlines = Deadlines {
-            now: 1_000,
-            enforce_from: Some(2_000),
-            grace_period: None,
+        let mut r = Rules {
+            deadlines: Deadlines {
+                now: 1_000,
+                enforce_from: Some(2_000),
+                grace_period: None,
+            },
+            ..Rules::default()
         };
         let mut u = user("a", false, MfaState::Absent);
         assert_eq!(decide(&u, &r), Decision::Pending { deadline: 2_000 });

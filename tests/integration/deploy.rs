@@ -541,6 +541,14 @@ fn the_template_names_its_role_and_refuses_what_cannot_work() {
             ("OrganizationId", "o-a1b2c3d4e5"),
             ("MemberRoleName", "forcemfa"),
         ],
+        &[
+            (
+                "NotifyTopicArn",
+                "arn:aws:sns:eu-west-1:123456789012:forcemfa-admins",
+            ),
+            ("NotifyEmailFrom", "forcemfa@example.com"),
+            ("MemberRoleName", "forcemfa"),
+        ],
     ];
     for set in ok {
         assert_eq!(
@@ -589,6 +597,14 @@ fn the_template_names_its_role_and_refuses_what_cannot_work() {
         (
             &[("OrganizationId", "o-a1b2c3d4e5")],
             "OrganizationIdOnlyWithEvents",
+        ),
+        (
+            &[
+                ("TrustedPrincipal", "account"),
+                ("CentralRoleArn", "arn:aws:iam::111111111111:role/forcemfa"),
+                ("NotifyEmailFrom", "forcemfa@example.com"),
+            ],
+            "NotificationsAreSentFromTheCentralAccount",
         ),
     ];
     for (set, rule) in refused {

@@ -195,16 +195,16 @@ fn rendered(partition: &str, allow_enrolment_with_access_keys: bool) -> Value {
 }
 
 /// One request for the evaluator, and what it must answer.
-struct Cell {
-    label: String,
-    request: Value,
-    allowed: bool,
+pub(crate) struct Cell {
+    pub(crate) label: String,
+    pub(crate) request: Value,
+    pub(crate) allowed: bool,
     /// Beside `Allow *` a refusal can only be an explicit deny.
-    explicit: bool,
+    pub(crate) explicit: bool,
 }
 
 /// Runs the evaluator on every cell; returns the cells whose answer differs, with the answer.
-fn mismatches(policies: &Value, cells: &[Cell]) -> Vec<String> {
+pub(crate) fn mismatches(policies: &Value, cells: &[Cell]) -> Vec<String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policy-eval/evaluate.mjs");
     let input = json!({
         "policies": policies,

@@ -53,7 +53,9 @@ async fn policies_pass_parliament() {
     let a = Account::empty();
     let cleanup = a.config(
         "[cleanup]\nunassigned_mfa_devices = true\n[organization]\nrole_name = \"forcemfa\"\n[[accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/forcemfa\"\n\
-         [events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events\"\n",
+         [events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/forcemfa-events\"\n\
+         [notify]\nsns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:forcemfa-admins\"\n\
+         email_from = \"forcemfa@mail.example.com\"\n",
     );
     let cleanup = cleanup.to_str().unwrap();
     for partition in Partition::ALL {
@@ -518,6 +520,88 @@ async fn the_daemon_policy_grants_every_call_the_code_makes() {
     assert!(unused.is_empty(), "granted but never called: {unused:?}");
 }
 
+/// An independent IAM evaluator agrees: with `[notify]`, forcemfa's policy lets it publish to
+/// the configured topic and send email as the sender's address or domain identity (in any
+/// Region), and nothing more of SNS or SES; without `[notify]`, neither.
+#[test]
+fn the_daemon_policy_lets_forcemfa_notify_exactly_where_configured() {
+    use crate::group_policy::{mismatches, Cell};
+    let mut failures = Vec::new();
+    for partition in Partition::ALL {
+        let p = partition.as_str();
+        let account = forcemfa::policy::Account {
+            partition,
+            id: ACCOUNT_ID,
+        };
+        let topic = format!("arn:{p}:sns:us-east-1:{ACCOUNT_ID}:forcemfa-admins");
+        let config = forcemfa::config::Config::parse(&format!(
+            "[notify]\nsns_topic_arn = \"{topic}\"\nemail_from = \"forcemfa@mail.example.com\"\n"
+        ))
+        .unwrap();
+        let features = forcemfa::policy::DaemonFeatures::from_config(&config);
+        let policies = serde_json::json!({
+            "with-notify": forcemfa::policy::daemon(&account, GROUP, &features),
+            "without": forcemfa::policy::daemon(&account, GROUP, &Default::default()),
+        });
+        let identity =
+            |name: &str, region: &str| format!("arn:{p}:ses:{region}:{ACCOUNT_ID}:identity/{name}");
+        let requests = [
+            ("sns:Publish", topic.clone(), true),
+            (
+                "sns:Publish",
+                format!("arn:{p}:sns:us-east-1:{ACCOUNT_ID}:another-topic"),
+                false,
+            ),
+            (
+                "sns:Publish",
+                format!("arn:{p}:sns:us-east-1:222222222222:forcemfa-admins"),
+                false,
+            ),
+            (
+                "ses:SendEmail",
+                identity("forcemfa@mail.example.com", "us-east-1"),
+                true,
+            ),
+            (
+                "ses:SendEmail",
+                identity("mail.example.com", "eu-west-1"),
+                true,
+            ),
+            (
+                "ses:SendEmail",
+                identity("ceo@mail.example.com", "us-east-1"),
+                false,
+            ),
+            ("ses:SendEmail", identity("example.com", "us-east-1"), false),
+            (
+                "ses:SendRawEmail",
+                identity("mail.example.com", "us-east-1"),
+                false,
+            ),
+        ];
+        let mut cells = Vec::new();
+        for (policy, granted) in [("with-notify", true), ("without", false)] {
+            for (action, resource, allowed) in &requests {
+                cells.push(Cell {
+                    label: format!("{p} {policy}: {action} on {resource}"),
+                    request: serde_json::json!({
+                        "policies": [policy],
+                        "principal": format!("arn:{p}:iam::{ACCOUNT_ID}:role/forcemfa"),
+                        "action": action,
+                        "resource": resource,
+                        "account": ACCOUNT_ID,
+                        "context": {},
+                    }),
+                    allowed: *allowed && granted,
+                    explicit: false,
+                });
+            }
+        }
+        failures.extend(mismatches(&policies, &cells));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/aws/forcemfa.json");
@@ -541,25 +625,43 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
         allows_enrolment_with_access_keys: bool,
         /// The ARN of the events queue the stack creates.
         queue_arn: String,
+        /// NotifyTopicArn and NotifyEmailFrom.
+        topic_arn: String,
+        email_from: String,
     }
     // Resolve the template's Fn::Sub strings for one account and the default group name, its
-    // Fn::If on the enrolment parameter (AWS::NoValue drops a list element), and the events
-    // queue's ARN.
+    // Fn::If on the enrolment parameter (AWS::NoValue drops a list element), the events
+    // queue's ARN, the notification parameters, and the domain of NotifyEmailFrom.
     fn resolve(v: &Value, stack: &Stack) -> Option<Value> {
+        let sub = |text: &str| {
+            text.replace("${AWS::Partition}", stack.partition)
+                .replace("${AWS::AccountId}", ACCOUNT_ID)
+                .replace("${GroupName}", GROUP)
+                .replace("${NotifyEmailFrom}", &stack.email_from)
+                .replace("${!", "${")
+        };
         Some(match v {
             Value::Object(map) if map.len() == 1 && map.contains_key("Fn::GetAtt") => {
                 assert_eq!(map["Fn::GetAtt"], serde_json::json!(["EventsQueue", "Arn"]));
                 Value::String(stack.queue_arn.clone())
             }
-            Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Sub") => Value::String(
-                map["Fn::Sub"]
-                    .as_str()
-                    .unwrap()
-                    .replace("${AWS::Partition}", stack.partition)
-                    .replace("${AWS::AccountId}", ACCOUNT_ID)
-                    .replace("${GroupName}", GROUP)
-                    .replace("${!", "${"),
-            ),
+            Value::Object(map) if map.len() == 1 && map.contains_key("Fn::Sub") => {
+                match &map["Fn::Sub"] {
+                    Value::String(text) => Value::String(sub(text)),
+                    // Only the sender's domain is substituted from a variable.
+                    Value::Array(args) => {
+                        let split = serde_json::json!({"Fn::Select": [1,
+                            {"Fn::Split": ["@", {"Ref": "NotifyEmailFrom"}]}]});
+                        assert_eq!(args[1], serde_json::json!({ "Domain": split }));
+                        let domain = stack.email_from.split_once('@').unwrap().1;
+                        Value::String(sub(args[0].as_str().unwrap()).replace("${Domain}", domain))
+                    }
+                    other => panic!("Fn::Sub of {other}"),
+                }
+            }
+            Value::Object(map) if map.get("Ref").is_some_and(|r| r == "NotifyTopicArn") => {
+                Value::String(stack.topic_arn.clone())
+            }
             Value::Object(map) if map.len() == 1 && map.contains_key("Fn::If") => {
                 let [condition, then, otherwise] = map["Fn::If"].as_array().unwrap().as_slice()
                 else {
@@ -599,6 +701,8 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
                 partition: partition.as_str(),
                 allows_enrolment_with_access_keys: allows,
                 queue_arn: String::new(),
+                topic_arn: String::new(),
+                email_from: String::new(),
             };
             let group_policy = resolve(
                 &resources["ForceMfaGroup"]["Properties"]["Policies"][0]["PolicyDocument"],
@@ -619,6 +723,8 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
             partition: partition.as_str(),
             allows_enrolment_with_access_keys: false,
             queue_arn: String::new(),
+            topic_arn: String::new(),
+            email_from: String::new(),
         };
         let role_policy = resolve(
             &resources["ForceMfaRole"]["Properties"]["Policies"][0]["PolicyDocument"],
@@ -643,6 +749,63 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
             extra.as_ref(),
             "{partition}"
         );
+
+        // With NotifyTopicArn and NotifyEmailFrom, the stack grants exactly what `policy daemon`
+        // renders for the same [notify], each only with its parameter set.
+        let stack = Stack {
+            topic_arn: format!("arn:{partition}:sns:us-east-1:{ACCOUNT_ID}:forcemfa-admins"),
+            email_from: "forcemfa@mail.example.com".to_string(),
+            ..stack
+        };
+        let config = forcemfa::config::Config::parse(&format!(
+            "[notify]\nsns_topic_arn = \"{}\"\nemail_from = \"{}\"\n",
+            stack.topic_arn, stack.email_from
+        ))
+        .unwrap();
+        let with_notify = forcemfa::policy::daemon(
+            &account,
+            GROUP,
+            &forcemfa::policy::DaemonFeatures::from_config(&config),
+        );
+        let rendered = with_notify["Statement"].as_array().unwrap();
+        for (resource, condition, statement) in [
+            (
+                "NotifyTopicPolicy",
+                "WithNotifyTopic",
+                &rendered[rendered.len() - 2],
+            ),
+            (
+                "NotifyEmailPolicy",
+                "WithNotifyEmail",
+                &rendered[rendered.len() - 1],
+            ),
+        ] {
+            let policy = &resources[resource];
+            assert_eq!(policy["Condition"], condition);
+            assert_eq!(
+                policy["Properties"]["RoleName"],
+                serde_json::json!({"Ref": "ForceMfaRole"})
+            );
+            let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+                .as_array()
+                .unwrap();
+            assert_eq!(statements.len(), 1);
+            assert_eq!(
+                resolve(&statements[0], &stack).as_ref(),
+                Some(statement),
+                "{partition} {resource}"
+            );
+        }
+        for (condition, parameter) in [
+            ("WithNotifyTopic", "NotifyTopicArn"),
+            ("WithNotifyEmail", "NotifyEmailFrom"),
+        ] {
+            assert_eq!(
+                template["Conditions"][condition],
+                serde_json::json!({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]})
+            );
+            assert_eq!(template["Parameters"][parameter]["Default"], "");
+        }
     }
 
     // With EnableEvents, the queue URL the stack outputs, set as events.queue_url, makes
@@ -664,6 +827,8 @@ fn cloudformation_template_passes_cfn_lint_and_carries_the_rendered_policies() {
         partition: "aws",
         allows_enrolment_with_access_keys: false,
         queue_arn: features.events_queue.clone().expect("a queue ARN"),
+        topic_arn: String::new(),
+        email_from: String::new(),
     };
     let events = &resources["EventsPolicy"];
     assert_eq!(events["Condition"], "WithEvents");

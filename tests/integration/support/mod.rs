@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod files;
+pub mod notify;
 pub mod proxy;
 pub mod queue;
 
