@@ -117,7 +117,13 @@ impl Notifier {
                     Some(self.channels.send_summary(channel, &summary).await)
                 };
                 delivered &= !matches!(result, Some(Err(_)));
-                out.push(noted(channel, &account_id, "summary", None, result.as_ref()));
+                out.push(noted(
+                    channel,
+                    &account_id,
+                    "summary",
+                    None,
+                    result.as_ref(),
+                ));
             }
             // Told: these users are not new at the next run. Not told: tried again then.
             if delivered && !dry_run {

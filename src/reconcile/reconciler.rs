@@ -110,7 +110,7 @@ impl Reconciler {
         let ctx = self.context(options, scope, stop);
         let mut report = run(&ctx, &self.clients).await;
         report.notifications = self
-            .notify(&report.run_id, options.dry_run, &report.accounts)
+            .notify(&report.run_id, options.dry_run, &mut report.accounts)
             .await;
         // What a dry run saw is not kept: it writes nothing.
         if *scope == Scope::All && !options.dry_run {
@@ -119,17 +119,31 @@ impl Reconciler {
         report
     }
 
-    /// Tells whom the reconciliations concern (`[notify]`); what went out, for the report.
+    /// Tells whom the reconciliations concern (`[notify]`); what went out, for the report. A
+    /// message not delivered is a warning of its account too.
     pub(super) async fn notify(
         &self,
         run_id: &str,
         dry_run: bool,
-        accounts: &[AccountReport],
+        accounts: &mut [AccountReport],
     ) -> Vec<Notification> {
-        match &self.notifier {
-            Some(notifier) => notifier.after(run_id, dry_run, accounts).await,
-            None => Vec::new(),
+        let Some(notifier) = &self.notifier else {
+            return Vec::new();
+        };
+        let notifications = notifier.after(run_id, dry_run, accounts).await;
+        for n in &notifications {
+            let Some(error) = &n.error else { continue };
+            if let Some(a) = accounts
+                .iter_mut()
+                .find(|a| a.account_id.as_deref() == Some(n.account_id.as_str()))
+            {
+                a.warnings.push(format!(
+                    "{} {} not delivered (tried again at the next run): {error}",
+                    n.channel, n.kind
+                ));
+            }
         }
+        notifications
     }
 
     pub(super) fn context<'a>(

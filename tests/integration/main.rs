@@ -14,6 +14,7 @@ mod fail_safe;
 mod files;
 mod group_policy;
 mod monitoring;
+mod notify;
 mod notify_channels;
 mod outcomes;
 mod policies;
