@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hyper::{Method, StatusCode};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::arn::{self, Partition};
 use crate::aws::identity;
@@ -292,6 +292,9 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcom
         // Refused before anything is read or changed, rather than after the run.
         files::check(metrics::METRICS_FILE, path)
             .map_err(|e| Failure::usage("invalid command line; nothing was changed", e))?;
+    }
+    if config.notify.any() && config.notify.state_file.is_none() && !config.dry_run {
+        warn!("[notify] without notify.state_file: this run does not know what earlier runs sent, so its reminders and summaries may repeat theirs");
     }
     let reconciler = Reconciler::open(config)
         .await

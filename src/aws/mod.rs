@@ -148,13 +148,15 @@ impl Intercept for CallCounter {
             cfg.interceptor_state().unset::<Dispatch>();
         }
         let went_out = dispatch.as_ref().is_some_and(Dispatch::went_out);
-        // IAM's "no such entity" (HTTP 404) answers a lookup: a user without a console password,
-        // a user deleted since it was listed. It is not a failed attempt.
-        let not_found = context
-            .response()
-            .is_some_and(|r| r.status().as_u16() == 404);
-        let failed = matches!(context.output_or_error(), Some(Err(_))) && !not_found;
         let op = operation(cfg);
+        // IAM's "no such entity" (HTTP 404) answers a lookup: a user without a console password,
+        // a user deleted since it was listed. It is not a failed attempt; a write's still is.
+        let lookup = op.starts_with("Get") || op.starts_with("List");
+        let not_found = lookup
+            && context
+                .response()
+                .is_some_and(|r| r.status().as_u16() == 404);
+        let failed = matches!(context.output_or_error(), Some(Err(_))) && !not_found;
         self.with(|c| {
             // A failed attempt is counted even when its request never left (no connection, a
             // timeout while it waited): an unreachable endpoint shows in the errors.

@@ -145,6 +145,16 @@ impl Config {
         if let (Some(audit_log), Some(state_file)) = (&raw.audit_log, &cleanup.state_file) {
             paths::validate_separate_files(audit_log, state_file)?;
         }
+        let notify = notify::validate(raw.notify)?;
+        if let Some(path) = &notify.state_file {
+            paths::validate_notify_state(
+                path,
+                &[
+                    ("audit_log", raw.audit_log.as_deref()),
+                    ("cleanup.state_file", cleanup.state_file.as_deref()),
+                ],
+            )?;
+        }
         Ok(Config {
             group,
             account_id: raw.account_id,
@@ -173,7 +183,7 @@ impl Config {
             organization: raw.organization.map(validate::organization).transpose()?,
             events: events::validate(raw.events)?,
             rollout: rollout::validate(raw.rollout)?,
-            notify: notify::validate(raw.notify)?,
+            notify,
         })
     }
 }

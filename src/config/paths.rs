@@ -26,6 +26,27 @@ pub(super) fn validate_separate_files(
     Ok(())
 }
 
+/// The notification record is rewritten whole too: it must be neither the audit log nor the
+/// device record.
+pub(super) fn validate_notify_state(
+    notify_state: &Path,
+    others: &[(&'static str, Option<&Path>)],
+) -> Result<(), ConfigError> {
+    for (key, other) in others {
+        if let Some(other) = other.filter(|o| same_file(o, notify_state)) {
+            return Err(ConfigError::invalid(
+                "notify.state_file",
+                format!(
+                    "`{}` is the same file as {key} `{}`; rewriting the notification record would destroy it",
+                    notify_state.display(),
+                    other.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Whether two paths name one file, now or once created: both resolved as the system would, and,
 /// when both exist, compared by device and inode (which also catches hard links).
 fn same_file(a: &Path, b: &Path) -> bool {

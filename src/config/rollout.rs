@@ -40,10 +40,28 @@ impl Default for RolloutSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRollout {
-    enforce_from: Option<String>,
+    enforce_from: Option<TimeText>,
     grace_period: Option<String>,
     keys_in_use_within: Option<String>,
     hold_keys_in_use: Option<bool>,
+}
+
+/// A time as written: a string, or TOML's own date-time (`enforce_from = 2027-01-15T09:00:00Z`,
+/// or the same through `FORCEMFA__ROLLOUT__ENFORCE_FROM`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeText {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl TimeText {
+    fn text(self) -> String {
+        match self {
+            TimeText::Text(text) => text,
+            TimeText::Toml(time) => time.to_string(),
+        }
+    }
 }
 
 const GRACE_PERIOD: DurationKey = DurationKey {
@@ -61,6 +79,7 @@ const KEYS_IN_USE_WITHIN: DurationKey = DurationKey {
 pub(super) fn validate(raw: RawRollout) -> Result<RolloutSettings, ConfigError> {
     let enforce_from = raw
         .enforce_from
+        .map(TimeText::text)
         .map(|text| {
             OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
                 ConfigError::invalid(

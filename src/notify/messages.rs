@@ -44,6 +44,9 @@ pub struct UserMessage {
     pub to: String,
     pub subject: String,
     pub body: String,
+    /// A reminder's deadline (Unix seconds): past it, the reminder is dropped.
+    #[serde(default)]
+    pub deadline: Option<i64>,
 }
 
 impl UserMessage {
@@ -97,6 +100,7 @@ pub fn user_messages(
                         to,
                         subject,
                         body,
+                        deadline: None,
                     });
                 }
             }
@@ -135,6 +139,7 @@ pub fn user_messages(
             to,
             subject,
             body,
+            deadline: Some(deadline),
         });
         keys.extend(unsent);
     }
@@ -225,7 +230,13 @@ fn summary_lines(dry_run: bool, account: &AccountReport) -> Vec<String> {
         (!names.is_empty()).then(|| format!("{label} ({}): {}", names.len(), names.join(", ")))
     };
     lines.extend(list(verb("added", "would add"), &account.added));
-    lines.extend(account.impact.iter().map(|i| format!("  {}", i.summary)));
+    lines.extend(
+        account
+            .impact
+            .iter()
+            .filter(|i| account.added.contains(&i.user))
+            .map(|i| format!("  {}", i.summary)),
+    );
     lines.extend(list(verb("removed", "would remove"), &account.removed));
     lines.extend(
         account

@@ -12,19 +12,24 @@ pub mod state;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::unix_now_secs;
 use crate::config::{ConfigError, NotifySettings};
 use crate::reconcile::report::AccountReport;
 
-use channels::{Channel, Channels, SendError};
-use messages::{known_keys, summary, summary_due, user_messages, UserMessage};
+use channels::{Channels, SendError};
+use messages::{known_keys, summary, summary_due, user_messages};
 use outcome::Notification;
-use state::NotifyState;
+use state::{NotifyState, Outgoing, Queued};
 
-/// At most this long is spent sending emails after one run; the rest go out at the next.
+/// At most this long is spent sending after one run; the rest go out at the next.
 const SEND_BUDGET: Duration = Duration::from_secs(60);
+/// A message a channel refused this many times is given up (and logged).
+const MAX_ATTEMPTS: u32 = 5;
+/// Chat webhooks take about one message a second.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The configured channels and what was sent.
 pub struct Notifier {
@@ -35,7 +40,8 @@ pub struct Notifier {
 
 impl Notifier {
     /// The notifier of `settings`, or none when no channel is configured. Takes over what
-    /// `previous` (the notifier of the configuration replaced) sent, when it kept no file.
+    /// `previous` (the notifier of the configuration replaced) knows when both keep the same
+    /// record, or no file at all.
     pub async fn open(
         settings: &NotifySettings,
         sdk: &aws_config::SdkConfig,
@@ -44,8 +50,9 @@ impl Notifier {
         if !settings.any() {
             return Ok(None);
         }
-        let state = match (&settings.state_file, previous) {
-            (Some(path), _) => {
+        let same_record = previous.filter(|p| p.settings.state_file == settings.state_file);
+        let state = match (&settings.state_file, same_record) {
+            (Some(path), None) => {
                 NotifyState::check(path)?;
                 let (state, problem) = NotifyState::load(path);
                 if let Some(problem) = problem {
@@ -53,7 +60,7 @@ impl Notifier {
                 }
                 state
             }
-            (None, Some(previous)) => previous.state.lock().await.clone(),
+            (_, Some(previous)) => previous.state.lock().await.clone(),
             (None, None) => NotifyState::default(),
         };
         Ok(Some(Notifier {
@@ -63,143 +70,140 @@ impl Notifier {
         }))
     }
 
-    /// Tells whom the reconciliations `accounts` concern; returns what went out (or, in a dry
-    /// run, what would have).
+    /// Tells whom the reconciliations `accounts` concern (`full`: every user of each account
+    /// was read); returns what went out, or in a dry run what would have. Every message is
+    /// recorded before it is sent and struck off once delivered, so that a stop or a crash
+    /// loses none; once `stop` is cancelled no more is sent.
     pub async fn after(
         &self,
         run_id: &str,
         dry_run: bool,
+        full: bool,
         accounts: &[AccountReport],
+        stop: &CancellationToken,
     ) -> Vec<Notification> {
         let now = unix_now_secs() as i64;
         let mut state = self.state.lock().await;
-        let mut out = self.summaries(&mut state, run_id, dry_run, accounts).await;
-        if self.channels.emails() {
-            out.extend(self.emails(&mut state, dry_run, accounts, now).await);
+        let new = self.new_messages(&mut state, run_id, dry_run, full, accounts, now);
+        if dry_run {
+            return new.iter().map(|m| noted(m, None)).collect();
         }
-        if !dry_run {
-            state.trim();
-            if let Some(path) = &self.settings.state_file {
-                if let Err(e) = state.save(path) {
-                    warn!(error = %e, "cannot keep the record of notifications sent");
-                }
-            }
-        }
-        out
+        state.outbox.extend(new.into_iter().map(|message| Queued {
+            message,
+            attempts: 0,
+        }));
+        state.outbox.retain(|q| !q.message.stale(now));
+        state.trim();
+        self.save(&state);
+        self.deliver(&mut state, stop).await
     }
 
-    /// The admins' summary of each account with something new, on every summary channel.
-    async fn summaries(
+    /// The messages the reconciliations call for, and what the record must remember of them.
+    fn new_messages(
         &self,
         state: &mut NotifyState,
         run_id: &str,
         dry_run: bool,
+        full: bool,
         accounts: &[AccountReport],
-    ) -> Vec<Notification> {
-        let mut out = Vec::new();
+        now: i64,
+    ) -> Vec<Outgoing> {
+        let mut new = Vec::new();
         for account in accounts {
             let Some(account_id) = account.account_id.clone() else {
                 continue;
             };
-            let known = state.known.get(&account_id).cloned().unwrap_or_default();
-            if !summary_due(account, made(account, dry_run), &known) {
-                if !dry_run {
-                    state.known.insert(account_id, known_keys(account));
+            let known = state.known.entry(account_id.clone()).or_default();
+            if summary_due(account, made(account, dry_run), known) {
+                let summary = summary(run_id, dry_run, account);
+                for channel in self.channels.summary_channels() {
+                    new.push(Outgoing::summary(channel, &summary));
                 }
-                continue;
             }
-            let summary = summary(run_id, dry_run, account);
-            let mut delivered = true;
-            for channel in self.channels.summary_channels() {
-                let result = if dry_run {
-                    None
+            if !dry_run {
+                // A full read says who is pending or held now; a partial one only adds.
+                if full && account.error.is_none() {
+                    *known = known_keys(account);
                 } else {
-                    Some(self.channels.send_summary(channel, &summary).await)
-                };
-                delivered &= !matches!(result, Some(Err(_)));
-                out.push(noted(
-                    channel,
-                    &account_id,
-                    "summary",
-                    None,
-                    result.as_ref(),
-                ));
+                    known.extend(known_keys(account));
+                }
             }
-            // Told: these users are not new at the next run. Not told: tried again then.
-            if delivered && !dry_run {
-                state.known.insert(account_id, known_keys(account));
+            if self.channels.emails() {
+                let sent = |key: &str| state.sent.contains_key(key);
+                let (messages, keys) = user_messages(
+                    account,
+                    made(account, dry_run),
+                    &self.settings.reminders,
+                    now,
+                    &sent,
+                );
+                new.extend(messages.into_iter().map(Outgoing::Email));
+                if !dry_run {
+                    state.sent.extend(keys.into_iter().map(|k| (k, now)));
+                }
+            }
+        }
+        new
+    }
+
+    /// Sends the outbox in order, paced and within [`SEND_BUDGET`], keeping the record as it goes.
+    async fn deliver(
+        &self,
+        state: &mut NotifyState,
+        stop: &CancellationToken,
+    ) -> Vec<Notification> {
+        let email_interval = Duration::from_secs(1) / self.settings.emails_per_second.max(1);
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < state.outbox.len() {
+            if stop.is_cancelled() || started.elapsed() > SEND_BUDGET {
+                break;
+            }
+            let message = state.outbox[at].message.clone();
+            let result = match &message {
+                Outgoing::Email(m) => self.channels.send_email(&m.email()).await,
+                Outgoing::Summary(s) => self.channels.send_summary(s.channel(), &s.summary()).await,
+            };
+            out.push(noted(&message, Some(&result)));
+            if result.is_ok() {
+                state.outbox.remove(at);
+            } else {
+                let queued = &mut state.outbox[at];
+                queued.attempts += 1;
+                if queued.attempts >= MAX_ATTEMPTS {
+                    warn!(
+                        account_id = message.account_id(),
+                        kind = message.kind(),
+                        attempts = MAX_ATTEMPTS,
+                        "notification given up"
+                    );
+                    state.outbox.remove(at);
+                } else {
+                    at += 1;
+                }
+            }
+            self.save(state);
+            let pause = match message {
+                Outgoing::Email(_) => email_interval,
+                Outgoing::Summary(_) => SUMMARY_INTERVAL,
+            };
+            if at < state.outbox.len() {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = stop.cancelled() => {}
+                }
             }
         }
         out
     }
 
-    /// Each affected user's email: those not delivered before, then the new ones, paced.
-    async fn emails(
-        &self,
-        state: &mut NotifyState,
-        dry_run: bool,
-        accounts: &[AccountReport],
-        now: i64,
-    ) -> Vec<Notification> {
-        let mut queue: Vec<UserMessage> = if dry_run {
-            Vec::new()
-        } else {
-            std::mem::take(&mut state.outbox)
-        };
-        for account in accounts {
-            let sent = |key: &str| state.sent.contains_key(key);
-            let (messages, keys) = user_messages(
-                account,
-                made(account, dry_run),
-                &self.settings.reminders,
-                now,
-                &sent,
-            );
-            queue.extend(messages);
-            if !dry_run {
-                for key in keys {
-                    state.sent.insert(key, now);
-                }
+    fn save(&self, state: &NotifyState) {
+        if let Some(path) = &self.settings.state_file {
+            if let Err(e) = state.save(path) {
+                warn!(error = %e, "cannot keep the record of notifications sent");
             }
         }
-        if dry_run {
-            return queue
-                .iter()
-                .map(|m| {
-                    noted(
-                        Channel::Email,
-                        &m.account_id,
-                        m.occasion.as_str(),
-                        Some(&m.user),
-                        None,
-                    )
-                })
-                .collect();
-        }
-        let interval = Duration::from_secs(1) / self.settings.emails_per_second.max(1);
-        let started = Instant::now();
-        let mut out = Vec::new();
-        let mut queue = queue.into_iter();
-        for message in queue.by_ref() {
-            if started.elapsed() > SEND_BUDGET {
-                state.outbox.push(message);
-                break;
-            }
-            let result = self.channels.send_email(&message.email()).await;
-            if result.is_err() {
-                state.outbox.push(message.clone());
-            }
-            out.push(noted(
-                Channel::Email,
-                &message.account_id,
-                message.occasion.as_str(),
-                Some(&message.user),
-                Some(&result),
-            ));
-            tokio::time::sleep(interval).await;
-        }
-        state.outbox.extend(queue);
-        out
     }
 }
 
@@ -208,14 +212,14 @@ fn made(account: &AccountReport, dry_run: bool) -> bool {
     account.applied || (dry_run && account.error.is_none())
 }
 
-/// A message as the report lists it, logged as it goes.
-fn noted(
-    channel: Channel,
-    account_id: &str,
-    kind: &'static str,
-    user: Option<&str>,
-    result: Option<&Result<(), SendError>>,
-) -> Notification {
+/// A message as the report lists it, logged as it goes (`result` is `None` in a dry run).
+fn noted(message: &Outgoing, result: Option<&Result<(), SendError>>) -> Notification {
+    let (channel, account_id, kind, user) = (
+        message.channel(),
+        message.account_id(),
+        message.kind(),
+        message.user(),
+    );
     let (outcome, error) = match result {
         None => ("would_send", None),
         Some(Ok(())) => ("sent", None),

@@ -9,13 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::{self, FileError, Mode};
 
+use super::channels::{Channel, Summary};
 use super::messages::UserMessage;
 
 /// The configuration key that names the file, for errors.
 const KEY: &str = "notify.state_file";
 
-/// Messages older than this many are dropped from the outbox, the oldest first: a channel down
-/// for days must not grow the file without bound.
+/// Beyond this many messages the outbox drops its oldest: a channel down for days must not grow
+/// the file without bound.
 const OUTBOX_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,8 +25,101 @@ pub struct NotifyState {
     pub sent: BTreeMap<String, i64>,
     /// Per account, the pending and held users the admins have been told about.
     pub known: BTreeMap<String, BTreeSet<String>>,
-    /// Emails not delivered yet.
-    pub outbox: Vec<UserMessage>,
+    /// Messages recorded and not delivered yet, in the order they are sent.
+    pub outbox: Vec<Queued>,
+}
+
+/// A message in the outbox, and how often a channel refused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    pub message: Outgoing,
+    pub attempts: u32,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Outgoing {
+    Email(UserMessage),
+    Summary(QueuedSummary),
+}
+
+/// An admins' summary, kept for one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedSummary {
+    /// `sns` or `webhook`.
+    pub channel: String,
+    pub account_id: String,
+    pub subject: String,
+    pub text: String,
+    pub json: serde_json::Value,
+}
+
+impl QueuedSummary {
+    pub fn channel(&self) -> Channel {
+        if self.channel == Channel::Webhook.as_str() {
+            Channel::Webhook
+        } else {
+            Channel::Sns
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            event: "run",
+            account_id: self.account_id.clone(),
+            subject: self.subject.clone(),
+            text: self.text.clone(),
+            json: self.json.clone(),
+        }
+    }
+}
+
+impl Outgoing {
+    /// `summary` on `channel`.
+    pub fn summary(channel: Channel, summary: &Summary) -> Outgoing {
+        Outgoing::Summary(QueuedSummary {
+            channel: channel.as_str().to_string(),
+            account_id: summary.account_id.clone(),
+            subject: summary.subject.clone(),
+            text: summary.text.clone(),
+            json: summary.json.clone(),
+        })
+    }
+
+    pub fn channel(&self) -> Channel {
+        match self {
+            Outgoing::Email(_) => Channel::Email,
+            Outgoing::Summary(s) => s.channel(),
+        }
+    }
+
+    pub fn account_id(&self) -> &str {
+        match self {
+            Outgoing::Email(m) => &m.account_id,
+            Outgoing::Summary(s) => &s.account_id,
+        }
+    }
+
+    /// `summary`, or the occasion of an email.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outgoing::Email(m) => m.occasion.as_str(),
+            Outgoing::Summary(_) => "summary",
+        }
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Outgoing::Email(m) => Some(&m.user),
+            Outgoing::Summary(_) => None,
+        }
+    }
+
+    /// A reminder whose deadline has passed says nothing any more.
+    pub fn stale(&self, now: i64) -> bool {
+        matches!(self, Outgoing::Email(m) if m.deadline.is_some_and(|d| d <= now))
+    }
 }
 
 /// Why the state file could not be written.

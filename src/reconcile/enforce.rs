@@ -29,6 +29,7 @@ pub async fn plan_and_apply(
     let mut plan = Plan::build(users, account.rules);
     if plan.exceeds(options.max_changes) {
         report_plan(report, &plan, users, account.id());
+        rollout::record_pending(&plan, report);
         let error = AccountError::GuardTripped {
             planned: plan.change_count(),
             max: options.max_changes.unwrap_or_default(),

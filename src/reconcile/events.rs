@@ -126,7 +126,13 @@ impl Reconciler {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         outcome.notifications = self
-            .notify(run_id, self.config.dry_run, &mut outcome.reports)
+            .notify(
+                run_id,
+                self.config.dry_run,
+                false,
+                &mut outcome.reports,
+                stop,
+            )
             .await;
         outcome
     }

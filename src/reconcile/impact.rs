@@ -98,6 +98,9 @@ pub enum AccessError {
     List(#[from] ListError),
     #[error(transparent)]
     Call(#[from] AwsError),
+    /// GetAccessKeyLastUsed failed; IAM's message is left out, since it may name the key whole.
+    #[error("iam:GetAccessKeyLastUsed for key …{key} failed ({kind})")]
+    KeyLastUsed { key: String, kind: &'static str },
 }
 
 /// The impact of adding one user, as the report, the logs and the audit log show it.
@@ -122,6 +125,7 @@ impl Impact {
     /// `in_use_within` seconds.
     pub fn judge(user: &str, access: Access, now: i64, in_use_within: i64) -> Impact {
         let mut errors = Vec::new();
+        let keys_unread = access.keys.is_err();
         let keys = access.keys.unwrap_or_else(|e| {
             errors.push(e.to_string());
             Vec::new()
@@ -134,12 +138,15 @@ impl Impact {
             }
         };
         let in_use = |k: &KeyUse| k.last_used_secs.is_some_and(|t| now - t <= in_use_within);
+        // The keys decide when they were read; the console password only when there are none.
         let verdict = if keys.iter().any(in_use) {
             Verdict::KeysInUse
-        } else if !errors.is_empty() {
+        } else if keys_unread {
             Verdict::Unknown
         } else if !keys.is_empty() {
             Verdict::KeysIdle
+        } else if console_password.is_none() {
+            Verdict::Unknown
         } else if console_password == Some(true) {
             Verdict::Console
         } else {

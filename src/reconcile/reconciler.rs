@@ -109,8 +109,15 @@ impl Reconciler {
     ) -> RunReport {
         let ctx = self.context(options, scope, stop);
         let mut report = run(&ctx, &self.clients).await;
+        let full = *scope == Scope::All;
         report.notifications = self
-            .notify(&report.run_id, options.dry_run, &mut report.accounts)
+            .notify(
+                &report.run_id,
+                options.dry_run,
+                full,
+                &mut report.accounts,
+                stop,
+            )
             .await;
         // What a dry run saw is not kept: it writes nothing.
         if *scope == Scope::All && !options.dry_run {
@@ -125,12 +132,14 @@ impl Reconciler {
         &self,
         run_id: &str,
         dry_run: bool,
+        full: bool,
         accounts: &mut [AccountReport],
+        stop: &CancellationToken,
     ) -> Vec<Notification> {
         let Some(notifier) = &self.notifier else {
             return Vec::new();
         };
-        let notifications = notifier.after(run_id, dry_run, accounts).await;
+        let notifications = notifier.after(run_id, dry_run, full, accounts, stop).await;
         for n in &notifications {
             let Some(error) = &n.error else { continue };
             if let Some(a) = accounts

@@ -62,6 +62,14 @@ pub async fn assess(
     if rollout.hold_keys_in_use {
         hold(plan, report, &impacts, now, within, account.id());
     }
+    record_pending(plan, report);
+    account.recorder.note_impacts(&impacts);
+    report.impact = impacts;
+    Ok(())
+}
+
+/// Lists the users pending a deadline (also when the guard trips: no read is needed for them).
+pub fn record_pending(plan: &Plan, report: &mut AccountReport) {
     report.pending = plan
         .pending()
         .map(|(user, deadline)| PendingUser {
@@ -70,9 +78,6 @@ pub async fn assess(
             deadline_secs: deadline,
         })
         .collect();
-    account.recorder.note_impacts(&impacts);
-    report.impact = impacts;
-    Ok(())
 }
 
 /// Holds out the users whose keys are in use, and leaves as they are those whose impact could

@@ -59,13 +59,26 @@ async fn active_keys(
     .await?;
     let mut keys = Vec::with_capacity(ids.len());
     for id in ids {
-        let out = clients
+        let out = match clients
             .iam
             .get_access_key_last_used()
             .access_key_id(&id)
             .send()
             .await
-            .map_err(|e| AwsError::iam("GetAccessKeyLastUsed", &e))?;
+        {
+            Ok(out) => out,
+            Err(e) => match AwsError::iam("GetAccessKeyLastUsed", &e) {
+                // Deleted since it was listed (a rotation): it signs nothing any more.
+                e if e.is_not_found() => continue,
+                // IAM's words may hold the whole key id: only its kind is kept.
+                e => {
+                    return Err(AccessError::KeyLastUsed {
+                        key: KeyUse::new(&id, None, None, None).key,
+                        kind: e.kind.metric_label(),
+                    })
+                }
+            },
+        };
         let used = out.access_key_last_used();
         keys.push(KeyUse::new(
             &id,
