@@ -137,6 +137,50 @@ pub fn read(key: &'static str, path: &Path) -> Result<Option<String>, FileError>
     Ok(Some(text))
 }
 
+/// A JSON record forcemfa keeps between runs (`key` names it, `what` says what it is): an
+/// absent file is an empty record, and so is an unreadable one, with the reason.
+pub fn load_record<T: serde::de::DeserializeOwned + Default>(
+    key: &'static str,
+    what: &str,
+    path: &Path,
+) -> (T, Option<String>) {
+    match read(key, path) {
+        Ok(None) => (T::default(), None),
+        Ok(Some(text)) => match serde_json::from_str(&text) {
+            Ok(record) => (record, None),
+            Err(e) => (
+                T::default(),
+                Some(format!("{} is not {what}: {e}", path.display())),
+            ),
+        },
+        Err(e) => (T::default(), Some(e.to_string())),
+    }
+}
+
+/// Why a record could not be kept.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// Writes a record whole, readable by forcemfa's user only (see [`replace`]).
+pub fn save_record<T: serde::Serialize>(
+    key: &'static str,
+    what: &'static str,
+    path: &Path,
+    record: &T,
+) -> Result<(), SaveError> {
+    let text = serde_json::to_string_pretty(record)
+        .map_err(|source| SaveError::Encode { what, source })?;
+    Ok(replace(key, path, text.as_bytes(), Mode::Private)?)
+}
+
 /// Replaces `path` with `contents`: written to a new temporary file beside it, synced, renamed
 /// over it, and the directory synced. A crash leaves the old file or the new one, never a mix;
 /// a failure leaves the old file and no temporary one.

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::{self, FileError, Mode};
+use crate::files::{self, FileError, SaveError};
 
 use super::channels::{Channel, Summary};
 use super::messages::UserMessage;
@@ -122,38 +122,15 @@ impl Outgoing {
     }
 }
 
-/// Why the state file could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("cannot encode the record of notifications: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error(transparent)]
-    File(#[from] FileError),
-}
-
 impl NotifyState {
     /// The record in `path`; an absent file is an empty record, and so is an unreadable one
     /// (with the reason): at worst a reminder is sent twice.
     pub fn load(path: &Path) -> (NotifyState, Option<String>) {
-        match files::read(KEY, path) {
-            Ok(None) => (NotifyState::default(), None),
-            Ok(Some(text)) => match serde_json::from_str(&text) {
-                Ok(state) => (state, None),
-                Err(e) => (
-                    NotifyState::default(),
-                    Some(format!(
-                        "{} is not a forcemfa notification record: {e}",
-                        path.display()
-                    )),
-                ),
-            },
-            Err(e) => (NotifyState::default(), Some(e.to_string())),
-        }
+        files::load_record(KEY, "a forcemfa notification record", path)
     }
 
     pub fn save(&self, path: &Path) -> Result<(), SaveError> {
-        let text = serde_json::to_string_pretty(self)?;
-        Ok(files::replace(KEY, path, text.as_bytes(), Mode::Private)?)
+        files::save_record(KEY, "the record of notifications", path, self)
     }
 
     /// Checks, opening nothing, that `path` could serve.

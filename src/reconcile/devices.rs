@@ -12,7 +12,7 @@ use tracing::warn;
 
 use crate::arn::Arn;
 use crate::config::CleanupSettings;
-use crate::files::{self, FileError, Mode};
+use crate::files::{self, FileError, SaveError};
 
 /// The configuration key that names the state file, for errors.
 const KEY: &str = "cleanup.state_file";
@@ -20,15 +20,6 @@ const KEY: &str = "cleanup.state_file";
 /// The account in a virtual MFA device's serial number (`arn:PARTITION:iam::ACCOUNT:mfa/NAME`).
 fn serial_account(serial: &str) -> Option<&str> {
     Arn::parse(serial).map(|arn| arn.account)
-}
-
-/// Why the state file could not be written.
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("cannot encode the record of unassigned MFA devices: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error(transparent)]
-    File(#[from] FileError),
 }
 
 /// When each unassigned device (by serial number) was first seen unassigned, in Unix seconds.
@@ -90,27 +81,13 @@ impl Sightings {
     /// Reads the state file. A missing file is an empty record; so is an unreadable one (with
     /// the reason), which only delays deletions, never hastens them.
     pub fn load(path: &Path) -> (Sightings, Option<String>) {
-        match files::read(KEY, path) {
-            Ok(None) => (Sightings::default(), None),
-            Ok(Some(text)) => match serde_json::from_str(&text) {
-                Ok(s) => (s, None),
-                Err(e) => (
-                    Sightings::default(),
-                    Some(format!(
-                        "{} is not a forcemfa state file: {e}",
-                        path.display()
-                    )),
-                ),
-            },
-            Err(e) => (Sightings::default(), Some(e.to_string())),
-        }
+        files::load_record(KEY, "a forcemfa state file", path)
     }
 
     /// Writes the state file whole, readable by forcemfa's user only (through a temporary file,
     /// so that a crash leaves the old one).
     pub fn save(&self, path: &Path) -> Result<(), SaveError> {
-        let text = serde_json::to_string_pretty(self)?;
-        Ok(files::replace(KEY, path, text.as_bytes(), Mode::Private)?)
+        files::save_record(KEY, "the record of unassigned MFA devices", path, self)
     }
 
     /// Checks, opening nothing, that `path` could serve as the state file.
