@@ -71,13 +71,7 @@ async fn the_topic_the_webhook_and_each_user_hear_of_the_run_once() {
     let a = account().await;
     let webhook = WebhookReceiver::start();
     let (config, queue) = notify_config(&a, &webhook, "").await;
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&["carol"]));
     assert_eq!(
@@ -140,13 +134,7 @@ async fn the_topic_the_webhook_and_each_user_hear_of_the_run_once() {
     assert_eq!(to("carol@example.com")["source"], FROM);
 
     // Nothing new: nothing sent.
-    let again = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let again = a.reconcile_json(&config);
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert_eq!(again.report()["notifications"], serde_json::json!([]));
     assert!(received(&a.moto.endpoint, &queue).await.is_empty());
@@ -171,13 +159,7 @@ async fn a_reminder_is_sent_once_across_a_restart() {
         &format!("[rollout]\nenforce_from = {deadline:?}"),
     )
     .await;
-    let first = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let first = a.reconcile_json(&config);
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(a.members(GROUP).await, set(&[]));
     assert_eq!(
@@ -198,13 +180,7 @@ async fn a_reminder_is_sent_once_across_a_restart() {
     assert_eq!(received(&a.moto.endpoint, &queue).await.len(), 1);
 
     // Another process, the same record: the reminder and the summary are not sent again.
-    let second = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let second = a.reconcile_json(&config);
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert_eq!(second.report()["notifications"], serde_json::json!([]));
     assert_eq!(sent_emails(&a.moto.endpoint).len(), 1);

@@ -121,13 +121,7 @@ async fn the_impact_goes_with_each_add_into_the_logs_and_the_audit_log() {
     let carol_key = last4(&carol_id);
     let audit = a.dir.path().join("audit.jsonl");
     let config = a.config(&format!("audit_log = {:?}\n", audit.to_str().unwrap()));
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         a.members(GROUP).await,
@@ -191,13 +185,7 @@ async fn a_run_with_nothing_to_add_reads_no_impact() {
 async fn before_enforce_from_nobody_is_added_and_removals_go_on() {
     let (a, _, _) = rollout_account().await;
     let config = a.config("[rollout]\nenforce_from = \"2099-01-15T09:00:00Z\"\n");
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&[]));
     let acct = run.account();
@@ -242,26 +230,14 @@ async fn a_grace_period_holds_back_users_created_within_it() {
     let a = Account::with_group().await;
     a.user("newhire").await;
     let config = a.config("[rollout]\ngrace_period = \"1d\"\n");
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&[]));
     let acct = run.account();
     assert_eq!(acct["pending"][0]["user"], "newhire", "{acct}");
     // Its deadline is its creation plus the grace period, whoever computes it.
     let first = acct["pending"][0]["deadline"].clone();
-    let again = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let again = a.reconcile_json(&config);
     assert_eq!(again.account()["pending"][0]["deadline"], first);
     let targeted = a.forcemfa(&[
         "reconcile",
@@ -277,13 +253,7 @@ async fn a_grace_period_holds_back_users_created_within_it() {
     // Once the grace period is over, the user is added.
     let short = a.config("[rollout]\ngrace_period = \"1s\"\n");
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        short.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&short);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(a.members(GROUP).await, set(&["newhire"]));
 }
@@ -297,13 +267,7 @@ async fn hold_keys_in_use_holds_exactly_the_users_whose_keys_are_in_use() {
     let gina_key = access_key(&a, "gina").await;
     use_key(&a, &gina_key).await;
     let config = a.config("[rollout]\nhold_keys_in_use = true\n");
-    let run = a.forcemfa(&[
-        "reconcile",
-        "--config",
-        config.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let run = a.reconcile_json(&config);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
         a.members(GROUP).await,
