@@ -13,7 +13,7 @@ use crate::sync::lock;
 
 use super::apply::{self, Change, ChangeResult, Writer};
 use super::context::{Account, RunContext, Scope};
-use super::enforce::plan_and_apply;
+use super::enforce::{plan_and_apply, Read};
 use super::failure::AccountError;
 use super::inventory::{self, AccountFacts, GroupPolicyCheck};
 use super::plan::{self, Deadlines, Rules};
@@ -161,6 +161,7 @@ async fn reconcile_all_users(
         .await
         .ok_or_else(|| AccountError::StoppedBeforeRead(stop.reason()))??;
 
+    ctx.gates.of(account_id).note_list_calls(facts.list_calls);
     record_account_checks(report, &facts, &config.group, account_id);
     lock(ctx.sightings).observe(account_id, &facts.unassigned_devices, unix_now_secs());
     for name in plan::unmatched_exempt_users(&config.exempt, &facts.users) {
@@ -168,7 +169,11 @@ async fn reconcile_all_users(
         warn!(account_id = %account_id, user = %name, "{w}");
         report.warnings.push(w);
     }
-    plan_and_apply(ctx, account, report, &facts.users, Some(read_started)).await;
+    let read = Read {
+        started: read_started,
+        gated: false,
+    };
+    plan_and_apply(ctx, account, report, &facts.users, read).await;
     if config.cleanup.unassigned_mfa_devices {
         clean_up_devices(ctx, account, report).await;
     }

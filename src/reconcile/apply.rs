@@ -11,6 +11,8 @@
 //! read or is a gateway's page), and which that read does not show, is unknown, and said so: the
 //! next run settles it.
 
+use std::time::{Duration, Instant};
+
 use futures::stream::{self, StreamExt};
 use tracing::info;
 
@@ -22,8 +24,14 @@ use crate::user_name::UserName;
 
 use super::audit::AuditError;
 use super::inventory;
-use super::plan::Action;
+use super::plan::{Action, MfaState};
 use super::stop::{Stop, StopReason};
+
+/// A membership change is made on a read of its user at most this old; an older one is checked
+/// first with one read of the user's MFA devices. A decision another process made on a newer
+/// read comes from an event, which takes longer than this to reach any process, so a read this
+/// young cannot be older than such a decision.
+pub const FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// One write to IAM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,14 +83,23 @@ pub enum NotSent {
     /// The run was stopped first.
     #[error("not made: {0}")]
     Stopped(StopReason),
+    /// A read of the user just before it shows the change no longer called for: the state (and
+    /// whatever decided on it since, in this process or another) stands.
+    #[error("left out: {0}")]
+    Superseded(&'static str),
+    /// The read of the user just before it failed: the user is left as it is.
+    #[error("not made: the read of the user just before it failed ({0})")]
+    Unchecked(String),
 }
 
 impl ChangeResult {
-    /// `done`, `failed`, `unknown`, or `failed` for a change not sent, as logs name outcomes.
+    /// `done`, `failed`, `unknown`, `superseded`, or `failed` for another change not sent, as
+    /// logs name outcomes.
     pub fn as_str(&self) -> &'static str {
         match self {
             ChangeResult::Done => "done",
             ChangeResult::Unknown(_) => "unknown",
+            ChangeResult::NotSent(NotSent::Superseded(_)) => "superseded",
             ChangeResult::Refused(_) | ChangeResult::NotSent(_) => "failed",
         }
     }
@@ -119,6 +136,9 @@ pub struct Writer<'a> {
     pub group: &'a str,
     /// For the read that settles a change whose answer never came.
     pub page_size: i32,
+    /// When the users whose membership changes were read: a change on an older read than
+    /// [`FRESH_FOR`] is checked first.
+    pub read_at: Option<Instant>,
 }
 
 impl<'a> Writer<'a> {
@@ -128,13 +148,23 @@ impl<'a> Writer<'a> {
             clients,
             group: &config.group,
             page_size: config.aws.page_size,
+            read_at: None,
+        }
+    }
+
+    /// Membership changes decided on users read at `at`.
+    pub fn read_at(self, at: Instant) -> Writer<'a> {
+        Writer {
+            read_at: Some(at),
+            ..self
         }
     }
 }
 
 /// Applies every change with bounded concurrency. A failed change does not stop the others: each
 /// concerns one user or device only. Once `stop` is stopping no new change starts; those already
-/// sent are let finish.
+/// sent are let finish. A membership change on a read older than [`FRESH_FOR`] is made only if a
+/// read of the user just before still calls for it.
 pub async fn apply(
     writer: Writer<'_>,
     changes: Vec<Change>,
@@ -144,8 +174,13 @@ pub async fn apply(
 ) -> Vec<Outcome> {
     stream::iter(changes)
         .map(|change| async move {
+            let stopped = || ChangeResult::NotSent(NotSent::Stopped(stop.reason()));
             let result = if stop.token.is_cancelled() {
-                ChangeResult::NotSent(NotSent::Stopped(stop.reason()))
+                stopped()
+            } else if let Some(left_out) = recheck(writer, &change).await {
+                ChangeResult::NotSent(left_out)
+            } else if stop.token.is_cancelled() {
+                stopped()
             } else {
                 match journal.before(&change) {
                     Ok(()) => make(writer, &change).await,
@@ -159,6 +194,34 @@ pub async fn apply(
         .buffer_unordered(concurrency)
         .collect()
         .await
+}
+
+/// Whether a membership change decided on a read older than [`FRESH_FOR`] is no longer to be
+/// made: one read of the user's MFA devices (every kind) just before it says.
+async fn recheck(writer: Writer<'_>, change: &Change) -> Option<NotSent> {
+    let (Change::Membership(user, action), Some(read_at)) = (change, writer.read_at) else {
+        return None;
+    };
+    if read_at.elapsed() < FRESH_FOR {
+        return None;
+    }
+    let now = inventory::mfa_state(writer.clients, user, writer.page_size).await;
+    still_called_for(*action, now)
+}
+
+/// What a read of the user's MFA devices just before a change makes of it: `None` when it still
+/// stands.
+fn still_called_for(action: Action, now: MfaState) -> Option<NotSent> {
+    match (action, now) {
+        (Action::Add, MfaState::Present) => Some(NotSent::Superseded(
+            "a read just before it shows an MFA device",
+        )),
+        (Action::Remove, MfaState::Absent) => Some(NotSent::Superseded(
+            "a read just before it shows no MFA device",
+        )),
+        (_, MfaState::Unknown(reason)) => Some(NotSent::Unchecked(reason)),
+        _ => None,
+    }
 }
 
 /// Sends one change and settles what became of it. Any error but a refusal is checked with one
@@ -292,6 +355,28 @@ mod tests {
         assert!(
             matches!(&result, ChangeResult::Unknown(r) if r.contains("the read to check whether it was made failed too")),
             "{result:?}"
+        );
+    }
+
+    #[test]
+    fn a_fresh_read_leaves_out_a_change_it_no_longer_calls_for_and_any_it_cannot_confirm() {
+        assert!(still_called_for(Action::Add, MfaState::Absent).is_none());
+        assert!(still_called_for(Action::Remove, MfaState::Present).is_none());
+        let stale_add = still_called_for(Action::Add, MfaState::Present).unwrap();
+        assert_eq!(
+            stale_add.to_string(),
+            "left out: a read just before it shows an MFA device"
+        );
+        assert_eq!(ChangeResult::NotSent(stale_add).as_str(), "superseded");
+        assert!(matches!(
+            still_called_for(Action::Remove, MfaState::Absent),
+            Some(NotSent::Superseded(_))
+        ));
+        let unread = still_called_for(Action::Add, MfaState::Unknown("throttled".into())).unwrap();
+        assert_eq!(
+            ChangeResult::NotSent(unread).as_str(),
+            "failed",
+            "a user whose state cannot be read is left as it is, and the change counts as not made"
         );
     }
 

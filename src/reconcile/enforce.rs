@@ -10,20 +10,29 @@ use super::apply::{self, Change, ChangeResult, NotSent, Writer};
 use super::context::{Account, RunContext};
 use super::failure::AccountError;
 use super::plan::{Action, Decision, MfaState, Plan, UserFacts};
-use super::report::{AccountReport, Skipped};
+use super::report::{AccountReport, FailedChange, Skipped};
 use super::rollout;
 use crate::user_name::UserName;
 
+/// How the users to plan were read, which says how their changes are made.
+#[derive(Debug, Clone, Copy)]
+pub struct Read {
+    /// When the reads began: a change on a read older than [`apply::FRESH_FOR`] is checked
+    /// against a read of its user just before it is made.
+    pub started: Instant,
+    /// Whether the caller holds the account's gate since before the reads (a run for named
+    /// users). A full run reads without it: it then waits for the gate and leaves out the users an
+    /// event-driven reconciliation has decided on since.
+    pub gated: bool,
+}
+
 /// Plans `users` and applies the plan (or, in a dry run or past the guard, reports it).
-/// `read_started` is when a full run began reading: it then waits for the account's gate and
-/// leaves out users an event-driven reconciliation has decided on since. Without it the caller
-/// holds the gate.
 pub async fn plan_and_apply(
     ctx: &RunContext<'_>,
     account: &Account<'_>,
     report: &mut AccountReport,
     users: &[UserFacts],
-    read_started: Option<Instant>,
+    read: Read,
 ) -> Plan {
     let options = ctx.options;
     let mut plan = Plan::build(users, account.rules);
@@ -54,18 +63,17 @@ pub async fn plan_and_apply(
         return plan;
     }
     let gate = ctx.gates.of(account.id());
-    let (_writing, changes) = match read_started {
-        None => (None, changes),
-        Some(read_started) => {
-            let Some(guard) = account.stop.token.run_until_cancelled(gate.enter()).await else {
-                report.fail(&AccountError::StoppedBeforeChanges(account.stop.reason()));
-                return plan;
-            };
-            let newer = gate.reconciled_since(read_started);
-            (Some(guard), without_newer(changes, &newer, account.id()))
-        }
+    let (_writing, changes) = if read.gated {
+        (None, changes)
+    } else {
+        let Some(guard) = account.stop.token.run_until_cancelled(gate.enter()).await else {
+            report.fail(&AccountError::StoppedBeforeChanges(account.stop.reason()));
+            return plan;
+        };
+        let newer = gate.reconciled_since(read.started);
+        (Some(guard), without_newer(changes, &newer, report))
     };
-    apply_changes(ctx, account, report, changes).await;
+    apply_changes(ctx, account, report, changes, read.started).await;
     plan
 }
 
@@ -116,17 +124,28 @@ fn contacts(plan: &Plan, users: &[UserFacts], tag: &str) -> BTreeMap<String, Str
         .collect()
 }
 
+/// Why a full run leaves out the change of a user an event-driven reconciliation decided on after
+/// the run read it.
+const DECIDED_SINCE: &str =
+    "an event-driven reconciliation decided on this user after this run read it";
+
 /// The changes left once those of users an event-driven reconciliation decided on after this
-/// run read them are dropped: their newer decision stands.
+/// run read them are dropped (and listed as superseded): their newer decision stands.
 fn without_newer(
     mut changes: Vec<(UserName, Action)>,
     newer: &HashSet<UserName>,
-    account_id: &str,
+    report: &mut AccountReport,
 ) -> Vec<(UserName, Action)> {
+    let account_id = report.account_id.clone().unwrap_or_default();
     changes.retain(|(user, action)| {
         let keep = !newer.contains(user);
         if !keep {
-            info!(account_id, user = %user, action = action.as_str(), "membership change left out: an event-driven reconciliation decided on this user after this run read it");
+            info!(account_id, user = %user, action = action.as_str(), outcome = "superseded", reason = DECIDED_SINCE, "membership change left out");
+            report.superseded.push(FailedChange {
+                user: user.to_string(),
+                action: action.as_str(),
+                reason: DECIDED_SINCE.to_string(),
+            });
         }
         keep
     });
@@ -139,6 +158,7 @@ async fn apply_changes(
     account: &Account<'_>,
     report: &mut AccountReport,
     changes: Vec<(UserName, Action)>,
+    read_at: Instant,
 ) {
     let config = ctx.config;
     let changes = changes
@@ -146,7 +166,7 @@ async fn apply_changes(
         .map(|(user, action)| Change::Membership(user, action))
         .collect();
     let outcomes = apply::apply(
-        Writer::new(account.clients, config),
+        Writer::new(account.clients, config).read_at(read_at),
         changes,
         config.aws.max_concurrency,
         account.stop,
@@ -176,9 +196,18 @@ mod tests {
         let user = |n: &str| UserName::from_iam(n);
         let changes = vec![(user("Alice"), Action::Add), (user("bob"), Action::Remove)];
         let newer = HashSet::from([user("alice")]);
+        let mut report = AccountReport::default();
         assert_eq!(
-            without_newer(changes, &newer, "111111111111"),
+            without_newer(changes, &newer, &mut report),
             vec![(user("bob"), Action::Remove)]
+        );
+        assert_eq!(report.superseded.len(), 1);
+        assert_eq!(
+            (
+                report.superseded[0].user.as_str(),
+                report.superseded[0].action
+            ),
+            ("Alice", "add")
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Keeps a full run and an event-driven reconciliation of the same account from undoing each
-//! other.
+//! other, and remembers what a bulk read of the account costs.
 //!
 //! A full run reads every user, then applies its plan minutes later; a user may enrol a device in
 //! between, and an event-driven reconciliation may already have taken them out of the group. Were
@@ -36,6 +36,8 @@ pub struct Gate {
     writes: tokio::sync::Mutex<()>,
     /// When each user was last read by an event-driven reconciliation.
     reconciled: Mutex<HashMap<UserName, Instant>>,
+    /// The pages of users and virtual MFA devices the last bulk read of the account took.
+    list_calls: Mutex<Option<u32>>,
 }
 
 impl Gate {
@@ -50,6 +52,16 @@ impl Gate {
         let mut reconciled = lock(&self.reconciled);
         reconciled.retain(|_, seen| at.saturating_duration_since(*seen) <= keep);
         reconciled.insert(user.clone(), at);
+    }
+
+    /// Notes what the account's last bulk read cost in list pages.
+    pub fn note_list_calls(&self, calls: u32) {
+        *lock(&self.list_calls) = Some(calls);
+    }
+
+    /// The pages of the last bulk read of the account, if there was one.
+    pub fn list_calls(&self) -> Option<u32> {
+        *lock(&self.list_calls)
     }
 
     /// The users read by an event-driven reconciliation after `since`.

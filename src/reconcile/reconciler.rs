@@ -86,12 +86,10 @@ impl Reconciler {
     /// A client for the events queue, when `[events]` is configured.
     pub fn queue_client(&self) -> Option<aws_sdk_sqs::Client> {
         let events = self.config.events.as_ref()?;
-        // The receives that gather a batch may poll longer than `events.wait`.
-        let longest = events
-            .wait
-            .max(events.batch_window)
-            .min(crate::config::events::LONGEST_POLL);
-        Some(self.clients.sqs(events.queue.region.as_deref(), longest))
+        Some(
+            self.clients
+                .sqs(events.queue.region.as_deref(), events.wait),
+        )
     }
 
     /// One reconciliation of every account. Once `stop` is cancelled no new read or change

@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 use crate::clock::now_rfc3339;
 use crate::sync::lock;
 
-use super::apply::{Change, ChangeResult, Journal, Outcome};
+use super::apply::{Change, ChangeResult, Journal, NotSent, Outcome};
 use super::audit::{self, AuditError, AuditLog, Step};
 use super::impact::Impact;
 use super::plan::Action;
@@ -112,6 +112,9 @@ impl Journal for Recorder<'_> {
             }
             (ChangeResult::Done, Change::DeleteDevice(serial)) => {
                 info!(account_id, serial = %serial, dry_run = false, outcome = result, "MFA device deletion");
+            }
+            (ChangeResult::NotSent(NotSent::Superseded(why)), Change::Membership(user, action)) => {
+                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason = why, "membership change left out");
             }
             (_, Change::Membership(user, action)) => {
                 let reason = reason.as_deref().unwrap_or_default();

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use tracing::info;
 
-use super::apply::{Change, ChangeResult, Outcome};
+use super::apply::{Change, ChangeResult, NotSent, Outcome};
 use super::failure::AccountError;
 use super::impact::{Impact, KeyUse};
 use super::plan::Action;
@@ -118,6 +118,10 @@ pub struct AccountReport {
     /// could not read): IAM may or may not have made them. The next run settles them from IAM's
     /// state. A device deletion is listed with `action` `delete_mfa_device` and its serial number.
     pub unknown: Vec<FailedChange>,
+    /// Planned changes left out because a newer read of the user no longer calls for them: the
+    /// read just before the change, or an event-driven reconciliation of the user after this
+    /// run's read. `reason` says which.
+    pub superseded: Vec<FailedChange>,
     /// Users without MFA and without a console password, left out by `console_users_only`.
     pub out_of_scope: Vec<String>,
     /// The IAM user forcemfa runs as, when it is one; never added to the group.
@@ -324,6 +328,9 @@ impl AccountReport {
             match &outcome.result {
                 ChangeResult::Done => self.push_change(action, &user),
                 ChangeResult::Unknown(reason) => self.unknown.push(listed(reason.clone())),
+                ChangeResult::NotSent(NotSent::Superseded(reason)) => {
+                    self.superseded.push(listed((*reason).to_string()));
+                }
                 other => self.failed.push(listed(other.reason().unwrap_or_default())),
             }
         }
@@ -331,6 +338,7 @@ impl AccountReport {
         self.removed.sort();
         self.failed.sort_by(|a, b| a.user.cmp(&b.user));
         self.unknown.sort_by(|a, b| a.user.cmp(&b.user));
+        self.superseded.sort_by(|a, b| a.user.cmp(&b.user));
     }
 }
 
@@ -375,6 +383,13 @@ impl AccountReport {
                 out,
                 "  unknown whether IAM made the {} of {} (the next run settles it): {}",
                 u.action, u.user, u.reason
+            );
+        }
+        for s in &self.superseded {
+            let _ = writeln!(
+                out,
+                "  left out the {} of {}: {}",
+                s.action, s.user, s.reason
             );
         }
         list(out, "unassigned MFA devices", &self.unassigned_mfa_devices);

@@ -1,7 +1,11 @@
-//! Reconciling named users only: the users an IAM event concerns, or those given to
-//! `reconcile --user`. Each is read on its own (at most four IAM calls) and decided by the same
-//! plan as in a full run; the account's gate is held throughout, so that no full run applies an
-//! older decision over this one.
+//! Reconciling named users only: the users IAM events concern, or those given to
+//! `reconcile --user`. They are decided by the same plan as in a full run; the account's gate is
+//! held throughout, so that no full run of this process applies an older decision over this one.
+//!
+//! Each user is read on its own (GetUser, ListGroupsForUser, ListMFADevices, and GetLoginProfile
+//! with `console_users_only`) unless reading them from the account's lists costs fewer calls:
+//! the pages of users and virtual MFA devices (as many as the account's last bulk read took, or
+//! [`UNKNOWN_LIST_CALLS`] before any), plus at most ListMFADevices (and GetLoginProfile) per user.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -12,8 +16,9 @@ use tracing::info;
 use crate::user_name::UserName;
 
 use super::context::{Account, RunContext};
-use super::enforce::plan_and_apply;
+use super::enforce::{plan_and_apply, Read};
 use super::failure::AccountError;
+use super::inventory::named::read_named;
 use super::inventory::{self, UserRead};
 use super::plan::{Decision, UserFacts};
 use super::report::AccountReport;
@@ -33,8 +38,22 @@ pub async fn reconcile_users(
         .await
         .ok_or_else(|| AccountError::StoppedBeforeRead(stop.reason()))?;
     let read_at = Instant::now();
-    let users = read_users(ctx, account, report, names).await?;
-    let plan = plan_and_apply(ctx, account, report, &users, None).await;
+    let console = config.console_users_only;
+    let users = if read_in_bulk(
+        names.len(),
+        console,
+        gate.list_calls(),
+        config.aws.page_size,
+    ) {
+        read_from_lists(ctx, account, report, names).await?
+    } else {
+        read_users(ctx, account, report, names).await?
+    };
+    let read = Read {
+        started: read_at,
+        gated: true,
+    };
+    let plan = plan_and_apply(ctx, account, report, &users, read).await;
     // A decision carried out here is newer than any a full run under way read. A user skipped,
     // or whose change was not made, leaves the full run's decision standing.
     let keep = config.run_timeout + config.run_timeout;
@@ -54,6 +73,62 @@ pub async fn reconcile_users(
         }
     }
     Ok(())
+}
+
+/// IAM's quota of users in one account, which no account can raise.
+const MOST_USERS: u32 = 5_000;
+
+/// The list pages a bulk read is taken to cost before one has been made: users and virtual MFA
+/// devices (one each) at IAM's quota of users.
+fn unknown_list_calls(page_size: i32) -> u32 {
+    2 * MOST_USERS.div_ceil(u32::try_from(page_size.max(1)).unwrap_or(1))
+}
+
+/// Whether reading `named` users from the account's lists costs fewer calls than reading each on
+/// its own. `list_calls` is what the account's last bulk read took in pages.
+fn read_in_bulk(named: usize, console: bool, list_calls: Option<u32>, page_size: i32) -> bool {
+    let named = named as u64;
+    let console = u64::from(console);
+    let one_by_one = named * (3 + console);
+    let pages = list_calls.unwrap_or_else(|| unknown_list_calls(page_size));
+    let bulk = u64::from(pages) + named * (1 + console);
+    bulk < one_by_one
+}
+
+/// Reads the users named from the account's lists.
+async fn read_from_lists(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    report: &mut AccountReport,
+    names: &[UserName],
+) -> Result<Vec<UserFacts>, AccountError> {
+    let (config, stop) = (ctx.config, account.stop);
+    let read = read_named(
+        account.clients,
+        account.id(),
+        names,
+        &config.group,
+        account.rules,
+        config.aws.page_size,
+        config.aws.max_concurrency,
+    );
+    let read = stop
+        .token
+        .run_until_cancelled(read)
+        .await
+        .ok_or_else(|| AccountError::StoppedBeforeRead(stop.reason()))??;
+    ctx.gates.of(account.id()).note_list_calls(read.list_calls);
+    info!(
+        account_id = account.id(),
+        users = names.len(),
+        list_calls = read.list_calls,
+        "named users read from the account's lists"
+    );
+    for name in read.missing {
+        info!(account_id = account.id(), user = %name, "no such user");
+        report.users_not_found.push(name.to_string());
+    }
+    Ok(read.users)
 }
 
 /// Reads each user named once, however often and however spelt; lists those that do not exist.
@@ -103,4 +178,31 @@ async fn read_users(
         }
     }
     Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_user_is_read_on_its_own_and_a_batch_from_the_lists_once_cheaper() {
+        // 1,000 users and their devices: one page each.
+        assert!(!read_in_bulk(1, false, Some(2), 1000));
+        assert!(read_in_bulk(2, false, Some(2), 1000));
+        // A large account's lists, 20 pages: 3n > 20 + n from 11 users on.
+        assert!(!read_in_bulk(10, false, Some(20), 1000));
+        assert!(read_in_bulk(11, false, Some(20), 1000));
+        // With console_users_only: 4n against pages + 2n.
+        assert!(!read_in_bulk(10, true, Some(20), 1000));
+        assert!(read_in_bulk(11, true, Some(20), 1000));
+    }
+
+    #[test]
+    fn before_any_bulk_read_its_cost_is_taken_at_iams_quota_of_users() {
+        assert_eq!(unknown_list_calls(1000), 10);
+        assert_eq!(unknown_list_calls(100), 100);
+        assert!(!read_in_bulk(5, false, None, 1000));
+        assert!(read_in_bulk(6, false, None, 1000));
+        assert!(!read_in_bulk(50, false, None, 100));
+    }
 }

@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod bad_input;
 mod broken_answers;
+mod bursts;
 mod daemon;
 mod deadline;
 mod deploy;

@@ -5,6 +5,7 @@
 //! then per-user calls only for the facts the plan still needs, with bounded concurrency.
 
 pub mod access;
+pub mod named;
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -46,6 +47,9 @@ pub struct AccountFacts {
     pub unassigned_devices: Vec<String>,
     /// Whether the root user has MFA, or why it could not be read.
     pub root_mfa: Result<bool, ReadError>,
+    /// The pages of users and virtual MFA devices read: what a bulk read of the account costs
+    /// before any per-user call.
+    pub list_calls: u32,
 }
 
 /// The user name in an IAM user ARN (`arn:PARTITION:iam::ACCOUNT:user/PATH/NAME`); `None` for any
@@ -91,12 +95,14 @@ async fn list_users_and_group(
     clients: &AccountClients,
     group: &str,
     page_size: i32,
-) -> Result<(Vec<UserFacts>, Option<GroupDetail>), AccountError> {
+) -> Result<UsersAndGroup, AccountError> {
     const OP: AwsCall = GET_ACCOUNT_AUTHORIZATION_DETAILS;
     let mut users = Vec::new();
     let mut seen = HashSet::new();
     let mut group_detail = None;
+    let mut pages = 0;
     let fetch = |marker| {
+        pages += 1;
         clients
             .iam
             .get_account_authorization_details()
@@ -144,7 +150,18 @@ async fn list_users_and_group(
         Ok::<(), AccountError>(())
     })
     .await?;
-    Ok((users, group_detail))
+    Ok(UsersAndGroup {
+        users,
+        group: group_detail,
+        pages,
+    })
+}
+
+/// Every user of the account, and the enforcement group, as [`list_users_and_group`] reads them.
+struct UsersAndGroup {
+    users: Vec<UserFacts>,
+    group: Option<GroupDetail>,
+    pages: u32,
 }
 
 fn group_detail_of(g: &aws_sdk_iam::types::GroupDetail) -> GroupDetail {
@@ -177,6 +194,8 @@ struct VirtualDevices {
     unassigned: Vec<String>,
     /// Every serial number.
     serials: HashSet<String>,
+    /// The pages read.
+    pages: u32,
 }
 
 /// Whether the virtual MFA device `serial` still exists: the read that settles a deletion whose
@@ -197,7 +216,9 @@ async fn virtual_devices(
 ) -> Result<VirtualDevices, ListError> {
     const OP: AwsCall = LIST_VIRTUAL_MFA_DEVICES;
     let mut found = VirtualDevices::default();
+    let mut pages = 0;
     let fetch = |marker| {
+        pages += 1;
         clients
             .iam
             .list_virtual_mfa_devices()
@@ -233,6 +254,7 @@ async fn virtual_devices(
     })
     .await?;
     found.unassigned.sort();
+    found.pages = pages;
     Ok(found)
 }
 
@@ -330,7 +352,7 @@ async fn root_mfa(clients: &AccountClients) -> Result<bool, ReadError> {
 
 /// Whether one user has any MFA device: ListMFADevices shows every kind (virtual, hardware TOTP,
 /// FIDO), every page.
-async fn mfa_state(clients: &AccountClients, user: &UserName, page_size: i32) -> MfaState {
+pub async fn mfa_state(clients: &AccountClients, user: &UserName, page_size: i32) -> MfaState {
     const OP: AwsCall = LIST_MFA_DEVICES;
     let mut present = false;
     let fetch = |marker| {
@@ -525,6 +547,35 @@ pub async fn read_user(
     UserRead::Found(facts)
 }
 
+/// Completes the users listed with what the plan still needs: a holder of a virtual device has
+/// MFA; anyone else's devices of every kind are read; then the console password of those who
+/// would be added for it.
+async fn complete(
+    clients: &AccountClients,
+    users: &mut [UserFacts],
+    holders: &HashSet<String>,
+    rules: &Rules,
+    page_size: i32,
+    concurrency: usize,
+) {
+    for user in users.iter_mut() {
+        if holders.contains(user.name.as_str()) {
+            user.mfa = MfaState::Present;
+        }
+    }
+    let needs_mfa = |u: &UserFacts| plan::needs_mfa_lookup(u, rules);
+    let read_mfa = |name: UserName| async move { mfa_state(clients, &name, page_size).await };
+    for (i, state) in per_user(users, needs_mfa, read_mfa, concurrency).await {
+        users[i].mfa = state;
+    }
+    // Only now, with every MFA state known, is it clear who would be added.
+    let needs_console = |u: &UserFacts| plan::needs_console_lookup(u, rules);
+    let read_console = |name: UserName| async move { console_access(clients, &name).await };
+    for (i, console) in per_user(users, needs_console, read_console, concurrency).await {
+        users[i].console = console;
+    }
+}
+
 /// Reads every fact the plan needs for one account.
 pub async fn read_account(
     clients: &AccountClients,
@@ -539,7 +590,11 @@ pub async fn read_account(
         virtual_devices(clients, page_size),
         root_mfa(clients),
     );
-    let (mut users, group_detail) = users_and_group?;
+    let UsersAndGroup {
+        mut users,
+        group: group_detail,
+        pages,
+    } = users_and_group?;
     let Some(group_detail) = group_detail else {
         return Err(AccountError::GroupMissing {
             group: group.to_string(),
@@ -549,32 +604,18 @@ pub async fn read_account(
     let VirtualDevices {
         holders,
         unassigned: unassigned_devices,
+        pages: device_pages,
         ..
     } = devices?;
     let group_policy = check_group_policy(clients, &group_detail).await;
-    for user in users.iter_mut() {
-        if holders.contains(user.name.as_str()) {
-            user.mfa = MfaState::Present;
-        }
-    }
-
-    let needs_mfa = |u: &UserFacts| plan::needs_mfa_lookup(u, rules);
-    let read_mfa = |name: UserName| async move { mfa_state(clients, &name, page_size).await };
-    for (i, state) in per_user(&users, needs_mfa, read_mfa, concurrency).await {
-        users[i].mfa = state;
-    }
-    // Only now, with every MFA state known, is it clear who would be added.
-    let needs_console = |u: &UserFacts| plan::needs_console_lookup(u, rules);
-    let read_console = |name: UserName| async move { console_access(clients, &name).await };
-    for (i, console) in per_user(&users, needs_console, read_console, concurrency).await {
-        users[i].console = console;
-    }
+    complete(clients, &mut users, &holders, rules, page_size, concurrency).await;
 
     Ok(AccountFacts {
         users,
         group_policy,
         unassigned_devices,
         root_mfa,
+        list_calls: pages + device_pages,
     })
 }
 

@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,11 @@ impl Daemon {
         Daemon::launch(account, endpoint, config_text, env, None, None)
     }
 
+    /// Starts a second daemon on the same account, with its configuration and output in `dir`.
+    pub fn start_in(account: &Account, dir: &Path, endpoint: &str, config_text: &str) -> Daemon {
+        Daemon::launch_in(account, dir, endpoint, config_text, &[], None, None)
+    }
+
     /// Starts it with a soft limit of `nofile` open files, as a service manager would set.
     pub fn start_with_nofile(
         account: &Account,
@@ -138,6 +143,19 @@ impl Daemon {
         nofile: Option<u64>,
         file_size: Option<u64>,
     ) -> Daemon {
+        let dir = account.dir.path().to_path_buf();
+        Daemon::launch_in(account, &dir, endpoint, config_text, env, nofile, file_size)
+    }
+
+    fn launch_in(
+        account: &Account,
+        dir: &Path,
+        endpoint: &str,
+        config_text: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+        file_size: Option<u64>,
+    ) -> Daemon {
         // Port 0: the daemon binds a free port itself and logs the address it got, so no other
         // process can take the port between a test's choice and the daemon's bind.
         let text = if config_text.contains("[admin]") {
@@ -145,9 +163,10 @@ impl Daemon {
         } else {
             format!("{config_text}\n[admin]\nlisten = \"127.0.0.1:0\"\n")
         };
-        let config = account.config(&text);
-        let stdout = account.dir.path().join("daemon.stdout");
-        let stderr = account.dir.path().join("daemon.stderr");
+        let config = dir.join("forcemfa.toml");
+        std::fs::write(&config, &text).expect("write config");
+        let stdout = dir.join("daemon.stdout");
+        let stderr = dir.join("daemon.stderr");
         let mut cmd: Command =
             account.command(endpoint, &["run", "--config", config.to_str().unwrap()]);
         for (k, v) in env {
