@@ -58,7 +58,7 @@ pub const EMAILS_PER_SECOND: u32 = 1;
 
 /// `[events]`: SQS's longest long poll.
 pub const EVENTS_WAIT: Duration = Duration::from_secs(20);
-pub const EVENTS_BATCH_WINDOW: Duration = Duration::from_secs(1);
+pub const EVENTS_BATCH_WINDOW: Duration = Duration::from_millis(200);
 /// The CloudFormation queue's own visibility timeout.
 pub const EVENTS_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(300);
 

@@ -10,6 +10,7 @@
 //! [`Service::run_until_stopped`] then serves until a shutdown signal.
 
 pub mod admin;
+pub mod backlog;
 pub mod client;
 pub mod listener;
 pub mod metrics;
