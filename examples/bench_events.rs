@@ -2,29 +2,40 @@
 //! queue, and what each event costs in IAM calls. Against an emulated endpoint
 //! (AWS_ENDPOINT_URL, a moto_server serving IAM and SQS), for each run:
 //!
-//! 1. resets the emulator and seeds `--users N` users (200 by default), a third of each:
-//!    `new-*` just created without MFA, `enrolled-*` who just enabled a device while still in
-//!    the group, `lapsed-*` who just deactivated their only device and are not in the group;
-//! 2. starts `forcemfa run` with its schedule far away (`0 0 1 1 *`, `run_on_start = false`), an
+//! 1. resets the emulator and seeds `--burst N` users (200 by default, at most 1,000), half of
+//!    each, interleaved: `new-*` just created without MFA, `enrolled-*` members of the group who
+//!    just enabled a virtual MFA device;
+//! 2. runs `forcemfa reconcile --dry-run --output json` on the account as it stands, for the IAM
+//!    calls a full run would make to settle it (the report's `api_calls`, STS left out);
+//! 3. starts `forcemfa run` with its schedule far away (`0 0 1 1 *`, `run_on_start = false`), an
 //!    audit log, and `[events]` at its defaults but for `queue_url`, and waits until it is idle
 //!    (its first ReceiveMessage came back empty, after `events.wait`);
-//! 3. puts one event per user on the queue (CreateUser, EnableMFADevice or DeactivateMFADevice,
-//!    shaped as EventBridge delivers CloudTrail's records), ten per SendMessageBatch;
-//! 4. takes each user's change time from the audit log's `done` line and reports the delay from
+//! 4. puts one event per user on the queue (CreateUser or EnableMFADevice, shaped as EventBridge
+//!    delivers CloudTrail's records), ten per SendMessageBatch;
+//! 5. takes each user's change time from the audit log's `done` line and reports the delay from
 //!    the send of its event: median, p99, max; the wall time from the first send to the last
 //!    change; the batches the daemon took the events in (the audit log's distinct `run_id`s);
-//!    IAM calls per event from the daemon's `forcemfa_api_calls_total`; its peak RSS;
-//! 5. then sends `--burst N` events (50 by default) for one more user, and reports how many times
-//!    that user was read (GetUser), which is the number of reconciliations the burst cost, the
-//!    writes, and the delay from the first send to the change.
+//!    the IAM calls, per event too, and the writes among them, from the daemon's
+//!    `forcemfa_api_calls_total` (STS left out); and whether the burst cost no more IAM calls
+//!    than the full run plus the burst's writes;
+//! 6. once all is handled, creates `lone-user` (no MFA), waits 2 s and sends its one CreateUser
+//!    event; then `lone-enrolled` (a member with a virtual MFA device), waits 2 s and sends its
+//!    one EnableMFADevice event; for each, the delay from the send to its `done` line and the
+//!    IAM calls it cost;
+//! 7. then sends `--one-user N` events (50 by default, 0 skips this) for one more user, and
+//!    reports how many times that user was read (GetUser), which is the number of
+//!    reconciliations they cost, the writes, and the delay from the first send to the change;
+//! 8. reports the daemon's peak RSS over the run.
 //!
-//! `--latency-ms N` puts the test suite's fault proxy between the daemon and the emulator, adding
-//! N ms to every request (IAM and SQS alike), as a distant endpoint would.
+//! `--latency-ms N` puts the test suite's fault proxy between forcemfa (the daemon and the dry
+//! run) and the emulator, adding N ms to every request (IAM and SQS alike), as a distant
+//! endpoint would.
 //!
-//! Usage: bench_events [--users N] [--burst N] [--runs N] [--latency-ms N] [--forcemfa PATH]
+//! Usage: bench_events [--burst N] [--one-user N] [--runs N] [--latency-ms N] [--forcemfa PATH]
 //!                     [--keep DIR]
 //!
-//! `--keep DIR` keeps each run's configuration, daemon log and audit log in DIR/run-N.
+//! `--users N` is the same as `--burst N`. `--keep DIR` keeps each run's configuration, daemon
+//! log and audit log in DIR/run-N.
 
 #[allow(dead_code)]
 #[path = "../tests/integration/support/proxy.rs"]
@@ -50,10 +61,24 @@ const GROUP: &str = "ForceMFA";
 const ACCOUNT_ID: &str = "123456789012";
 /// How long one burst may take before the run is given up.
 const DEADLINE: Duration = Duration::from_secs(180);
+/// The most events `--burst` takes.
+const MAX_BURST: usize = 1000;
+/// How long the daemon is left idle before a lone event, so that it is handled on its own.
+const LONE_PAUSE: Duration = Duration::from_secs(2);
+/// STS's operations, which are not IAM calls.
+const STS: [&str; 2] = ["GetCallerIdentity", "AssumeRole"];
+/// The IAM operations that change the account.
+const WRITES: [&str; 3] = [
+    "AddUserToGroup",
+    "RemoveUserFromGroup",
+    "DeleteVirtualMFADevice",
+];
 
 struct Args {
-    users: usize,
+    /// Events in the burst, one per user.
     burst: usize,
+    /// Events for one user, after the burst.
+    one_user: usize,
     runs: usize,
     latency_ms: u64,
     forcemfa: String,
@@ -64,8 +89,8 @@ struct Args {
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
-        users: 200,
-        burst: 50,
+        burst: 200,
+        one_user: 50,
         runs: 3,
         latency_ms: 0,
         forcemfa: "target/release/forcemfa".into(),
@@ -78,8 +103,8 @@ fn args() -> Result<Args, String> {
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--users" => a.users = number(it.next(), "--users")? as usize,
-            "--burst" => a.burst = number(it.next(), "--burst")? as usize,
+            "--burst" | "--users" => a.burst = number(it.next(), &arg)? as usize,
+            "--one-user" => a.one_user = number(it.next(), "--one-user")? as usize,
             "--runs" => a.runs = number(it.next(), "--runs")? as usize,
             "--latency-ms" => a.latency_ms = number(it.next(), "--latency-ms")?,
             "--forcemfa" => a.forcemfa = it.next().ok_or("--forcemfa takes a path")?,
@@ -87,8 +112,14 @@ fn args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if a.users == 0 || a.runs == 0 {
-        return Err("--users and --runs must be more than 0".into());
+    if !(1..=MAX_BURST).contains(&a.burst) {
+        return Err(format!(
+            "--burst takes 1 to {MAX_BURST} events, not {}",
+            a.burst
+        ));
+    }
+    if a.runs == 0 {
+        return Err("--runs must be more than 0".into());
     }
     Ok(a)
 }
@@ -100,20 +131,18 @@ enum Kind {
     New,
     /// EnableMFADevice while in the group: to be removed.
     Enrolled,
-    /// DeactivateMFADevice of the only device, not in the group: to be added.
-    Lapsed,
 }
 
 impl Kind {
+    /// The kinds alternate, so that a batch of events holds both.
     fn of(i: usize) -> Kind {
-        [Kind::New, Kind::Enrolled, Kind::Lapsed][i % 3]
+        [Kind::New, Kind::Enrolled][i % 2]
     }
 
     fn name(self, i: usize) -> String {
         let prefix = match self {
             Kind::New => "new",
             Kind::Enrolled => "enrolled",
-            Kind::Lapsed => "lapsed",
         };
         format!("{prefix}-{i:04}")
     }
@@ -122,12 +151,11 @@ impl Kind {
         match self {
             Kind::New => "CreateUser",
             Kind::Enrolled => "EnableMFADevice",
-            Kind::Lapsed => "DeactivateMFADevice",
         }
     }
 
     fn member_after(self) -> bool {
-        self != Kind::Enrolled
+        self == Kind::New
     }
 }
 
@@ -138,14 +166,26 @@ struct Seeded {
     params: serde_json::Value,
 }
 
+impl Seeded {
+    fn event(&self) -> Event {
+        (
+            self.name.clone(),
+            self.kind.event_name(),
+            self.params.clone(),
+        )
+    }
+}
+
+/// The user an event names, the event's name and its request parameters.
+type Event = (String, &'static str, serde_json::Value);
+
 struct Clients {
     iam: aws_sdk_iam::Client,
     sqs: aws_sdk_sqs::Client,
 }
 
-async fn seed_user(iam: &aws_sdk_iam::Client, i: usize) -> Result<Seeded, String> {
-    let kind = Kind::of(i);
-    let name = kind.name(i);
+/// Creates `name` as `kind` says: without MFA, or in the group with a virtual MFA device.
+async fn seed_user(iam: &aws_sdk_iam::Client, name: String, kind: Kind) -> Result<Seeded, String> {
     let e = |what: &str, e: &dyn std::fmt::Display| format!("seed {name}: {what}: {e}");
     iam.create_user()
         .user_name(&name)
@@ -159,14 +199,12 @@ async fn seed_user(iam: &aws_sdk_iam::Client, i: usize) -> Result<Seeded, String
             kind,
         });
     }
-    if kind == Kind::Enrolled {
-        iam.add_user_to_group()
-            .group_name(GROUP)
-            .user_name(&name)
-            .send()
-            .await
-            .map_err(|x| e("AddUserToGroup", &x))?;
-    }
+    iam.add_user_to_group()
+        .group_name(GROUP)
+        .user_name(&name)
+        .send()
+        .await
+        .map_err(|x| e("AddUserToGroup", &x))?;
     let serial = iam
         .create_virtual_mfa_device()
         .virtual_mfa_device_name(&name)
@@ -184,14 +222,6 @@ async fn seed_user(iam: &aws_sdk_iam::Client, i: usize) -> Result<Seeded, String
         .send()
         .await
         .map_err(|x| e("EnableMFADevice", &x))?;
-    if kind == Kind::Lapsed {
-        iam.deactivate_mfa_device()
-            .user_name(&name)
-            .serial_number(&serial)
-            .send()
-            .await
-            .map_err(|x| e("DeactivateMFADevice", &x))?;
-    }
     Ok(Seeded {
         params: serde_json::json!({ "userName": name, "serialNumber": serial }),
         name,
@@ -209,7 +239,7 @@ async fn seed(c: &Clients, endpoint: &str, n: usize) -> Result<(Vec<Seeded>, Str
         .await
         .map_err(|e| format!("CreateGroup: {e}"))?;
     let users = stream::iter(0..n)
-        .map(|i| seed_user(&c.iam, i))
+        .map(|i| seed_user(&c.iam, Kind::of(i).name(i), Kind::of(i)))
         .buffered(16)
         .try_collect()
         .await?;
@@ -249,7 +279,7 @@ fn endpoint_addr(endpoint: &str) -> Result<SocketAddr, String> {
 async fn enqueue(
     sqs: &aws_sdk_sqs::Client,
     queue: &str,
-    events: &[(String, &'static str, serde_json::Value)],
+    events: &[Event],
 ) -> Result<HashMap<String, OffsetDateTime>, String> {
     let sent: Vec<Vec<(String, OffsetDateTime)>> = stream::iter(events.chunks(10))
         .map(|chunk| async move {
@@ -290,6 +320,77 @@ async fn enqueue(
     Ok(first)
 }
 
+/// The configuration of the daemon, which the dry run reads too.
+fn write_config(dir: &Path, queue: &str) -> Result<PathBuf, String> {
+    let config = dir.join("forcemfa.toml");
+    let audit = dir.join("audit.jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "group = \"{GROUP}\"\nschedule = \"0 0 1 1 *\"\nrun_on_start = false\n\
+             audit_log = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+             [events]\nqueue_url = \"{queue}\"\n",
+            audit.display()
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok(config)
+}
+
+/// What one full run over the account would do, from `forcemfa reconcile --dry-run`.
+struct FullRun {
+    /// IAM calls, STS left out.
+    iam_calls: u64,
+    /// Users it would add or remove.
+    planned: usize,
+}
+
+fn full_run(forcemfa: &str, config: &Path, endpoint: &str) -> Result<FullRun, String> {
+    let out = Command::new(forcemfa)
+        .args(["reconcile", "--dry-run", "--output", "json", "--config"])
+        .arg(config)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("FORCEMFA_LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{forcemfa}: {e}"))?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "forcemfa reconcile --dry-run ({}) printed no JSON report: {e}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    if !out.status.success() {
+        eprintln!(
+            "note: forcemfa reconcile --dry-run exited with {}",
+            out.status
+        );
+    }
+    let accounts = report["accounts"]
+        .as_array()
+        .ok_or("the dry run's report has no accounts")?;
+    let mut result = FullRun {
+        iam_calls: 0,
+        planned: 0,
+    };
+    for account in accounts {
+        let calls = account["api_calls"]
+            .as_object()
+            .ok_or("the dry run's report has no api_calls")?;
+        result.iam_calls += calls
+            .iter()
+            .filter(|(op, _)| !STS.contains(&op.as_str()))
+            .filter_map(|(_, n)| n.as_u64())
+            .sum::<u64>();
+        for list in ["added", "removed"] {
+            result.planned += account[list].as_array().map_or(0, Vec::len);
+        }
+    }
+    Ok(result)
+}
+
 /// A `forcemfa run` process, its admin listener and its files.
 struct Daemon {
     child: Child,
@@ -298,24 +399,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(forcemfa: &str, dir: &Path, endpoint: &str, queue: &str) -> Result<Daemon, String> {
-        let config = dir.join("forcemfa.toml");
-        let audit = dir.join("audit.jsonl");
-        std::fs::write(
-            &config,
-            format!(
-                "group = \"{GROUP}\"\nschedule = \"0 0 1 1 *\"\nrun_on_start = false\n\
-                 audit_log = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
-                 [events]\nqueue_url = \"{queue}\"\n",
-                audit.display()
-            ),
-        )
-        .map_err(|e| format!("{}: {e}", config.display()))?;
+    fn start(forcemfa: &str, config: &Path, dir: &Path, endpoint: &str) -> Result<Daemon, String> {
         let stderr = dir.join("daemon.log");
         let log = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
         let child = Command::new(forcemfa)
             .args(["run", "--config"])
-            .arg(&config)
+            .arg(config)
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("FORCEMFA_LOG_FORMAT", "json")
             // Its own log level (info), as deployed.
@@ -379,6 +468,15 @@ impl Daemon {
 
     fn metrics(&self) -> Result<Metrics, String> {
         Ok(Metrics::parse(&self.get("/metrics")?))
+    }
+
+    /// Waits until `n` more events than `before` counted are handled, and returns the metrics
+    /// then.
+    fn handled(&self, what: &str, before: &Metrics, n: usize) -> Result<Metrics, String> {
+        wait_for(what, || {
+            Ok(self.metrics()?.handled >= before.handled + n as u64)
+        })?;
+        self.metrics()
     }
 
     /// Its peak resident set size so far (VmHWM), in KiB.
@@ -450,7 +548,7 @@ fn http(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), Str
 /// The series of the daemon's metrics this benchmark reads.
 #[derive(Default)]
 struct Metrics {
-    /// IAM calls by operation (the STS and SQS calls left out).
+    /// IAM calls by operation (the STS calls left out).
     iam_calls: BTreeMap<String, u64>,
     handled: u64,
     received: u64,
@@ -472,7 +570,7 @@ impl Metrics {
                     .nth(1)
                     .and_then(|rest| rest.split('"').next())
                     .unwrap_or_default();
-                if !["GetCallerIdentity", "AssumeRole"].contains(&op) {
+                if !STS.contains(&op) {
                     *m.iam_calls.entry(op.to_string()).or_default() += value as u64;
                 }
             } else if series == "forcemfa_events_total{outcome=\"handled\"}" {
@@ -488,12 +586,51 @@ impl Metrics {
         m
     }
 
-    fn iam_total(&self) -> u64 {
-        self.iam_calls.values().sum()
+    /// IAM calls by operation made since `earlier`.
+    fn calls_since(&self, earlier: &Metrics) -> Calls {
+        let by_operation = self
+            .iam_calls
+            .iter()
+            .map(|(op, n)| {
+                (
+                    op.clone(),
+                    n - earlier.iam_calls.get(op).copied().unwrap_or(0),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Calls { by_operation }
+    }
+}
+
+/// IAM calls by operation.
+#[derive(Default)]
+struct Calls {
+    by_operation: BTreeMap<String, u64>,
+}
+
+impl Calls {
+    fn total(&self) -> u64 {
+        self.by_operation.values().sum()
     }
 
-    fn calls(&self, op: &str) -> u64 {
-        self.iam_calls.get(op).copied().unwrap_or(0)
+    fn of(&self, op: &str) -> u64 {
+        self.by_operation.get(op).copied().unwrap_or(0)
+    }
+
+    fn writes(&self) -> u64 {
+        WRITES.iter().map(|op| self.of(op)).sum()
+    }
+}
+
+impl std::fmt::Display for Calls {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let ops: Vec<String> = self
+            .by_operation
+            .iter()
+            .map(|(op, n)| format!("{op} {n}"))
+            .collect();
+        f.write_str(&ops.join(", "))
     }
 }
 
@@ -551,6 +688,52 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// Where one run's files go: DIR/run-N with `--keep DIR`, a temporary directory otherwise.
+struct RunDir {
+    path: PathBuf,
+    _temporary: Option<tempfile::TempDir>,
+}
+
+impl RunDir {
+    fn new(keep: Option<&Path>, run: usize) -> Result<RunDir, String> {
+        match keep {
+            Some(keep) => {
+                let path = keep.join(format!("run-{run}"));
+                std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                std::fs::remove_file(path.join("audit.jsonl")).ok();
+                Ok(RunDir {
+                    path,
+                    _temporary: None,
+                })
+            }
+            None => {
+                let temporary = tempfile::tempdir().map_err(|e| e.to_string())?;
+                Ok(RunDir {
+                    path: temporary.path().to_path_buf(),
+                    _temporary: Some(temporary),
+                })
+            }
+        }
+    }
+}
+
+/// One event for one user, sent to an idle daemon.
+struct Lone {
+    /// From the send to the user's `done` line.
+    delay: f64,
+    calls: Calls,
+}
+
+/// Events for one user, close together.
+struct OneUser {
+    events: u64,
+    /// The times the user was read: the reconciliations the events cost.
+    get_user: u64,
+    writes: u64,
+    /// From the send of the first event to the user's change.
+    delay: f64,
+}
+
 struct RunResult {
     events: usize,
     /// The batches the daemon took the events off the queue in.
@@ -559,15 +742,90 @@ struct RunResult {
     p99: f64,
     max: f64,
     wall: f64,
-    iam_calls: u64,
-    by_operation: BTreeMap<String, u64>,
+    calls: Calls,
+    full_run: FullRun,
     daemon_delay_mean: f64,
-    burst_events: u64,
-    /// From the send of the burst's first event to its user's change.
-    burst_delay: f64,
-    burst_get_user: u64,
-    burst_writes: u64,
+    lone_user: Lone,
+    lone_enrolled: Lone,
+    one_user: Option<OneUser>,
     peak_rss_kib: u64,
+}
+
+impl RunResult {
+    /// Whether the burst cost no more IAM calls than a full run would, plus the burst's writes
+    /// (which a dry run does not make).
+    fn within_full_run(&self) -> bool {
+        self.calls.total() <= self.full_run.iam_calls + self.calls.writes()
+    }
+}
+
+/// Everything a phase after the burst needs.
+struct Running<'a> {
+    c: &'a Clients,
+    daemon: &'a Daemon,
+    queue: &'a str,
+    audit: &'a Path,
+}
+
+impl Running<'_> {
+    /// Seeds `name` as `kind`, leaves the daemon idle for LONE_PAUSE, then sends the user's one
+    /// event.
+    async fn lone(&self, name: &str, kind: Kind) -> Result<(Seeded, Lone), String> {
+        let user = seed_user(&self.c.iam, name.to_string(), kind).await?;
+        tokio::time::sleep(LONE_PAUSE).await;
+        let before = self.daemon.metrics()?;
+        let sent = enqueue(&self.c.sqs, self.queue, &[user.event()]).await?[name];
+        wait_for(&format!("{name} changed"), || {
+            Ok(changes(self.audit).contains_key(name))
+        })?;
+        let after = self
+            .daemon
+            .handled(&format!("the event for {name} handled"), &before, 1)?;
+        let delay = (changes(self.audit)[name].at - sent).as_seconds_f64();
+        let lone = Lone {
+            delay,
+            calls: after.calls_since(&before),
+        };
+        Ok((user, lone))
+    }
+
+    /// Sends `n` events for one more user, close together.
+    async fn one_user(&self, n: usize) -> Result<OneUser, String> {
+        let name = "burst-user";
+        self.c
+            .iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(|e| format!("CreateUser {name}: {e}"))?;
+        let names = ["CreateUser", "TagUser", "CreateLoginProfile", "UntagUser"];
+        let events: Vec<Event> = (0..n)
+            .map(|i| {
+                (
+                    name.to_string(),
+                    names[i % names.len()],
+                    serde_json::json!({ "userName": name }),
+                )
+            })
+            .collect();
+        let before = self.daemon.metrics()?;
+        let sent = enqueue(&self.c.sqs, self.queue, &events).await?[name];
+        let after = self
+            .daemon
+            .handled("the events for one user handled", &before, n)?;
+        let delay = changes(self.audit)
+            .get(name)
+            .map(|c| (c.at - sent).as_seconds_f64())
+            .ok_or("the one user was not changed")?;
+        let calls = after.calls_since(&before);
+        Ok(OneUser {
+            events: after.handled - before.handled,
+            get_user: calls.of("GetUser"),
+            writes: calls.writes(),
+            delay,
+        })
+    }
 }
 
 async fn one_run(
@@ -578,50 +836,35 @@ async fn one_run(
     daemon_endpoint: &str,
 ) -> Result<RunResult, String> {
     let seeding = Instant::now();
-    let (users, queue) = seed(c, endpoint, args.users).await?;
+    let (mut users, queue) = seed(c, endpoint, args.burst).await?;
     eprintln!(
         "run {run}: seeded {} users in {:.1}s",
         users.len(),
         seeding.elapsed().as_secs_f64()
     );
-    let temporary = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let dir = match &args.keep {
-        Some(keep) => {
-            let dir = keep.join(format!("run-{run}"));
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            std::fs::remove_file(dir.join("audit.jsonl")).ok();
-            dir
-        }
-        None => temporary.path().to_path_buf(),
-    };
-    let audit = dir.join("audit.jsonl");
-    let daemon = Daemon::start(&args.forcemfa, &dir, daemon_endpoint, &queue)?;
+    let dir = RunDir::new(args.keep.as_deref(), run)?;
+    let audit = dir.path.join("audit.jsonl");
+    let config = write_config(&dir.path, &queue)?;
+
+    let full_run = full_run(&args.forcemfa, &config, daemon_endpoint)?;
+    eprintln!(
+        "run {run}: a full run (dry run) would make {} IAM calls and {} changes",
+        full_run.iam_calls, full_run.planned
+    );
+
+    let daemon = Daemon::start(&args.forcemfa, &config, &dir.path, daemon_endpoint)?;
+    let idle = daemon.metrics()?;
 
     // The burst: one event per user, in the order seeded (the kinds interleaved).
-    let events: Vec<(String, &'static str, serde_json::Value)> = users
-        .iter()
-        .map(|u| (u.name.clone(), u.kind.event_name(), u.params.clone()))
-        .collect();
+    let events: Vec<Event> = users.iter().map(Seeded::event).collect();
     let started = OffsetDateTime::now_utc();
     let sent = enqueue(&c.sqs, &queue, &events).await?;
     wait_for("every user changed", || {
         Ok(changes(&audit).len() >= users.len())
     })?;
-    wait_for("every event handled", || {
-        Ok(daemon.metrics()?.handled >= users.len() as u64)
-    })?;
-    let after_burst = daemon.metrics()?;
+    let after_burst = daemon.handled("every event handled", &idle, users.len())?;
     let changed = changes(&audit);
 
-    let members = members(&c.iam).await?;
-    let wrong: Vec<&str> = users
-        .iter()
-        .filter(|u| members.contains(&u.name) != u.kind.member_after())
-        .map(|u| u.name.as_str())
-        .collect();
-    if !wrong.is_empty() {
-        return Err(format!("{} users not as expected: {wrong:?}", wrong.len()));
-    }
     let mut delays: Vec<f64> = users
         .iter()
         .map(|u| (changed[&u.name].at - sent[&u.name]).as_seconds_f64())
@@ -632,61 +875,64 @@ async fn one_run(
         .map(|u| changed[&u.name].at)
         .max()
         .unwrap_or(started);
-    let batches: HashSet<&str> = changed.values().map(|c| c.run_id.as_str()).collect();
-    let batches = batches.len();
-
-    // Many events for one user, close together.
-    let name = "burst-user";
-    c.iam
-        .create_user()
-        .user_name(name)
-        .send()
-        .await
-        .map_err(|e| format!("CreateUser {name}: {e}"))?;
-    let names = ["CreateUser", "TagUser", "CreateLoginProfile", "UntagUser"];
-    let burst: Vec<(String, &'static str, serde_json::Value)> = (0..args.burst)
-        .map(|i| {
-            (
-                name.to_string(),
-                names[i % names.len()],
-                serde_json::json!({ "userName": name }),
-            )
-        })
+    let batches: HashSet<&str> = users
+        .iter()
+        .map(|u| changed[&u.name].run_id.as_str())
         .collect();
-    let burst_sent = enqueue(&c.sqs, &queue, &burst).await?[name];
-    let expected = (users.len() + args.burst) as u64;
-    wait_for("the burst for one user handled", || {
-        Ok(daemon.metrics()?.handled >= expected)
-    })?;
-    let after = daemon.metrics()?;
-    let burst_delay = changes(&audit)
-        .get(name)
-        .map(|c| (c.at - burst_sent).as_seconds_f64())
-        .ok_or("the burst's user was not changed")?;
-    let peak_rss_kib = daemon.peak_rss_kib()?;
-    if after.received != expected {
+    let batches = batches.len();
+    let burst_events = users.len();
+
+    let running = Running {
+        c,
+        daemon: &daemon,
+        queue: &queue,
+        audit: &audit,
+    };
+    let (user, lone_user) = running.lone("lone-user", Kind::New).await?;
+    users.push(user);
+    let (user, lone_enrolled) = running.lone("lone-enrolled", Kind::Enrolled).await?;
+    users.push(user);
+
+    let members = members(&c.iam).await?;
+    let wrong: Vec<&str> = users
+        .iter()
+        .filter(|u| members.contains(&u.name) != u.kind.member_after())
+        .map(|u| u.name.as_str())
+        .collect();
+    if !wrong.is_empty() {
+        return Err(format!("{} users not as expected: {wrong:?}", wrong.len()));
+    }
+
+    let one_user = match args.one_user {
+        0 => None,
+        n => Some(running.one_user(n).await?),
+    };
+
+    let last_metrics = daemon.metrics()?;
+    let sent_in_all = (burst_events + 2 + args.one_user) as u64;
+    if last_metrics.received != sent_in_all {
         eprintln!(
-            "note: {} messages received for {expected} sent (redeliveries?)",
-            after.received
+            "note: {} messages received for {sent_in_all} sent (redeliveries?)",
+            last_metrics.received
         );
     }
+    let peak_rss_kib = daemon.peak_rss_kib()?;
     daemon.stop()?;
 
     Ok(RunResult {
-        events: users.len(),
+        events: burst_events,
         batches,
         median: quantile(&delays, 0.5),
         p99: quantile(&delays, 0.99),
         max: quantile(&delays, 1.0),
         wall: (last - started).as_seconds_f64(),
-        iam_calls: after_burst.iam_total(),
-        by_operation: after_burst.iam_calls.clone(),
-        daemon_delay_mean: after_burst.delay_sum / after_burst.delay_count.max(1) as f64,
-        burst_events: after.handled - after_burst.handled,
-        burst_delay,
-        burst_get_user: after.calls("GetUser") - after_burst.calls("GetUser"),
-        burst_writes: (after.calls("AddUserToGroup") + after.calls("RemoveUserFromGroup"))
-            - (after_burst.calls("AddUserToGroup") + after_burst.calls("RemoveUserFromGroup")),
+        calls: after_burst.calls_since(&idle),
+        full_run,
+        daemon_delay_mean: (after_burst.delay_sum - idle.delay_sum)
+            / (after_burst.delay_count - idle.delay_count).max(1) as f64,
+        lone_user,
+        lone_enrolled,
+        one_user,
         peak_rss_kib,
     })
 }
@@ -695,6 +941,51 @@ fn sdk_clients(sdk: &aws_config::SdkConfig) -> Clients {
     Clients {
         iam: aws_sdk_iam::Client::new(sdk),
         sqs: aws_sdk_sqs::Client::new(sdk),
+    }
+}
+
+fn print_tables(args: &Args, results: &[RunResult]) {
+    println!(
+        "| run | events | batches | delay median (s) | p99 (s) | max (s) | wall (s) | IAM calls | per event | full-run calls | writes | burst calls ≤ full-run calls + writes? | peak RSS (MiB) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (i, r) in results.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {} | {:.2} | {} | {} | {} | {:.1} |",
+            i + 1,
+            r.events,
+            r.batches,
+            r.median,
+            r.p99,
+            r.max,
+            r.wall,
+            r.calls.total(),
+            r.calls.total() as f64 / r.events as f64,
+            r.full_run.iam_calls,
+            r.calls.writes(),
+            if r.within_full_run() { "yes" } else { "no" },
+            r.peak_rss_kib as f64 / 1024.0
+        );
+    }
+    println!();
+    println!(
+        "| run | lone CreateUser: delay (s) | IAM calls | lone EnableMFADevice: delay (s) | IAM calls | {} events for one user: events, GetUser, writes, delay (s) |",
+        args.one_user
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (i, r) in results.iter().enumerate() {
+        let one_user = match &r.one_user {
+            Some(o) => format!("{}, {}, {}, {:.2}", o.events, o.get_user, o.writes, o.delay),
+            None => "skipped".to_string(),
+        };
+        println!(
+            "| {} | {:.3} | {} | {:.3} | {} | {one_user} |",
+            i + 1,
+            r.lone_user.delay,
+            r.lone_user.calls.total(),
+            r.lone_enrolled.delay,
+            r.lone_enrolled.calls.total(),
+        );
     }
 }
 
@@ -714,44 +1005,23 @@ async fn main() -> Result<(), String> {
         .as_ref()
         .map_or(endpoint.clone(), |p| p.endpoint.clone());
 
-    println!(
-        "| run | events | batches | delay median (s) | p99 (s) | max (s) | wall (s) | IAM calls | per event | burst of {}: events, GetUser, writes, delay (s) | peak RSS (MiB) |",
-        args.burst
-    );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut results = Vec::new();
     for run in 1..=args.runs {
         let r = one_run(&args, run, &clients, &endpoint, &daemon_endpoint).await?;
-        println!(
-            "| {run} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {} | {:.2} | {}, {}, {}, {:.2} | {:.1} |",
-            r.events,
-            r.batches,
-            r.median,
-            r.p99,
-            r.max,
-            r.wall,
-            r.iam_calls,
-            r.iam_calls as f64 / r.events as f64,
-            r.burst_events,
-            r.burst_get_user,
-            r.burst_writes,
-            r.burst_delay,
-            r.peak_rss_kib as f64 / 1024.0
-        );
-        let ops: Vec<String> = r
-            .by_operation
-            .iter()
-            .map(|(op, n)| format!("{op} {n}"))
-            .collect();
         eprintln!(
             "run {run}: IAM calls of the burst of {}: {}; forcemfa_event_delay_seconds mean {:.3}s",
-            r.events,
-            ops.join(", "),
-            r.daemon_delay_mean
+            r.events, r.calls, r.daemon_delay_mean
         );
+        eprintln!(
+            "run {run}: IAM calls of the lone CreateUser: {}; of the lone EnableMFADevice: {}",
+            r.lone_user.calls, r.lone_enrolled.calls
+        );
+        results.push(r);
     }
+    print_tables(&args, &results);
     if let Some(p) = &proxy {
         eprintln!(
-            "every request of the daemon was held {} ms ({} requests)",
+            "every request of forcemfa was held {} ms ({} requests)",
             args.latency_ms,
             p.counts().requests
         );

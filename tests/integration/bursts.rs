@@ -359,3 +359,60 @@ async fn two_services_on_one_queue_converge_during_a_burst() {
         );
     }
 }
+
+/// A full run asked for during a burst starts at once, without waiting for the burst; an event
+/// that arrives while the full run reads is handled before the run ends.
+#[tokio::test]
+async fn a_burst_and_a_full_run_go_on_side_by_side() {
+    let a = Account::with_group().await;
+    let mut bodies = Vec::new();
+    for i in 0..60 {
+        let user = format!("new-{i:02}");
+        a.user(&user).await;
+        bodies.push(event("CreateUser", &user));
+    }
+    a.user("late").await;
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    // Every call takes 40 ms more: the burst and the run each last seconds.
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_latency(Duration::from_millis(40));
+    let d = Daemon::start(
+        &a,
+        &proxy.endpoint,
+        &events_config(&queue, "schedule = \"0 0 1 1 *\"\nrun_on_start = false\n"),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    send_all(&queue, &bodies).await;
+    let busy = eventually(15, || async {
+        !d.events("named users read from the account's lists").is_empty()
+            || calls(&d, "GetUser") > 0.0
+    })
+    .await;
+    assert!(busy, "{}", d.stderr_text());
+    let asked = std::time::Instant::now();
+    let (status, _) = d.post("/reconcile", None);
+    assert_eq!(status, 202);
+    let started = eventually(5, || async { !d.events("run started").is_empty() }).await;
+    assert!(started, "{}", d.stderr_text());
+    let waited = asked.elapsed();
+    assert!(
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}") < 60.0,
+        "the burst was over before the run started: the test shows nothing"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "the run started {waited:?} after it was asked for"
+    );
+    // While the run reads, one more event.
+    queue.send(&event("CreateUser", "late")).await;
+    d.wait_runs(1, 60).await;
+    let handled = eventually(30, || async {
+        metric(&d, "forcemfa_events_total{outcome=\"handled\"}") >= 61.0
+    })
+    .await;
+    assert!(handled, "{}", d.stderr_text());
+    let mut expected: Vec<String> = (0..60).map(|i| format!("new-{i:02}")).collect();
+    expected.push("late".to_string());
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    assert_eq!(a.members(GROUP).await, set(&expected));
+}
