@@ -253,7 +253,7 @@ async fn read_back(writer: Writer<'_>, change: &Change) -> Result<bool, ListErro
                 .map(|member| member == (*action == Action::Add))
         }
         Change::DeleteDevice(serial) => {
-            inventory::virtual_device_exists(clients, serial, page_size)
+            inventory::devices::virtual_device_exists(clients, serial, page_size)
                 .await
                 .map(|exists| !exists)
         }

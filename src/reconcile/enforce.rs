@@ -48,16 +48,34 @@ pub async fn plan_and_apply(
         report.record_planned(&plan.changes(), options.dry_run, "blocked");
         return plan;
     }
+    // Under the account's gate since the read (named users), removals go first: they need no
+    // impact read, so they are made while the read is fresh, and no one waits on others' adds.
+    let removals: Vec<(UserName, Action)> = match read.gated && !options.dry_run {
+        true => plan
+            .changes()
+            .into_iter()
+            .filter(|(_, a)| *a == Action::Remove)
+            .collect(),
+        false => Vec::new(),
+    };
+    let mut unfinished = 0;
+    if !removals.is_empty() {
+        unfinished = apply_changes(ctx, account, report, removals.clone(), read.started).await;
+    }
     if let Err(e) = rollout::assess(ctx, account, &mut plan, users, report).await {
         report_plan(report, &plan, users, account.id());
-        report.fail(&e);
+        match removals.is_empty() {
+            true => report.fail(&e),
+            false => adds_not_made(report, &plan, account, unfinished),
+        }
         return plan;
     }
     report_plan(report, &plan, users, account.id());
     if ctx.config.notify.email_from.is_some() {
         report.contacts = contacts(&plan, users, &ctx.config.notify.email_tag);
     }
-    let changes = plan.changes();
+    let mut changes = plan.changes();
+    changes.retain(|change| !removals.contains(change));
     if options.dry_run {
         report.record_planned(&changes, true, "planned");
         return plan;
@@ -73,8 +91,36 @@ pub async fn plan_and_apply(
         let newer = gate.reconciled_since(read.started);
         (Some(guard), without_newer(changes, &newer, report))
     };
-    apply_changes(ctx, account, report, changes, read.started).await;
+    unfinished += apply_changes(ctx, account, report, changes, read.started).await;
+    if unfinished > 0 {
+        report.fail(&AccountError::StoppedPartway {
+            unfinished,
+            reason: account.stop.reason(),
+        });
+    }
     plan
+}
+
+/// A stop during the impact reads after the removals were made: the adds are listed as not made.
+fn adds_not_made(
+    report: &mut AccountReport,
+    plan: &Plan,
+    account: &Account<'_>,
+    unfinished: usize,
+) {
+    let not_made = NotSent::Stopped(account.stop.reason()).to_string();
+    let adds: Vec<&UserName> = plan.adds().collect();
+    for user in &adds {
+        report.failed.push(FailedChange {
+            user: user.to_string(),
+            action: Action::Add.as_str(),
+            reason: not_made.clone(),
+        });
+    }
+    report.fail(&AccountError::StoppedPartway {
+        unfinished: unfinished + adds.len(),
+        reason: account.stop.reason(),
+    });
 }
 
 /// Fills in what the plan found: counts, exempt, out of scope and skipped users.
@@ -152,14 +198,15 @@ fn without_newer(
     changes
 }
 
-/// Makes the membership changes and lists what became of each.
+/// Makes the membership changes and lists what became of each; returns how many were not made
+/// because the run was stopped.
 async fn apply_changes(
     ctx: &RunContext<'_>,
     account: &Account<'_>,
     report: &mut AccountReport,
     changes: Vec<(UserName, Action)>,
     read_at: Instant,
-) {
+) -> usize {
     let config = ctx.config;
     let changes = changes
         .into_iter()
@@ -179,12 +226,7 @@ async fn apply_changes(
         .count();
     report.record_outcomes(outcomes);
     report.applied = true;
-    if unfinished > 0 {
-        report.fail(&AccountError::StoppedPartway {
-            unfinished,
-            reason: account.stop.reason(),
-        });
-    }
+    unfinished
 }
 
 #[cfg(test)]

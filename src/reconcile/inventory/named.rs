@@ -9,7 +9,8 @@ use crate::user_name::UserName;
 
 use super::super::failure::AccountError;
 use super::super::plan::{Rules, UserFacts};
-use super::{complete, list_users_and_group, virtual_devices, UsersAndGroup, VirtualDevices};
+use super::devices::{virtual_devices, VirtualDevices};
+use super::{complete, list_users_and_group, UsersAndGroup};
 
 /// The named users as the account's lists show them.
 #[derive(Debug)]
