@@ -25,7 +25,12 @@
 //! 7. then sends `--one-user N` events (50 by default, 0 skips this) for one more user, and
 //!    reports how many times that user was read (GetUser), which is the number of
 //!    reconciliations they cost, the writes, and the delay from the first send to the change;
-//! 8. reports the daemon's peak RSS over the run.
+//! 8. reports the daemon's peak RSS over the run;
+//! 9. after the daemon has stopped, puts the burst's events on a fresh queue and times a
+//!    receiver that does nothing but take them off, ten per ReceiveMessage, deleting each ten at
+//!    once: the emulator's own share of the delay ("receiving alone"). moto_server's SQS checks
+//!    every message of the queue for each message it hands out, so this grows with the square of
+//!    the burst.
 //!
 //! `--latency-ms N` puts the test suite's fault proxy between forcemfa (the daemon and the dry
 //! run) and the emulator, adding N ms to every request (IAM and SQS alike), as a distant
@@ -51,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -735,6 +740,9 @@ struct OneUser {
 }
 
 struct RunResult {
+    /// The seconds the emulator takes to hand out the burst's messages to a receiver doing
+    /// nothing else.
+    floor: f64,
     events: usize,
     /// The batches the daemon took the events off the queue in.
     batches: usize,
@@ -828,6 +836,64 @@ impl Running<'_> {
     }
 }
 
+/// The emulator's own share of the delay: the seconds a receiver doing nothing else takes to get
+/// the same events off a fresh queue, ten per ReceiveMessage, deleting each ten at once.
+async fn receive_floor(sqs: &aws_sdk_sqs::Client, events: &[Event]) -> Result<f64, String> {
+    let queue = sqs
+        .create_queue()
+        .queue_name("forcemfa-floor")
+        .send()
+        .await
+        .map_err(|e| format!("CreateQueue: {e}"))?
+        .queue_url()
+        .ok_or("CreateQueue: no queue URL")?
+        .to_string();
+    enqueue(sqs, &queue, events).await?;
+    let started = Instant::now();
+    let mut received = 0;
+    while received < events.len() {
+        let out = sqs
+            .receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| format!("ReceiveMessage: {e}"))?;
+        let entries: Vec<DeleteMessageBatchRequestEntry> = out
+            .messages()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return Err(format!(
+                "the floor's queue ran dry after {received} messages"
+            ));
+        }
+        received += entries.len();
+        sqs.delete_message_batch()
+            .queue_url(&queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| format!("DeleteMessageBatch: {e}"))?;
+    }
+    let floor = started.elapsed().as_secs_f64();
+    sqs.delete_queue()
+        .queue_url(&queue)
+        .send()
+        .await
+        .map_err(|e| format!("DeleteQueue: {e}"))?;
+    Ok(floor)
+}
+
 async fn one_run(
     args: &Args,
     run: usize,
@@ -918,8 +984,10 @@ async fn one_run(
     }
     let peak_rss_kib = daemon.peak_rss_kib()?;
     daemon.stop()?;
+    let floor = receive_floor(&c.sqs, &events).await?;
 
     Ok(RunResult {
+        floor,
         events: burst_events,
         batches,
         median: quantile(&delays, 0.5),
@@ -946,12 +1014,14 @@ fn sdk_clients(sdk: &aws_config::SdkConfig) -> Clients {
 
 fn print_tables(args: &Args, results: &[RunResult]) {
     println!(
-        "| run | events | batches | delay median (s) | p99 (s) | max (s) | wall (s) | IAM calls | per event | full-run calls | writes | burst calls ≤ full-run calls + writes? | peak RSS (MiB) |"
+        "| run | events | batches | delay median (s) | p99 (s) | max (s) | wall (s) | IAM calls | per event | full-run calls | writes | burst calls ≤ full-run calls + writes? | peak RSS (MiB) | receiving alone (s) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for (i, r) in results.iter().enumerate() {
         println!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {} | {:.2} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {} | {:.2} | {} | {} | {} | {:.1} | {:.2} |",
             i + 1,
             r.events,
             r.batches,
@@ -964,7 +1034,8 @@ fn print_tables(args: &Args, results: &[RunResult]) {
             r.full_run.iam_calls,
             r.calls.writes(),
             if r.within_full_run() { "yes" } else { "no" },
-            r.peak_rss_kib as f64 / 1024.0
+            r.peak_rss_kib as f64 / 1024.0,
+            r.floor
         );
     }
     println!();
