@@ -23,12 +23,12 @@ use crate::config::Config;
 use crate::user_name::UserName;
 
 use super::audit::AuditError;
-use super::inventory;
-use super::plan::{Action, MfaState};
+use super::inventory::{self, UserRead};
+use super::plan::{self, Action, Decision, Rules};
 use super::stop::{Stop, StopReason};
 
 /// A membership change is made on a read of its user at most this old; an older one is checked
-/// first with one read of the user's MFA devices. A decision another process made on a newer
+/// first with a read of the user (its path and tags, its MFA devices). A decision another process made on a newer
 /// read comes from an event, which takes longer than this to reach any process, so a read this
 /// young cannot be older than such a decision.
 pub const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -136,9 +136,9 @@ pub struct Writer<'a> {
     pub group: &'a str,
     /// For the read that settles a change whose answer never came.
     pub page_size: i32,
-    /// When the users whose membership changes were read: a change on an older read than
-    /// [`FRESH_FOR`] is checked first.
-    pub read_at: Option<Instant>,
+    /// When the users whose membership changes were read, and the rules that decided them: a
+    /// change on an older read than [`FRESH_FOR`] is checked first.
+    pub read_at: Option<(Instant, &'a Rules)>,
 }
 
 impl<'a> Writer<'a> {
@@ -152,10 +152,10 @@ impl<'a> Writer<'a> {
         }
     }
 
-    /// Membership changes decided on users read at `at`.
-    pub fn read_at(self, at: Instant) -> Writer<'a> {
+    /// Membership changes decided by `rules` on users read at `at`.
+    pub fn read_at(self, at: Instant, rules: &'a Rules) -> Writer<'a> {
         Writer {
-            read_at: Some(at),
+            read_at: Some((at, rules)),
             ..self
         }
     }
@@ -197,30 +197,46 @@ pub async fn apply(
 }
 
 /// Whether a membership change decided on a read older than [`FRESH_FOR`] is no longer to be
-/// made: one read of the user's MFA devices (every kind) just before it says.
+/// made: the user read again just before it (path and tags, MFA devices of every kind, and the
+/// console password when the decision turns on it) and decided by the same rules.
 async fn recheck(writer: Writer<'_>, change: &Change) -> Option<NotSent> {
-    let (Change::Membership(user, action), Some(read_at)) = (change, writer.read_at) else {
+    let (Change::Membership(user, action), Some((read_at, rules))) = (change, writer.read_at)
+    else {
         return None;
     };
     if read_at.elapsed() < FRESH_FOR {
         return None;
     }
-    let now = inventory::mfa_state(writer.clients, user, writer.page_size).await;
-    still_called_for(*action, now)
+    let member = *action == Action::Remove;
+    let now = inventory::reread_user(writer.clients, user, member, rules, writer.page_size).await;
+    still_called_for(*action, now, rules)
 }
 
-/// What a read of the user's MFA devices just before a change makes of it: `None` when it still
-/// stands.
-fn still_called_for(action: Action, now: MfaState) -> Option<NotSent> {
-    match (action, now) {
-        (Action::Add, MfaState::Present) => Some(NotSent::Superseded(
+/// What a read of the user just before a change makes of it: `None` when it still stands.
+fn still_called_for(action: Action, now: UserRead, rules: &Rules) -> Option<NotSent> {
+    let facts = match now {
+        UserRead::Missing => {
+            return Some(NotSent::Superseded(
+                "a read just before it finds no such user",
+            ))
+        }
+        UserRead::Found(facts) => facts,
+    };
+    match (action, plan::decide(&facts, rules)) {
+        (Action::Add, Decision::Add) | (Action::Remove, Decision::Remove) => None,
+        (_, Decision::Skip(reason)) => Some(NotSent::Unchecked(reason)),
+        (_, Decision::Exempt(_)) => Some(NotSent::Superseded(
+            "a read just before it shows the user exempt",
+        )),
+        (_, Decision::OutOfScope) => Some(NotSent::Superseded(
+            "a read just before it shows no console password",
+        )),
+        (Action::Add, _) => Some(NotSent::Superseded(
             "a read just before it shows an MFA device",
         )),
-        (Action::Remove, MfaState::Absent) => Some(NotSent::Superseded(
+        (Action::Remove, _) => Some(NotSent::Superseded(
             "a read just before it shows no MFA device",
         )),
-        (_, MfaState::Unknown(reason)) => Some(NotSent::Unchecked(reason)),
-        _ => None,
     }
 }
 
@@ -315,6 +331,7 @@ mod tests {
     use super::*;
     use crate::aws::error::FailureKind;
     use crate::aws::pages::AwsCall;
+    use crate::reconcile::plan::{ConsoleAccess, MfaState, UserFacts};
 
     fn error(kind: FailureKind, answered_no: bool) -> AwsError {
         AwsError {
@@ -358,21 +375,66 @@ mod tests {
         );
     }
 
+    fn rules() -> Rules {
+        Rules {
+            exempt: crate::config::ExemptRules {
+                tags: [("forcemfa".to_string(), "exempt".to_string())].into(),
+                ..Default::default()
+            },
+            console_users_only: false,
+            own_user: None,
+            deadlines: plan::Deadlines::default(),
+        }
+    }
+
+    fn read(member: bool, mfa: MfaState, tags: &[(&str, &str)]) -> UserRead {
+        UserRead::Found(UserFacts {
+            name: UserName::from_iam("bob"),
+            path: "/".into(),
+            tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            member,
+            mfa,
+            console: ConsoleAccess::NotChecked,
+            created: Some(0),
+        })
+    }
+
     #[test]
     fn a_fresh_read_leaves_out_a_change_it_no_longer_calls_for_and_any_it_cannot_confirm() {
-        assert!(still_called_for(Action::Add, MfaState::Absent).is_none());
-        assert!(still_called_for(Action::Remove, MfaState::Present).is_none());
-        let stale_add = still_called_for(Action::Add, MfaState::Present).unwrap();
+        let rules = rules();
+        let (add, remove) = (Action::Add, Action::Remove);
+        assert!(still_called_for(add, read(false, MfaState::Absent, &[]), &rules).is_none());
+        assert!(still_called_for(remove, read(true, MfaState::Present, &[]), &rules).is_none());
+        let stale_add = still_called_for(add, read(false, MfaState::Present, &[]), &rules).unwrap();
         assert_eq!(
             stale_add.to_string(),
             "left out: a read just before it shows an MFA device"
         );
         assert_eq!(ChangeResult::NotSent(stale_add).as_str(), "superseded");
+        let stale_remove = still_called_for(remove, read(true, MfaState::Absent, &[]), &rules);
+        assert!(
+            matches!(stale_remove, Some(NotSent::Superseded(r)) if r.ends_with("no MFA device"))
+        );
+        // Made exempt since: never touched, whichever way the change went.
+        let exempt = [("forcemfa", "exempt")];
+        for (action, member) in [(add, false), (remove, true)] {
+            let left_out =
+                still_called_for(action, read(member, MfaState::NotChecked, &exempt), &rules);
+            assert!(matches!(left_out, Some(NotSent::Superseded(r)) if r.ends_with("user exempt")));
+        }
         assert!(matches!(
-            still_called_for(Action::Remove, MfaState::Absent),
+            still_called_for(add, UserRead::Missing, &rules),
             Some(NotSent::Superseded(_))
         ));
-        let unread = still_called_for(Action::Add, MfaState::Unknown("throttled".into())).unwrap();
+        let unread = still_called_for(
+            add,
+            read(false, MfaState::Unknown("throttled".into()), &[]),
+            &rules,
+        )
+        .unwrap();
         assert_eq!(
             ChangeResult::NotSent(unread).as_str(),
             "failed",

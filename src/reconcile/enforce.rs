@@ -213,7 +213,7 @@ async fn apply_changes(
         .map(|(user, action)| Change::Membership(user, action))
         .collect();
     let outcomes = apply::apply(
-        Writer::new(account.clients, config).read_at(read_at),
+        Writer::new(account.clients, config).read_at(read_at, account.rules),
         changes,
         config.aws.max_concurrency,
         account.stop,

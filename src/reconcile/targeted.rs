@@ -124,11 +124,12 @@ async fn read_from_lists(
         list_calls = read.list_calls,
         "named users read from the account's lists"
     );
-    for name in read.missing {
-        info!(account_id = account.id(), user = %name, "no such user");
-        report.users_not_found.push(name.to_string());
+    let mut users = read.users;
+    // A user just created may not be in the lists yet: a name they lack is asked for on its own.
+    if !read.missing.is_empty() {
+        users.extend(read_users(ctx, account, report, &read.missing).await?);
     }
-    Ok(read.users)
+    Ok(users)
 }
 
 /// Reads each user named once, however often and however spelt; lists those that do not exist.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::state::Shared;
 use crate::aws::AwsError;
@@ -170,10 +170,15 @@ async fn work(shared: Arc<Shared>, backlog: Arc<Backlog>, account: String) {
     }
     while let Some(batch) = backlog.take(&account) {
         let n = batch.len();
+        // Never closed: a permit always comes.
+        let _permit = backlog.accounts_at_once.acquire().await.ok();
         if !shared.stop.is_cancelled() {
-            // Never closed: a permit always comes.
-            let _permit = backlog.accounts_at_once.acquire().await.ok();
-            handle(&shared, batch).await;
+            // On a task of its own, so that a panic costs this batch only (its messages come
+            // back after their visibility timeout), never the account's worker.
+            let handling = tokio::spawn(handle(shared.clone(), batch));
+            if let Err(e) = handling.await {
+                error!(account_id = %account, messages = n, error = %e, "a batch of events was not handled; its messages come back after their visibility timeout");
+            }
         }
         backlog.done(n);
     }
@@ -181,7 +186,8 @@ async fn work(shared: Arc<Shared>, backlog: Arc<Backlog>, account: String) {
 
 /// Reconciles one batch of an account's events, logs what became of each, and deletes the
 /// messages done with.
-async fn handle(shared: &Shared, batch: Vec<(Received, IamEvent)>) {
+async fn handle(shared: Arc<Shared>, batch: Vec<(Received, IamEvent)>) {
+    let shared = &*shared;
     let reconciler = shared.current().reconciler.clone();
     let (received, events): (Vec<Received>, Vec<IamEvent>) = batch.into_iter().unzip();
     let outcome = reconciler.reconcile_events(&events, &shared.stop).await;

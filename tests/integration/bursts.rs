@@ -160,14 +160,16 @@ fn total_iam_calls(d: &Daemon) -> f64 {
         .sum()
 }
 
-/// A full run (`forcemfa reconcile`) reads alice without MFA and bob with it; while it is slowed
-/// down, alice enrols a device and bob loses his, and a service on the events queue handles both
-/// events. When the full run then applies, a read of each user just before the change shows it
-/// stale: neither is made, both are listed as superseded, and the run succeeds.
+/// A full run (`forcemfa reconcile`) reads alice and carol without MFA and bob with it; while it
+/// is slowed down, alice enrols a device, bob loses his, carol is tagged exempt, and a service on
+/// the events queue handles the events. When the full run then applies, a read of each user just
+/// before the change shows it stale: none is made, all are listed as superseded, and the run
+/// succeeds.
 #[tokio::test]
 async fn a_full_run_leaves_out_what_another_process_decided_since_its_read() {
     let a = Account::with_group().await;
     a.user("alice").await;
+    a.user("carol").await;
     let bob = a.user("bob").await.member_of(GROUP).await;
     let bob_serial = format!("arn:aws:iam::{ACCOUNT_ID}:mfa/bob-phone");
     let _ = bob.virtual_mfa().await;
@@ -185,7 +187,11 @@ async fn a_full_run_leaves_out_what_another_process_decided_since_its_read() {
         Fault::Delay(5000),
     )]);
     let config = a.dir.path().join("full-run.toml");
-    std::fs::write(&config, "group = \"ForceMFA\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "group = \"ForceMFA\"\n[exempt]\ntags = { forcemfa = \"exempt\" }\n",
+    )
+    .unwrap();
     let full_run = a
         .command(
             &proxy.endpoint,
@@ -216,6 +222,19 @@ async fn a_full_run_leaves_out_what_another_process_decided_since_its_read() {
         .send()
         .await
         .expect("deactivate bob's device");
+    a.iam
+        .tag_user()
+        .user_name("carol")
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("forcemfa")
+                .value("exempt")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("tag carol exempt");
     queue.send(&event("EnableMFADevice", "alice")).await;
     queue.send(&event("DeactivateMFADevice", "bob")).await;
     let handled = eventually(10, || async {
@@ -256,6 +275,13 @@ async fn a_full_run_leaves_out_what_another_process_decided_since_its_read() {
         (
             "add".to_string(),
             "a read just before it shows an MFA device".to_string()
+        )
+    );
+    assert_eq!(
+        superseded["carol"],
+        (
+            "add".to_string(),
+            "a read just before it shows the user exempt".to_string()
         )
     );
     assert_eq!(

@@ -410,6 +410,35 @@ pub async fn read_user(
     rules: &Rules,
     page_size: i32,
 ) -> UserRead {
+    read_user_with(clients, name, Membership::Ask(group), rules, page_size).await
+}
+
+/// Reads one user again just before a change to its membership, whose membership the change
+/// assumes: GetUser, then unless exempt ListMFADevices, then GetLoginProfile when the decision
+/// turns on it. Two IAM calls, three with `console_users_only`.
+pub async fn reread_user(
+    clients: &AccountClients,
+    name: &UserName,
+    member: bool,
+    rules: &Rules,
+    page_size: i32,
+) -> UserRead {
+    read_user_with(clients, name, Membership::Known(member), rules, page_size).await
+}
+
+/// Whether a user's membership of the enforcement group is to be read, or known.
+enum Membership<'a> {
+    Ask(&'a str),
+    Known(bool),
+}
+
+async fn read_user_with(
+    clients: &AccountClients,
+    name: &UserName,
+    membership: Membership<'_>,
+    rules: &Rules,
+    page_size: i32,
+) -> UserRead {
     let unknown = |reason: String| {
         UserRead::Found(UserFacts {
             name: name.clone(),
@@ -452,10 +481,13 @@ pub async fn read_user(
     if !plan::needs_mfa_lookup(&facts, rules) {
         return UserRead::Found(facts);
     }
-    let (member, mfa) = tokio::join!(
-        in_group(clients, &name, group, page_size),
-        mfa_state(clients, &name, page_size)
-    );
+    let (member, mfa) = match membership {
+        Membership::Ask(group) => tokio::join!(
+            in_group(clients, &name, group, page_size),
+            mfa_state(clients, &name, page_size)
+        ),
+        Membership::Known(member) => (Ok(member), mfa_state(clients, &name, page_size).await),
+    };
     match member {
         Ok(member) => {
             facts.member = member;

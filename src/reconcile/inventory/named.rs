@@ -17,7 +17,7 @@ use super::{complete, list_users_and_group, UsersAndGroup};
 pub struct NamedRead {
     /// Each named user found, once however often or however spelt it was named.
     pub users: Vec<UserFacts>,
-    /// The names no user of the account has.
+    /// The names the lists have no user of (a user created a moment ago may not be in them yet).
     pub missing: Vec<UserName>,
     /// The pages of users and virtual MFA devices read.
     pub list_calls: u32,
