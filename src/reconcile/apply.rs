@@ -213,7 +213,7 @@ async fn recheck(writer: Writer<'_>, change: &Change) -> Option<NotSent> {
 }
 
 /// What a read of the user just before a change makes of it: `None` when it still stands.
-fn still_called_for(action: Action, now: UserRead, rules: &Rules) -> Option<NotSent> {
+pub fn still_called_for(action: Action, now: UserRead, rules: &Rules) -> Option<NotSent> {
     let facts = match now {
         UserRead::Missing => {
             return Some(NotSent::Superseded(

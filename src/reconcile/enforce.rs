@@ -1,14 +1,16 @@
 //! Planning the users read and carrying the plan out: the step a full run and a run for named
 //! users share. In a dry run, or when the plan trips the guard, the plan is only reported.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use tracing::{info, warn};
 
-use super::apply::{self, Change, ChangeResult, NotSent, Writer};
+use super::apply::{self, Change, ChangeResult, Journal, NotSent, Writer};
 use super::context::{Account, RunContext};
 use super::failure::AccountError;
+use super::inventory::named::read_named;
+use super::inventory::UserRead;
 use super::plan::{Action, Decision, MfaState, Plan, UserFacts};
 use super::report::{AccountReport, FailedChange, Skipped};
 use super::rollout;
@@ -207,13 +209,137 @@ async fn apply_changes(
     changes: Vec<(UserName, Action)>,
     read_at: Instant,
 ) -> usize {
+    let list_calls = ctx.gates.of(account.id()).list_calls();
+    let console = ctx.config.console_users_only;
+    if read_at.elapsed() < apply::FRESH_FOR || !recheck_in_bulk(console, changes.len(), list_calls)
+    {
+        return apply_read_at(ctx, account, report, changes, Some(read_at)).await;
+    }
+    // The users read again from the account's lists, then the changes that still stand made at
+    // once on that read.
+    let rechecked = match reread(ctx, account, &changes).await {
+        Ok(rechecked) => rechecked,
+        Err(unread) => {
+            let why = match unread {
+                AccountError::StoppedBeforeChanges(reason) => NotSent::Stopped(reason),
+                other => NotSent::Unchecked(other.to_string()),
+            };
+            Rechecked {
+                confirmed: Vec::new(),
+                left_out: changes
+                    .into_iter()
+                    .map(|(user, action)| left_out(user, action, why.clone()))
+                    .collect(),
+                unlisted: Vec::new(),
+            }
+        }
+    };
+    let mut unfinished = 0;
+    for outcome in &rechecked.left_out {
+        account.recorder.after(outcome);
+        if matches!(outcome.result, ChangeResult::NotSent(NotSent::Stopped(_))) {
+            unfinished += 1;
+        }
+    }
+    report.record_outcomes(rechecked.left_out);
+    unfinished += apply_read_at(ctx, account, report, rechecked.confirmed, None).await;
+    unfinished + apply_read_at(ctx, account, report, rechecked.unlisted, Some(read_at)).await
+}
+
+/// Whether the users of `changes` are read again from the account's lists rather than one by one:
+/// the lists' pages (as many as the last bulk read took; see `targeted`) and at most one
+/// ListMFADevices per user (and GetLoginProfile), against GetUser and ListMFADevices per user (and
+/// GetLoginProfile).
+fn recheck_in_bulk(console: bool, changes: usize, list_calls: Option<u32>) -> bool {
+    let console = u64::from(console);
+    let changes = changes as u64;
+    let pages = u64::from(list_calls.unwrap_or(u32::MAX));
+    pages + changes * (1 + console) < changes * (2 + console)
+}
+
+/// The changes after a bulk read of their users: those that still stand, those left out, and
+/// those whose user the lists lack (checked one by one).
+struct Rechecked {
+    confirmed: Vec<(UserName, Action)>,
+    left_out: Vec<apply::Outcome>,
+    unlisted: Vec<(UserName, Action)>,
+}
+
+async fn reread(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    changes: &[(UserName, Action)],
+) -> Result<Rechecked, AccountError> {
+    let (config, rules) = (ctx.config, account.rules);
+    let names: Vec<UserName> = changes.iter().map(|(u, _)| u.clone()).collect();
+    let read = read_named(
+        account.clients,
+        account.id(),
+        &names,
+        &config.group,
+        rules,
+        config.aws.page_size,
+        config.aws.max_concurrency,
+    );
+    let read = account
+        .stop
+        .token
+        .run_until_cancelled(read)
+        .await
+        .ok_or_else(|| AccountError::StoppedBeforeChanges(account.stop.reason()))??;
+    let mut facts: HashMap<UserName, UserFacts> = read
+        .users
+        .into_iter()
+        .map(|u| (u.name.clone(), u))
+        .collect();
+    let mut rechecked = Rechecked {
+        confirmed: Vec::new(),
+        left_out: Vec::new(),
+        unlisted: Vec::new(),
+    };
+    for (user, action) in changes.iter().cloned() {
+        let Some(mut now) = facts.remove(&user) else {
+            rechecked.unlisted.push((user, action));
+            continue;
+        };
+        // The membership the change assumes, as a read one by one takes it.
+        now.member = action == Action::Remove;
+        match apply::still_called_for(action, UserRead::Found(now), rules) {
+            None => rechecked.confirmed.push((user, action)),
+            Some(why) => rechecked.left_out.push(left_out(user, action, why)),
+        }
+    }
+    Ok(rechecked)
+}
+
+fn left_out(user: UserName, action: Action, why: NotSent) -> apply::Outcome {
+    apply::Outcome {
+        change: Change::Membership(user, action),
+        result: ChangeResult::NotSent(why),
+    }
+}
+
+/// Makes the changes, each checked first when `read_at` is older than [`apply::FRESH_FOR`] (none
+/// when the caller has just checked them all).
+async fn apply_read_at(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    report: &mut AccountReport,
+    changes: Vec<(UserName, Action)>,
+    read_at: Option<Instant>,
+) -> usize {
     let config = ctx.config;
+    let writer = Writer::new(account.clients, config);
+    let writer = match read_at {
+        Some(at) => writer.read_at(at, account.rules),
+        None => writer,
+    };
     let changes = changes
         .into_iter()
         .map(|(user, action)| Change::Membership(user, action))
         .collect();
     let outcomes = apply::apply(
-        Writer::new(account.clients, config).read_at(read_at, account.rules),
+        writer,
         changes,
         config.aws.max_concurrency,
         account.stop,
@@ -232,6 +358,17 @@ async fn apply_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_changes_are_checked_from_the_lists_and_a_few_one_by_one() {
+        // Two pages of lists: 2 + n against 2n.
+        assert!(!recheck_in_bulk(false, 1, Some(2)));
+        assert!(!recheck_in_bulk(false, 2, Some(2)));
+        assert!(recheck_in_bulk(false, 3, Some(2)));
+        assert!(recheck_in_bulk(true, 3, Some(2)));
+        // No bulk read seen yet: one by one.
+        assert!(!recheck_in_bulk(false, 1000, None));
+    }
 
     #[test]
     fn changes_decided_since_by_an_event_are_left_out_whatever_the_case() {

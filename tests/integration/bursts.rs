@@ -444,3 +444,60 @@ async fn a_burst_and_a_full_run_go_on_side_by_side() {
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
     assert_eq!(a.members(GROUP).await, set(&expected));
 }
+
+/// The same race with a single change: the full run checks it with a read of the user alone
+/// (GetUser and ListMFADevices), not the account's lists.
+#[tokio::test]
+async fn a_lone_stale_add_is_checked_with_a_read_of_its_user() {
+    let a = Account::with_group().await;
+    a.user("alice").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=ListAccessKeys", "UserName=alice"],
+        Fault::Delay(3000),
+    )]);
+    let config = a.dir.path().join("full-run.toml");
+    std::fs::write(&config, "group = \"ForceMFA\"\n").unwrap();
+    let full_run = a
+        .command(
+            &proxy.endpoint,
+            &[
+                "reconcile",
+                "--config",
+                config.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the full run");
+    let held = eventually(15, || async {
+        proxy.requests_with(&["Action=ListAccessKeys", "UserName=alice"]) > 0
+    })
+    .await;
+    assert!(held, "the full run never read alice's keys");
+    let _ = a.existing("alice").virtual_mfa().await;
+    let lists_before = proxy.requests_with(&["Action=GetAccountAuthorizationDetails"]);
+    let out = full_run.wait_with_output().expect("the full run ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(a.members(GROUP).await.is_empty(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    let superseded = &report["accounts"][0]["superseded"];
+    assert_eq!(superseded[0]["user"], "alice", "{report}");
+    assert_eq!(
+        superseded[0]["reason"],
+        "a read just before it shows an MFA device"
+    );
+    assert_eq!(
+        proxy.requests_with(&["Action=GetAccountAuthorizationDetails"]),
+        lists_before,
+        "one change is checked one by one, without the lists"
+    );
+    assert_eq!(
+        proxy.requests_with(&["Action=GetUser", "UserName=alice"]),
+        1
+    );
+}
