@@ -24,9 +24,9 @@ use crate::reconcile::Reconciler;
 /// SQS hands out at most 10 messages per receive.
 const RECEIVE_MAX: i32 = 10;
 /// The most messages held at once, waiting or being reconciled: past it, receiving pauses until
-/// some are done with, so that a flood is worked through in steps well within one visibility
-/// timeout, and memory stays bounded.
-pub const MOST_HELD: usize = 1000;
+/// some are done with. A batch is then at most this many messages, handled within seconds (well
+/// within a visibility timeout), and those handled are deleted before many more are taken.
+pub const MOST_HELD: usize = 200;
 /// After a failed receive, the first wait before the next; doubled on each failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
