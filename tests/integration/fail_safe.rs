@@ -127,8 +127,12 @@ async fn throttling_is_retried_and_the_run_converges() {
     let acct = run.account();
     assert_eq!(names(&acct["added"]), ["carol"]);
     assert_eq!(names(&acct["removed"]), ["alice", "bob"]);
-    // Retries are counted as the requests they are.
-    assert_eq!(acct["api_calls"]["GetAccountAuthorizationDetails"], 2);
+    // Retries are counted as the requests they are. After the retries' waits the read is over a
+    // second old, so the changes are usually checked with the lists once more just before.
+    let lists = acct["api_calls"]["GetAccountAuthorizationDetails"]
+        .as_u64()
+        .unwrap();
+    assert!((2..=3).contains(&lists), "{lists}");
     assert_eq!(acct["api_calls"]["AddUserToGroup"], 2);
 }
 
