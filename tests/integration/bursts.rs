@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
-use crate::support::daemon::{eventually, Daemon};
+use crate::support::daemon::{eventually, metric, Daemon};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::queue::{iam_event, Queue};
 use crate::support::{audit_lines, set, Account, ACCOUNT_ID};
@@ -49,14 +49,6 @@ fn events_config(queue: &Queue, extra: &str) -> String {
         "{extra}\n[events]\nqueue_url = \"{}\"\nwait = \"1s\"\nbatch_window = \"200ms\"\nvisibility_timeout = \"30s\"\n",
         queue.url
     )
-}
-
-/// The value of one series in the daemon's metrics, 0 when absent.
-fn metric(d: &Daemon, series: &str) -> f64 {
-    let (_, text) = d.get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn calls(d: &Daemon, operation: &str) -> f64 {
@@ -153,6 +145,44 @@ async fn a_burst_is_read_from_the_accounts_lists_and_a_lone_event_on_its_own() {
     assert_eq!(total_iam_calls(&d) - iam_before, 4.0, "{}", d.stderr_text());
 }
 
+/// Starts `forcemfa reconcile` with `config_text` through a proxy that holds its read of alice's
+/// access keys (the impact of her add) `hold_ms`, and waits until that read is held: the full
+/// run has read the account and planned, and applies nothing until the hold ends.
+async fn held_full_run(
+    a: &Account,
+    config_text: &str,
+    hold_ms: u64,
+) -> (FaultProxy, std::process::Child) {
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=ListAccessKeys", "UserName=alice"],
+        Fault::Delay(hold_ms),
+    )]);
+    let config = a.dir.path().join("full-run.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let full_run = a
+        .command(
+            &proxy.endpoint,
+            &[
+                "reconcile",
+                "--config",
+                config.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the full run");
+    let held = eventually(15, || async {
+        proxy.requests_with(&["Action=ListAccessKeys", "UserName=alice"]) > 0
+    })
+    .await;
+    assert!(held, "the full run never read alice's keys");
+    (proxy, full_run)
+}
+
 fn total_iam_calls(d: &Daemon) -> f64 {
     let (_, text) = d.get("/metrics");
     text.lines()
@@ -182,38 +212,13 @@ async fn a_full_run_leaves_out_what_another_process_decided_since_its_read() {
         &events_config(&queue, "schedule = \"0 0 1 1 *\"\nrun_on_start = false\n"),
     );
 
-    // The full run goes through a proxy that holds its impact read of alice for 5 s.
-    let proxy = FaultProxy::start(&a.moto.endpoint);
-    proxy.set_rules(vec![Rule::new(
-        &["Action=ListAccessKeys", "UserName=alice"],
-        Fault::Delay(5000),
-    )]);
-    let config = a.dir.path().join("full-run.toml");
-    std::fs::write(
-        &config,
+    // The full run holds its impact read of alice for 5 s.
+    let (_proxy, full_run) = held_full_run(
+        &a,
         "group = \"ForceMFA\"\n[exempt]\ntags = { forcemfa = \"exempt\" }\n",
+        5000,
     )
-    .unwrap();
-    let full_run = a
-        .command(
-            &proxy.endpoint,
-            &[
-                "reconcile",
-                "--config",
-                config.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the full run");
-    let held = eventually(15, || async {
-        proxy.requests_with(&["Action=ListAccessKeys", "UserName=alice"]) > 0
-    })
     .await;
-    assert!(held, "the full run never read alice's keys");
 
     // Meanwhile: alice enrols, bob's device is deactivated, and the service handles both events.
     let _ = a.existing("alice").virtual_mfa().await;
@@ -453,33 +458,7 @@ async fn a_burst_and_a_full_run_go_on_side_by_side() {
 async fn a_lone_stale_add_is_checked_with_a_read_of_its_user() {
     let a = Account::with_group().await;
     a.user("alice").await;
-    let proxy = FaultProxy::start(&a.moto.endpoint);
-    proxy.set_rules(vec![Rule::new(
-        &["Action=ListAccessKeys", "UserName=alice"],
-        Fault::Delay(3000),
-    )]);
-    let config = a.dir.path().join("full-run.toml");
-    std::fs::write(&config, "group = \"ForceMFA\"\n").unwrap();
-    let full_run = a
-        .command(
-            &proxy.endpoint,
-            &[
-                "reconcile",
-                "--config",
-                config.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the full run");
-    let held = eventually(15, || async {
-        proxy.requests_with(&["Action=ListAccessKeys", "UserName=alice"]) > 0
-    })
-    .await;
-    assert!(held, "the full run never read alice's keys");
+    let (proxy, full_run) = held_full_run(&a, "group = \"ForceMFA\"\n", 3000).await;
     let _ = a.existing("alice").virtual_mfa().await;
     let lists_before = proxy.requests_with(&["Action=GetAccountAuthorizationDetails"]);
     let out = full_run.wait_with_output().expect("the full run ends");

@@ -1,7 +1,7 @@
 //! Reconciling single users: `forcemfa reconcile --user`, and the daemon's reaction to IAM's
 //! events on an SQS queue.
 
-use crate::support::daemon::{eventually, Daemon};
+use crate::support::daemon::{eventually, metric, Daemon};
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::queue::{iam_event, Queue};
 use crate::support::{names, set, skipped, Account, ACCOUNT_ID};
@@ -214,14 +214,6 @@ fn events_daemon(a: &Account, endpoint: &str, queue: &Queue, extra: &str) -> Dae
             queue.url
         ),
     )
-}
-
-/// The value of one series in the daemon's metrics, 0 when absent.
-fn metric(d: &Daemon, series: &str) -> f64 {
-    let (_, text) = d.get("/metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn until<F, Fut>(secs: u64, what: &str, d: &Daemon, check: F)

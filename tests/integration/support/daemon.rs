@@ -65,6 +65,14 @@ pub fn http_raw(
     Ok((status, body))
 }
 
+/// The value of one series in the daemon's metrics, 0 when absent.
+pub fn metric(d: &Daemon, series: &str) -> f64 {
+    let (_, text) = d.get("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// A minimal HTTP/1.1 exchange: status code and body.
 pub fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
