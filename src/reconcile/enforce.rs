@@ -9,7 +9,7 @@ use tracing::{info, warn};
 use super::apply::{self, Change, ChangeResult, Journal, NotSent, Writer};
 use super::context::{Account, RunContext};
 use super::failure::AccountError;
-use super::inventory::named::read_named;
+use super::inventory::named::{cheaper_in_bulk, read_named_in};
 use super::inventory::UserRead;
 use super::plan::{Action, Decision, MfaState, Plan, UserFacts};
 use super::report::{AccountReport, FailedChange, Skipped};
@@ -60,15 +60,16 @@ pub async fn plan_and_apply(
             .collect(),
         false => Vec::new(),
     };
+    let removed_first = !removals.is_empty();
     let mut unfinished = 0;
-    if !removals.is_empty() {
-        unfinished = apply_changes(ctx, account, report, removals.clone(), read.started).await;
+    if removed_first {
+        unfinished = apply_changes(ctx, account, report, removals, read.started).await;
     }
     if let Err(e) = rollout::assess(ctx, account, &mut plan, users, report).await {
         report_plan(report, &plan, users, account.id());
-        match removals.is_empty() {
-            true => report.fail(&e),
-            false => adds_not_made(report, &plan, account, unfinished),
+        match removed_first {
+            true => adds_not_made(report, &plan, account, unfinished),
+            false => report.fail(&e),
         }
         return plan;
     }
@@ -77,7 +78,9 @@ pub async fn plan_and_apply(
         report.contacts = contacts(&plan, users, &ctx.config.notify.email_tag);
     }
     let mut changes = plan.changes();
-    changes.retain(|change| !removals.contains(change));
+    if removed_first {
+        changes.retain(|(_, action)| *action != Action::Remove);
+    }
     if options.dry_run {
         report.record_planned(&changes, true, "planned");
         return plan;
@@ -252,9 +255,7 @@ async fn apply_changes(
 /// GetLoginProfile).
 fn recheck_in_bulk(console: bool, changes: usize, list_calls: Option<u32>) -> bool {
     let console = u64::from(console);
-    let changes = changes as u64;
-    let pages = u64::from(list_calls.unwrap_or(u32::MAX));
-    pages + changes * (1 + console) < changes * (2 + console)
+    list_calls.is_some_and(|pages| cheaper_in_bulk(changes, pages, 1 + console, 2 + console))
 }
 
 /// The changes after a bulk read of their users: those that still stand, those left out, and
@@ -270,21 +271,9 @@ async fn reread(
     account: &Account<'_>,
     changes: &[(UserName, Action)],
 ) -> Result<Rechecked, AccountError> {
-    let (config, rules) = (ctx.config, account.rules);
+    let rules = account.rules;
     let names: Vec<UserName> = changes.iter().map(|(u, _)| u.clone()).collect();
-    let read = read_named(
-        account.clients,
-        account.id(),
-        &names,
-        &config.group,
-        rules,
-        config.aws.page_size,
-        config.aws.max_concurrency,
-    );
-    let read = account
-        .stop
-        .token
-        .run_until_cancelled(read)
+    let read = read_named_in(ctx, account, &names)
         .await
         .ok_or_else(|| AccountError::StoppedBeforeChanges(account.stop.reason()))??;
     let mut facts: HashMap<UserName, UserFacts> = read

@@ -18,7 +18,7 @@ use crate::user_name::UserName;
 use super::context::{Account, RunContext};
 use super::enforce::{plan_and_apply, Read};
 use super::failure::AccountError;
-use super::inventory::named::read_named;
+use super::inventory::named::{cheaper_in_bulk, read_named_in};
 use super::inventory::{self, UserRead};
 use super::plan::{Decision, UserFacts};
 use super::report::AccountReport;
@@ -87,12 +87,9 @@ fn unknown_list_calls(page_size: i32) -> u32 {
 /// Whether reading `named` users from the account's lists costs fewer calls than reading each on
 /// its own. `list_calls` is what the account's last bulk read took in pages.
 fn read_in_bulk(named: usize, console: bool, list_calls: Option<u32>, page_size: i32) -> bool {
-    let named = named as u64;
     let console = u64::from(console);
-    let one_by_one = named * (3 + console);
     let pages = list_calls.unwrap_or_else(|| unknown_list_calls(page_size));
-    let bulk = u64::from(pages) + named * (1 + console);
-    bulk < one_by_one
+    cheaper_in_bulk(named, pages, 1 + console, 3 + console)
 }
 
 /// Reads the users named from the account's lists.
@@ -102,22 +99,10 @@ async fn read_from_lists(
     report: &mut AccountReport,
     names: &[UserName],
 ) -> Result<Vec<UserFacts>, AccountError> {
-    let (config, stop) = (ctx.config, account.stop);
-    let read = read_named(
-        account.clients,
-        account.id(),
-        names,
-        &config.group,
-        account.rules,
-        config.aws.page_size,
-        config.aws.max_concurrency,
-    );
-    let read = stop
-        .token
-        .run_until_cancelled(read)
+    let stop = account.stop;
+    let read = read_named_in(ctx, account, names)
         .await
         .ok_or_else(|| AccountError::StoppedBeforeRead(stop.reason()))??;
-    ctx.gates.of(account.id()).note_list_calls(read.list_calls);
     info!(
         account_id = account.id(),
         users = names.len(),

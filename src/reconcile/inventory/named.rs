@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use crate::aws::AccountClients;
 use crate::user_name::UserName;
 
+use super::super::context::{Account, RunContext};
 use super::super::failure::AccountError;
 use super::super::plan::{Rules, UserFacts};
 use super::devices::{virtual_devices, VirtualDevices};
@@ -23,8 +24,39 @@ pub struct NamedRead {
     pub list_calls: u32,
 }
 
+/// Whether `n` users cost fewer calls read from the account's lists (`pages`, then `in_bulk` calls
+/// per user at most) than read one by one (`alone` calls per user).
+pub fn cheaper_in_bulk(n: usize, pages: u32, in_bulk: u64, alone: u64) -> bool {
+    let n = n as u64;
+    u64::from(pages) + n * in_bulk < n * alone
+}
+
+/// Reads the users `names` of the account a run is reconciling from its lists, and notes in the
+/// account's gate what the lists cost; `None` when the run is stopped first.
+pub async fn read_named_in(
+    ctx: &RunContext<'_>,
+    account: &Account<'_>,
+    names: &[UserName],
+) -> Option<Result<NamedRead, AccountError>> {
+    let config = ctx.config;
+    let read = read_named(
+        account.clients,
+        account.id(),
+        names,
+        &config.group,
+        account.rules,
+        config.aws.page_size,
+        config.aws.max_concurrency,
+    );
+    let read = account.stop.token.run_until_cancelled(read).await?;
+    if let Ok(read) = &read {
+        ctx.gates.of(account.id()).note_list_calls(read.list_calls);
+    }
+    Some(read)
+}
+
 /// Reads the users `names` from the account's lists.
-pub async fn read_named(
+async fn read_named(
     clients: &AccountClients,
     account_id: &str,
     names: &[UserName],
