@@ -248,17 +248,20 @@ async fn seed(c: &Clients, endpoint: &str, n: usize) -> Result<(Vec<Seeded>, Str
         .buffered(16)
         .try_collect()
         .await?;
-    let queue = c
-        .sqs
-        .create_queue()
-        .queue_name("forcemfa-events")
+    let queue = create_queue(&c.sqs, "forcemfa-events").await?;
+    Ok((users, queue))
+}
+
+/// A new queue named `name`: its URL.
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, String> {
+    sqs.create_queue()
+        .queue_name(name)
         .send()
         .await
         .map_err(|e| format!("CreateQueue: {e}"))?
         .queue_url()
-        .ok_or("CreateQueue: no queue URL")?
-        .to_string();
-    Ok((users, queue))
+        .map(str::to_string)
+        .ok_or_else(|| "CreateQueue: no queue URL".to_string())
 }
 
 /// Empties moto_server: every run starts from nothing.
@@ -839,15 +842,7 @@ impl Running<'_> {
 /// The emulator's own share of the delay: the seconds a receiver doing nothing else takes to get
 /// the same events off a fresh queue, ten per ReceiveMessage, deleting each ten at once.
 async fn receive_floor(sqs: &aws_sdk_sqs::Client, events: &[Event]) -> Result<f64, String> {
-    let queue = sqs
-        .create_queue()
-        .queue_name("forcemfa-floor")
-        .send()
-        .await
-        .map_err(|e| format!("CreateQueue: {e}"))?
-        .queue_url()
-        .ok_or("CreateQueue: no queue URL")?
-        .to_string();
+    let queue = create_queue(sqs, "forcemfa-floor").await?;
     enqueue(sqs, &queue, events).await?;
     let started = Instant::now();
     let mut received = 0;
