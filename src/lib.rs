@@ -3,7 +3,8 @@
 //!
 //! The folders show how data flows: [`config`] -> [`reconcile`] (targets -> inventory, the reads
 //! -> plan, pure -> apply, the writes -> report), on the SDK set-up of [`aws`]; [`service`] runs
-//! it on a schedule and on request; [`policy`] renders the IAM policies and bootstraps the group.
+//! it on a schedule and on request, [`lambda`] as an AWS Lambda function; [`policy`] renders the
+//! IAM policies and bootstraps the group.
 
 pub mod arn;
 pub(crate) mod aws;
@@ -13,6 +14,7 @@ pub mod cloudtrail;
 pub mod config;
 pub(crate) mod environment;
 pub(crate) mod files;
+pub mod lambda;
 pub(crate) mod notify;
 pub mod policy;
 pub(crate) mod reconcile;

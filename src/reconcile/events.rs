@@ -60,6 +60,45 @@ impl Verdict {
             Verdict::Retry(_) => "retry",
         }
     }
+
+    /// Logs what became of the event a queue message carried: `event handled`, or, for one to
+    /// be delivered again, `event not handled` with the reason.
+    pub fn log(&self, message_id: &str, receive_count: &str, event: &IamEvent) {
+        let users = event
+            .users
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let (account_id, event_name) = (&event.account_id, &event.event_name);
+        let event_id = event.event_id.as_deref().unwrap_or_default();
+        match self {
+            Verdict::Retry(reason) => {
+                tracing::warn!(
+                    message_id,
+                    event_id,
+                    account_id,
+                    event_name,
+                    users,
+                    receive_count,
+                    outcome = self.as_str(),
+                    reason,
+                    "event not handled; left on the queue for redelivery"
+                );
+            }
+            _ => {
+                tracing::info!(
+                    message_id,
+                    event_id,
+                    account_id,
+                    event_name,
+                    users,
+                    outcome = self.as_str(),
+                    "event handled"
+                );
+            }
+        }
+    }
 }
 
 /// What a batch of events came to.

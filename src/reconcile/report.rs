@@ -193,11 +193,17 @@ impl AccountReport {
 
     /// The account needs attention: an error, a user skipped, or a change refused.
     fn incomplete(&self) -> bool {
-        self.error.is_some()
-            || !self.skipped.is_empty()
-            || !self.failed.is_empty()
-            || !self.unknown.is_empty()
-            || !self.audit_errors.is_empty()
+        self.problems() > 0
+    }
+
+    /// How many things need attention: the account's error, each user skipped, each change
+    /// failed or of unknown outcome, each audit record not written.
+    pub fn problems(&self) -> u64 {
+        (usize::from(self.error.is_some())
+            + self.skipped.len()
+            + self.failed.len()
+            + self.unknown.len()
+            + self.audit_errors.len()) as u64
     }
 }
 

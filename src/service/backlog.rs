@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 use super::state::Shared;
 use crate::aws::AwsError;
@@ -201,31 +201,9 @@ async fn handle(shared: Arc<Shared>, batch: Vec<(Received, IamEvent)>) {
     let mut done: Vec<&Received> = Vec::new();
     for ((r, event), verdict) in received.iter().zip(&events).zip(&outcome.verdicts) {
         shared.metrics.record_event(verdict.as_str());
-        let users = event
-            .users
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let (message_id, account_id, event_name) =
-            (&r.message_id, &event.account_id, &event.event_name);
-        let event_id = event.event_id.as_deref().unwrap_or_default();
-        match verdict {
-            Verdict::Retry(reason) => {
-                warn!(message_id, event_id, account_id, event_name, users, receive_count = %r.receive_count, outcome = verdict.as_str(), reason, "event not handled; left on the queue for redelivery");
-            }
-            _ => {
-                info!(
-                    message_id,
-                    event_id,
-                    account_id,
-                    event_name,
-                    users,
-                    outcome = verdict.as_str(),
-                    "event handled"
-                );
-                done.push(r);
-            }
+        verdict.log(&r.message_id, &r.receive_count, event);
+        if !matches!(verdict, Verdict::Retry(_)) {
+            done.push(r);
         }
     }
     delete(shared, &done).await;

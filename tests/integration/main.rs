@@ -14,6 +14,7 @@ mod events;
 mod fail_safe;
 mod files;
 mod group_policy;
+mod lambda;
 mod monitoring;
 mod notify;
 mod notify_channels;

@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod files;
+pub mod lambda;
 pub mod notify;
 pub mod proxy;
 pub mod queue;
@@ -432,8 +433,14 @@ impl Account {
 /// The real binary with a clean AWS environment pointed at `endpoint`.
 pub fn command(endpoint: &str, key: &(String, String), home: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_forcemfa"));
-    cmd.args(args)
-        .env_clear()
+    cmd.args(args);
+    with_clean_env(&mut cmd, endpoint, key, home);
+    cmd
+}
+
+/// Clears the environment but for the AWS settings that point the SDK at `endpoint` with `key`.
+pub fn with_clean_env(cmd: &mut Command, endpoint: &str, key: &(String, String), home: &Path) {
+    cmd.env_clear()
         .env("HOME", home)
         .env("AWS_CONFIG_FILE", home.join("no-aws-config"))
         .env(
@@ -445,7 +452,6 @@ pub fn command(endpoint: &str, key: &(String, String), home: &Path, args: &[&str
         .env("AWS_ACCESS_KEY_ID", &key.0)
         .env("AWS_SECRET_ACCESS_KEY", &key.1)
         .env("FORCEMFA_LOG_FORMAT", "json");
-    cmd
 }
 
 /// Runs the real binary to completion.

@@ -1,0 +1,191 @@
+//! One execution environment of the function: the reconciler opened once, then each invocation
+//! run by it, its metrics written as EMF lines on stdout.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::emf::{self, Figures};
+use super::invocation::{self, DirectRun, Invocation, QueueMessage};
+use super::{check_fits, SetupError};
+use crate::cloudtrail;
+use crate::config::Config;
+use crate::reconcile::events::Verdict;
+use crate::reconcile::{Reconciler, RunOptions, Scope};
+
+/// The error types an invocation answers with.
+const CONFIGURATION_ERROR: &str = "forcemfa.ConfigurationError";
+const INVALID_INVOCATION: &str = "forcemfa.InvalidInvocation";
+
+/// The reconciler, or why there is none.
+pub struct Function {
+    ready: Result<Ready, SetupError>,
+}
+
+struct Ready {
+    reconciler: Reconciler,
+    name: String,
+}
+
+fn diagnostic(error_type: &str, error: &dyn std::fmt::Display) -> Diagnostic {
+    Diagnostic {
+        error_type: error_type.to_string(),
+        error_message: error.to_string(),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The time an invocation has left: `None` when its deadline is not a time to come (a local
+/// emulator's), so that only the function's configured timeout is checked.
+pub fn time_left(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
+    (deadline_ms > now_ms).then(|| Duration::from_millis(deadline_ms - now_ms))
+}
+
+impl Function {
+    /// Opens the reconciler once a configuration was loaded; a set-up error is logged here and
+    /// answered to every invocation.
+    pub async fn start(config: Result<Config, SetupError>) -> Function {
+        let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+        let ready = match config {
+            Ok(config) => Reconciler::open(config)
+                .await
+                .map(|reconciler| Ready { reconciler, name })
+                .map_err(SetupError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &ready {
+            error!(error = %e, "forcemfa cannot reconcile; every invocation fails and nothing is changed");
+        }
+        Function { ready }
+    }
+
+    /// One invocation: its payload read, the run made, the answer.
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Diagnostic> {
+        let ready = self
+            .ready
+            .as_ref()
+            .map_err(|e| diagnostic(CONFIGURATION_ERROR, e))?;
+        let (payload, context) = event.into_parts();
+        let invocation = invocation::parse(&payload).map_err(|e| {
+            warn!(error = %e, "invocation refused; nothing was changed");
+            diagnostic(INVALID_INVOCATION, &e)
+        })?;
+        if let Some(left) = time_left(context.deadline, now_ms()) {
+            check_fits(
+                ready.reconciler.config(),
+                left,
+                "the time this invocation has",
+            )
+            .map_err(|e| {
+                error!(error = %e, "invocation refused; nothing was changed");
+                diagnostic(CONFIGURATION_ERROR, &e)
+            })?;
+        }
+        // Lambda ends the process at the deadline; run_timeout stops the run well before.
+        let stop = CancellationToken::new();
+        Ok(match invocation {
+            Invocation::Scheduled => {
+                info!(invocation = "schedule", "full reconciliation");
+                ready.run(DirectRun::default(), &stop).await
+            }
+            Invocation::Direct(run) => {
+                info!(
+                    invocation = "direct",
+                    dry_run = run.dry_run,
+                    users = run.users.len(),
+                    "reconciliation asked for"
+                );
+                ready.run(run, &stop).await
+            }
+            Invocation::Queue(messages) => ready.events(messages, &stop).await,
+        })
+    }
+}
+
+impl Ready {
+    /// A run of every user, or of the users named; its report is the answer.
+    async fn run(&self, run: DirectRun, stop: &CancellationToken) -> Value {
+        let mut options = RunOptions::from_config(self.reconciler.config());
+        options.dry_run |= run.dry_run;
+        if run.max_changes.is_some() {
+            options.max_changes = run.max_changes;
+        }
+        let scope = if run.users.is_empty() {
+            Scope::All
+        } else {
+            Scope::Users(run.users)
+        };
+        let report = self.reconciler.run_scoped(options, &scope, stop).await;
+        if !options.dry_run {
+            self.emit(&match scope {
+                Scope::All => Figures::of_run(&report),
+                Scope::Users(_) => Figures::of_events(&report.accounts, 0),
+            });
+        }
+        serde_json::to_value(&report).unwrap_or_else(
+            |e| serde_json::json!({ "error": format!("cannot serialize the report: {e}") }),
+        )
+    }
+
+    /// A batch from the events queue: an unusable message is consumed, the others'
+    /// users reconciled; the answer names the messages to deliver again.
+    async fn events(&self, messages: Vec<QueueMessage>, stop: &CancellationToken) -> Value {
+        info!(
+            invocation = "queue",
+            messages = messages.len(),
+            "events received"
+        );
+        let mut usable = Vec::new();
+        let mut events = Vec::new();
+        for message in messages {
+            match cloudtrail::parse(&message.body) {
+                Ok(event) => {
+                    usable.push(message);
+                    events.push(event);
+                }
+                Err(rejected) => {
+                    warn!(message_id = %message.message_id, outcome = rejected.kind.as_str(), reason = %rejected.reason, "event message unusable; consumed");
+                }
+            }
+        }
+        let outcome = self.reconciler.reconcile_events(&events, stop).await;
+        let mut retry = Vec::new();
+        for ((message, event), verdict) in usable.iter().zip(&events).zip(&outcome.verdicts) {
+            verdict.log(&message.message_id, &message.receive_count, event);
+            if matches!(verdict, Verdict::Retry(_)) {
+                retry.push(message.message_id.as_str());
+            }
+        }
+        if !self.reconciler.config().dry_run {
+            self.emit(&Figures::of_events(&outcome.reports, retry.len() as u64));
+        }
+        invocation::batch_response(retry)
+    }
+
+    /// Writes the invocation's metrics: one line on stdout, which CloudWatch Logs reads as EMF.
+    fn emit(&self, figures: &Figures) {
+        println!("{}", emf::line(&self.name, now_ms(), figures));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_in_the_past_is_no_deadline() {
+        assert_eq!(
+            time_left(1_700_000_900_000, 1_700_000_000_000),
+            Some(Duration::from_secs(900))
+        );
+        assert_eq!(time_left(600_000, 1_700_000_000_000), None);
+    }
+}

@@ -1,0 +1,282 @@
+//! What a Lambda invocation asks for, read from its payload, and the answer to a batch from the
+//! events queue (pure).
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::user_name::UserName;
+
+/// The sources of the events EventBridge sends on a schedule: a rule's and the Scheduler's.
+const SCHEDULE_SOURCES: [&str; 2] = ["aws.events", "aws.scheduler"];
+const SCHEDULED_EVENT: &str = "Scheduled Event";
+
+/// One invocation's work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// An EventBridge schedule (rule or Scheduler): a full reconciliation.
+    Scheduled,
+    /// A batch from the events queue's event source mapping.
+    Queue(Vec<QueueMessage>),
+    /// A direct invocation: the run it names; its report is the answer.
+    Direct(DirectRun),
+}
+
+/// One message of an SQS batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    pub message_id: String,
+    pub body: String,
+    /// SQS's `ApproximateReceiveCount`, for the logs.
+    pub receive_count: String,
+}
+
+/// What a direct invocation asks for: `{}` is a full run, as a schedule's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectRun {
+    pub dry_run: bool,
+    /// Only these users (empty: every user).
+    pub users: Vec<UserName>,
+    pub max_changes: Option<u64>,
+}
+
+/// The payload of a direct invocation as serde reads it; any other key is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDirect {
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    max_changes: Option<u64>,
+}
+
+/// A payload forcemfa does not take; nothing is read or changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidInvocation {
+    #[error("the payload is not a JSON object: {found}")]
+    NotAnObject { found: String },
+    #[error("an EventBridge event of source {event_source:?} and detail-type {detail_type:?} is not a schedule; IAM's events go to the events queue, whose event source mapping invokes the function")]
+    NotASchedule {
+        event_source: String,
+        detail_type: String,
+    },
+    #[error("record {index} of the batch: {reason}")]
+    Record { index: usize, reason: String },
+    #[error("a direct invocation takes {{\"dry_run\": bool, \"users\": [names], \"max_changes\": n}}: {reason}")]
+    Direct { reason: String },
+}
+
+/// Reads an invocation's payload.
+pub fn parse(payload: &Value) -> Result<Invocation, InvalidInvocation> {
+    let Some(object) = payload.as_object() else {
+        return Err(InvalidInvocation::NotAnObject {
+            found: shown(&payload.to_string()),
+        });
+    };
+    if let Some(records) = object.get("Records") {
+        return records_of(records).map(Invocation::Queue);
+    }
+    if object.contains_key("source") || object.contains_key("detail-type") {
+        let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default();
+        let (source, detail_type) = (text("source"), text("detail-type"));
+        if SCHEDULE_SOURCES.contains(&source) && detail_type == SCHEDULED_EVENT {
+            return Ok(Invocation::Scheduled);
+        }
+        return Err(InvalidInvocation::NotASchedule {
+            event_source: shown(source),
+            detail_type: shown(detail_type),
+        });
+    }
+    direct(payload).map(Invocation::Direct)
+}
+
+fn direct(payload: &Value) -> Result<DirectRun, InvalidInvocation> {
+    let invalid = |reason: String| InvalidInvocation::Direct { reason };
+    let raw = RawDirect::deserialize(payload).map_err(|e| invalid(e.to_string()))?;
+    if raw.max_changes == Some(0) {
+        return Err(invalid("max_changes must be at least 1".to_string()));
+    }
+    let users = raw
+        .users
+        .iter()
+        .map(|name| {
+            UserName::parse(name).map_err(|e| invalid(format!("users: {:?}: {e}", shown(name))))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(DirectRun {
+        dry_run: raw.dry_run,
+        users,
+        max_changes: raw.max_changes,
+    })
+}
+
+/// The messages of an SQS batch. A record that is not an SQS message with an id and a body
+/// refuses the whole batch, since it could not be named in the answer.
+fn records_of(records: &Value) -> Result<Vec<QueueMessage>, InvalidInvocation> {
+    let Some(records) = records.as_array() else {
+        return Err(InvalidInvocation::Record {
+            index: 0,
+            reason: "Records is not a list".to_string(),
+        });
+    };
+    let mut messages = Vec::with_capacity(records.len());
+    for (index, record) in records.iter().enumerate() {
+        let invalid = |reason: &str| InvalidInvocation::Record {
+            index,
+            reason: reason.to_string(),
+        };
+        let text = |key: &str| record.get(key).and_then(Value::as_str);
+        if text("eventSource") != Some("aws:sqs") {
+            return Err(invalid("not an SQS message (eventSource is not aws:sqs)"));
+        }
+        let message_id = text("messageId")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| invalid("no messageId"))?;
+        if messages
+            .iter()
+            .any(|m: &QueueMessage| m.message_id == message_id)
+        {
+            return Err(invalid("a messageId given twice"));
+        }
+        let body = text("body").ok_or_else(|| invalid("no body"))?;
+        let receive_count = record
+            .pointer("/attributes/ApproximateReceiveCount")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        messages.push(QueueMessage {
+            message_id: message_id.to_string(),
+            body: body.to_string(),
+            receive_count: receive_count.to_string(),
+        });
+    }
+    Ok(messages)
+}
+
+/// The answer to a batch under `ReportBatchItemFailures`: the messages to deliver again; the
+/// others are deleted by the event source mapping.
+pub fn batch_response<'a>(retry: impl IntoIterator<Item = &'a str>) -> Value {
+    let failures: Vec<Value> = retry
+        .into_iter()
+        .map(|id| json!({ "itemIdentifier": id }))
+        .collect();
+    json!({ "batchItemFailures": failures })
+}
+
+/// A value quoted in an error, cut short.
+fn shown(text: &str) -> String {
+    text.chars().take(120).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, body: &str) -> Value {
+        json!({
+            "messageId": id,
+            "receiptHandle": "handle",
+            "body": body,
+            "attributes": { "ApproximateReceiveCount": "2" },
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:forcemfa-events",
+        })
+    }
+
+    #[test]
+    fn schedules_of_a_rule_and_of_the_scheduler_are_full_runs() {
+        for source in SCHEDULE_SOURCES {
+            let event = json!({
+                "version": "0", "id": "x", "detail-type": "Scheduled Event",
+                "source": source, "account": "123456789012", "detail": {},
+            });
+            assert_eq!(parse(&event), Ok(Invocation::Scheduled));
+        }
+        // The Scheduler's default input, and a direct `{}`, are a full run too.
+        assert_eq!(
+            parse(&json!({})),
+            Ok(Invocation::Direct(DirectRun::default()))
+        );
+    }
+
+    #[test]
+    fn another_eventbridge_event_is_refused_naming_it() {
+        let event = json!({ "source": "aws.iam", "detail-type": "AWS API Call via CloudTrail" });
+        let error = parse(&event).unwrap_err().to_string();
+        assert!(
+            error.contains("aws.iam") && error.contains("events queue"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_batch_keeps_each_message_id_body_and_receive_count() {
+        let batch = json!({ "Records": [record("m1", "{}"), record("m2", "not json")] });
+        let Ok(Invocation::Queue(messages)) = parse(&batch) else {
+            panic!("a batch");
+        };
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[1].message_id, "m2");
+        assert_eq!(messages[1].body, "not json");
+        assert_eq!(messages[0].receive_count, "2");
+    }
+
+    #[test]
+    fn a_batch_with_a_record_that_cannot_be_answered_for_is_refused_whole() {
+        let mut no_id = record("", "{}");
+        no_id["messageId"] = Value::Null;
+        let mut not_sqs = record("m2", "{}");
+        not_sqs["eventSource"] = json!("aws:kinesis");
+        for (bad, words) in [
+            (no_id, "no messageId"),
+            (not_sqs, "not an SQS message"),
+            (record("m1", "{}"), "twice"),
+        ] {
+            let batch = json!({ "Records": [record("m1", "{}"), bad] });
+            let error = parse(&batch).unwrap_err().to_string();
+            assert!(
+                error.contains("record 1") && error.contains(words),
+                "{error}"
+            );
+        }
+        assert!(parse(&json!({ "Records": {} })).is_err());
+    }
+
+    #[test]
+    fn a_direct_invocation_names_its_run_and_refuses_typos() {
+        let run = parse(&json!({ "dry_run": true, "users": ["Alice", "bob"], "max_changes": 3 }));
+        let Ok(Invocation::Direct(run)) = run else {
+            panic!("a direct run");
+        };
+        assert!(run.dry_run);
+        assert_eq!(
+            run.users,
+            [
+                UserName::parse("alice").unwrap(),
+                UserName::parse("bob").unwrap()
+            ]
+        );
+        assert_eq!(run.max_changes, Some(3));
+        for (payload, words) in [
+            (json!({ "dryrun": true }), "dryrun"),
+            (json!({ "dry_run": "yes" }), "invalid type"),
+            (json!({ "users": ["no/slash"] }), "no/slash"),
+            (json!({ "users": "alice" }), "invalid type"),
+            (json!({ "max_changes": 0 }), "at least 1"),
+        ] {
+            let error = parse(&payload).unwrap_err().to_string();
+            assert!(error.contains(words), "{payload}: {error}");
+        }
+        let error = parse(&json!([1, 2])).unwrap_err().to_string();
+        assert!(error.contains("not a JSON object"), "{error}");
+    }
+
+    #[test]
+    fn the_batch_answer_lists_exactly_the_messages_to_retry() {
+        assert_eq!(
+            batch_response(["m2", "m5"]),
+            json!({ "batchItemFailures": [{ "itemIdentifier": "m2" }, { "itemIdentifier": "m5" }] })
+        );
+        assert_eq!(batch_response([]), json!({ "batchItemFailures": [] }));
+    }
+}

@@ -1,0 +1,266 @@
+//! forcemfa as a Lambda function: the `forcemfa-lambda` binary served by `cargo lambda watch
+//! --only-lambda-apis`, with moto as IAM and SQS.
+
+use serde_json::{json, Value};
+
+use crate::support::lambda::{self, Function};
+use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::queue::{iam_event, Queue};
+use crate::support::{Account, ACCOUNT_ID};
+
+const GROUP: &str = "ForceMFA";
+/// The stack's settings: a 15-minute function, a run that ends well before it.
+const FUNCTION_ENV: [(&str, &str); 2] = [
+    ("FORCEMFA_FUNCTION_TIMEOUT", "900"),
+    ("FORCEMFA__RUN_TIMEOUT", "13m"),
+];
+
+/// The event an EventBridge rule sends on its schedule.
+fn scheduled_event() -> Value {
+    json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "time": "2026-12-03T12:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:events:us-east-1:{ACCOUNT_ID}:rule/forcemfa-schedule")],
+        "detail": {}
+    })
+}
+
+/// alice has an MFA device and is in the group; carol has none and is not.
+async fn account_to_converge() -> Account {
+    let a = Account::with_group().await;
+    a.user("alice")
+        .await
+        .virtual_mfa()
+        .await
+        .member_of(GROUP)
+        .await;
+    a.user("carol").await;
+    a
+}
+
+#[tokio::test]
+async fn a_scheduled_invocation_converges_the_group_and_writes_its_metrics() {
+    if !lambda::available() {
+        return;
+    }
+    let a = account_to_converge().await;
+    let mut function = Function::start(&a, &a.moto.endpoint, &FUNCTION_ENV);
+    let (status, report) = function.invoke(&scheduled_event());
+    assert_eq!(status, 200, "{report}\n{}", function.stderr());
+    assert_eq!(a.members(GROUP).await, ["carol".to_string()].into());
+    let account = &report["accounts"][0];
+    assert_eq!(account["added"], json!(["carol"]), "{report}");
+    assert_eq!(account["removed"], json!(["alice"]), "{report}");
+
+    // The audit trail: one `membership change` line per change, with its outcome.
+    let changes = function.events("membership change");
+    let done: Vec<(&str, &str)> = changes
+        .iter()
+        .filter(|c| c["outcome"] == "done")
+        .map(|c| (c["user"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(done.len(), 2, "{changes:?}");
+
+    // One EMF line: a run, successful, two changes, one user without MFA.
+    let metrics = function.metrics();
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    let m = &metrics[0];
+    assert_eq!(m["_aws"]["CloudWatchMetrics"][0]["Namespace"], "forcemfa");
+    assert_eq!(m["FunctionName"], "_");
+    assert_eq!(
+        (
+            &m["Runs"],
+            &m["SuccessfulRuns"],
+            &m["Changes"],
+            &m["Errors"]
+        ),
+        (&json!(1), &json!(1), &json!(2), &json!(0))
+    );
+    assert_eq!(m["UsersWithoutMfa"], 1);
+
+    // A warm invocation of the same process finds nothing to change.
+    let (status, report) = function.invoke(&scheduled_event());
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["accounts"][0]["added"], json!([]), "{report}");
+    assert_eq!(function.events("run finished").len(), 2);
+    assert_eq!(function.metrics()[1]["Changes"], 0);
+}
+
+#[tokio::test]
+async fn an_sqs_batch_sends_back_exactly_the_event_whose_user_cannot_be_read() {
+    if !lambda::available() {
+        return;
+    }
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    a.user("dave").await;
+    // Messages as the event source mapping takes them off moto's queue.
+    let queue = Queue::create(&a.moto.endpoint, "forcemfa-events").await;
+    for body in [
+        iam_event(ACCOUNT_ID, "CreateUser", &json!({ "userName": "carol" })),
+        "not an event".to_string(),
+        iam_event(ACCOUNT_ID, "CreateUser", &json!({ "userName": "dave" })),
+    ] {
+        queue.send(&body).await;
+    }
+    let received = queue
+        .sqs
+        .receive_message()
+        .queue_url(&queue.url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let records: Vec<Value> = received
+        .messages()
+        .iter()
+        .map(|m| {
+            json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": { "ApproximateReceiveCount": "1" },
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:us-east-1:{ACCOUNT_ID}:forcemfa-events"),
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    assert_eq!(records.len(), 3);
+    let id_of = |needle: &str| {
+        records
+            .iter()
+            .find(|r| r["body"].as_str().unwrap().contains(needle))
+            .map(|r| r["messageId"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let (carol, unusable, dave) = (id_of("carol"), id_of("not an event"), id_of("dave"));
+
+    // dave cannot be read: IAM fails every request naming him.
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(&["UserName=dave"], Fault::ServerError)]);
+    let mut env = FUNCTION_ENV.to_vec();
+    env.extend([
+        ("FORCEMFA__AWS__MAX_ATTEMPTS", "2"),
+        ("FORCEMFA__AWS__MAX_BACKOFF_SECS", "1"),
+    ]);
+    let mut function = Function::start(&a, &proxy.endpoint, &env);
+    let (status, answer) = function.invoke(&json!({ "Records": records }));
+    assert_eq!(status, 200, "{answer}\n{}", function.stderr());
+    assert_eq!(
+        answer,
+        json!({ "batchItemFailures": [{ "itemIdentifier": dave }] }),
+        "{}",
+        function.stderr()
+    );
+    assert_eq!(a.members(GROUP).await, ["carol".to_string()].into());
+
+    let handled = function.events("event handled");
+    assert_eq!(handled.len(), 1, "{handled:?}");
+    assert_eq!(handled[0]["message_id"], carol.as_str());
+    let consumed = function.events("event message unusable; consumed");
+    assert_eq!(consumed.len(), 1);
+    assert_eq!(consumed[0]["message_id"], unusable.as_str());
+    let retried = function.events("event not handled; left on the queue for redelivery");
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0]["message_id"], dave.as_str());
+    let metrics = function.metrics();
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!(
+        (&metrics[0]["Changes"], &metrics[0]["Errors"]),
+        (&json!(1), &json!(1))
+    );
+}
+
+#[tokio::test]
+async fn a_direct_invocation_returns_its_report_and_a_dry_run_changes_nothing() {
+    if !lambda::available() {
+        return;
+    }
+    let a = account_to_converge().await;
+    let mut function = Function::start(&a, &a.moto.endpoint, &FUNCTION_ENV);
+    let before = a.members(GROUP).await;
+
+    let (status, report) = function.invoke(&json!({ "dry_run": true }));
+    assert_eq!(status, 200, "{report}\n{}", function.stderr());
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["accounts"][0]["added"], json!(["carol"]), "{report}");
+    assert_eq!(a.members(GROUP).await, before);
+    assert!(function.metrics().is_empty(), "a dry run writes no metrics");
+
+    // A typo is refused by name, and nothing is run.
+    let (_, error) = function.invoke(&json!({ "dryrun": true }));
+    assert_eq!(error["errorType"], "forcemfa.InvalidInvocation", "{error}");
+    assert!(
+        error["errorMessage"].as_str().unwrap().contains("dryrun"),
+        "{error}"
+    );
+    assert_eq!(a.members(GROUP).await, before);
+
+    // Named users: only they are reconciled.
+    let (status, report) = function.invoke(&json!({ "users": ["carol"] }));
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["users"], json!(["carol"]), "{report}");
+    assert_eq!(report["accounts"][0]["users_scanned"], 1, "{report}");
+    assert_eq!(
+        a.members(GROUP).await,
+        ["alice".to_string(), "carol".to_string()].into()
+    );
+    assert_eq!(function.events("run finished").len(), 2);
+}
+
+#[tokio::test]
+async fn a_run_timeout_the_function_cannot_hold_is_a_configuration_error() {
+    if !lambda::available() {
+        return;
+    }
+    let a = account_to_converge().await;
+    let before = a.members(GROUP).await;
+    for (env, words) in [
+        (
+            vec![
+                ("FORCEMFA_FUNCTION_TIMEOUT", "300"),
+                ("FORCEMFA__RUN_TIMEOUT", "5m"),
+            ],
+            vec!["run_timeout (300 s)", "FORCEMFA_FUNCTION_TIMEOUT (300 s)"],
+        ),
+        (
+            // The default run_timeout, 45 minutes, outlasts any function.
+            vec![("FORCEMFA_FUNCTION_TIMEOUT", "900")],
+            vec!["run_timeout (2700 s)"],
+        ),
+        (
+            vec![
+                ("FORCEMFA_FUNCTION_TIMEOUT", "900"),
+                ("FORCEMFA__RUN_TIMEOUT", "10m"),
+                ("FORCEMFA__AUDIT_LOG", "/tmp/forcemfa-audit.jsonl"),
+            ],
+            vec!["`audit_log`", "CloudWatch Logs"],
+        ),
+        (
+            vec![("FORCEMFA_FUNCTION_TIMEOUT", "15m")],
+            vec!["FORCEMFA_FUNCTION_TIMEOUT=\"15m\""],
+        ),
+    ] {
+        let mut function = Function::start(&a, &a.moto.endpoint, &env);
+        let (_, error) = function.invoke(&scheduled_event());
+        assert_eq!(error["errorType"], "forcemfa.ConfigurationError", "{error}");
+        let message = error["errorMessage"].as_str().unwrap();
+        for word in words {
+            assert!(message.contains(word), "{word}: {message}");
+        }
+        assert!(function.events("run started").is_empty());
+        assert!(!function
+            .events("forcemfa cannot reconcile; every invocation fails and nothing is changed")
+            .is_empty());
+        assert_eq!(a.members(GROUP).await, before);
+    }
+    assert!(!std::path::Path::new("/tmp/forcemfa-audit.jsonl").exists());
+}
