@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::environment::{self, NotUnicode};
@@ -136,6 +136,7 @@ fn load_config(telemetry: &Telemetry) -> Result<Config, SetupError> {
 
 /// The function's entry point: serves invocations until the Lambda runtime API goes away.
 pub fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     let telemetry = Telemetry::init(LogFormat::Json);
     if let Some(name) = RUNTIME_VARS.iter().find(|v| std::env::var(v).is_err()) {
         error!(variable = name, "not in a Lambda execution environment: {name} is unset; this is the function's bootstrap, `forcemfa` is the command");
@@ -160,6 +161,10 @@ pub fn main() -> ExitCode {
     };
     let served = runtime.block_on(async {
         let function = function::Function::start(load_config(&telemetry)).await;
+        info!(
+            init_seconds = started.elapsed().as_secs_f64(),
+            "function ready"
+        );
         let function = &function;
         lambda_runtime::run(lambda_runtime::service_fn(move |event| {
             function.handle(event)
