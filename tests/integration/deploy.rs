@@ -549,6 +549,16 @@ fn the_template_names_its_role_and_refuses_what_cannot_work() {
             ("NotifyEmailFrom", "forcemfa@example.com"),
             ("MemberRoleName", "forcemfa"),
         ],
+        &[
+            ("TrustedPrincipal", "lambda"),
+            ("LambdaArtifactBucket", "forcemfa-artifacts"),
+            ("LambdaArtifactKey", "forcemfa/arm64/bootstrap.zip"),
+            ("EnableEvents", "true"),
+            (
+                "LambdaAlarmTopicArn",
+                "arn:aws:sns:us-east-1:123456789012:oncall",
+            ),
+        ],
     ];
     for set in ok {
         assert_eq!(
@@ -605,6 +615,17 @@ fn the_template_names_its_role_and_refuses_what_cannot_work() {
                 ("NotifyEmailFrom", "forcemfa@example.com"),
             ],
             "NotificationsAreSentFromTheCentralAccount",
+        ),
+        (
+            &[
+                ("TrustedPrincipal", "lambda"),
+                ("LambdaArtifactKey", "forcemfa/arm64/bootstrap.zip"),
+            ],
+            "LambdaNeedsItsArtifact",
+        ),
+        (
+            &[("LambdaArtifactBucket", "forcemfa-artifacts")],
+            "LambdaArtifactOnlyWithLambda",
         ),
     ];
     for (set, rule) in refused {

@@ -264,3 +264,201 @@ async fn a_run_timeout_the_function_cannot_hold_is_a_configuration_error() {
     }
     assert!(!std::path::Path::new("/tmp/forcemfa-audit.jsonl").exists());
 }
+
+/// The Lambda part of deploy/aws/forcemfa.json (TrustedPrincipal=lambda): both functions run as
+/// forcemfa's role, whose own policy is the daemon policy (checked with the rest of the
+/// template); the stack adds to it only writing the functions' log group and reading the events
+/// queue's attributes for the event source mapping. Full runs never overlap, each function's run
+/// ends before its timeout, a batch answers with the events to retry, and the alarms read the
+/// metrics the function writes.
+#[test]
+fn the_stack_runs_the_functions_as_forcemfas_role_with_runs_that_fit() {
+    use forcemfa::lambda::{check_fits, emf};
+    let template: Value =
+        serde_json::from_str(&crate::support::files::read("deploy/aws/forcemfa.json")).unwrap();
+    let resources = template["Resources"].as_object().unwrap();
+    let lambda_conditions = ["OnLambda", "OnLambdaWithEvents"];
+
+    // The role trusts Lambda, for this account only.
+    fn branch<'a>(v: &'a Value, condition: &str) -> Option<&'a Value> {
+        match v {
+            Value::Object(map) => match map.get("Fn::If") {
+                Some(args) if args[0] == condition => Some(&args[1]),
+                _ => map.values().find_map(|v| branch(v, condition)),
+            },
+            Value::Array(list) => list.iter().find_map(|v| branch(v, condition)),
+            _ => None,
+        }
+    }
+    let trust = &resources["ForceMfaRole"]["Properties"]["AssumeRolePolicyDocument"];
+    assert_eq!(
+        branch(trust, "OnLambda"),
+        Some(&json!({ "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "lambda.amazonaws.com" },
+            "Action": "sts:AssumeRole",
+            "Condition": { "StringEquals": { "aws:SourceAccount": { "Ref": "AWS::AccountId" } } },
+        }] }))
+    );
+
+    // What the Lambda resources grant the role: exactly these statements.
+    let mut granted = Vec::new();
+    for resource in resources.values() {
+        let on_lambda = resource["Condition"]
+            .as_str()
+            .is_some_and(|c| lambda_conditions.contains(&c));
+        if resource["Type"] == "AWS::IAM::RolePolicy" && on_lambda {
+            assert_eq!(
+                resource["Properties"]["RoleName"],
+                json!({ "Ref": "ForceMfaRole" })
+            );
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]
+                .as_array()
+                .unwrap()
+            {
+                let mut statement = statement.clone();
+                statement.as_object_mut().unwrap().remove("Sid");
+                granted.push(statement);
+            }
+        }
+    }
+    granted.sort_by_key(ToString::to_string);
+    assert_eq!(
+        granted,
+        [
+            json!({ "Effect": "Allow", "Action": "sqs:GetQueueAttributes",
+                    "Resource": { "Fn::GetAtt": ["EventsQueue", "Arn"] } }),
+            json!({ "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": { "Fn::GetAtt": ["FunctionLogGroup", "Arn"] } }),
+        ]
+    );
+
+    let queue = &resources["EventsQueue"]["Properties"];
+    for (name, condition) in [
+        ("RunFunction", "OnLambda"),
+        ("EventsFunction", "OnLambdaWithEvents"),
+    ] {
+        let function = &resources[name];
+        assert_eq!(function["Condition"], condition);
+        let p = &function["Properties"];
+        assert_eq!(
+            p["Role"],
+            json!({ "Fn::GetAtt": ["ForceMfaRole", "Arn"] }),
+            "{name}"
+        );
+        assert_eq!(p["Runtime"], "provided.al2023");
+        assert_eq!(p["Handler"], "bootstrap");
+        assert_eq!(
+            p["LoggingConfig"]["LogGroup"],
+            json!({ "Ref": "FunctionLogGroup" })
+        );
+        // The function's settings make a configuration whose run ends before its timeout.
+        let timeout = p["Timeout"].as_u64().unwrap();
+        let env = p["Environment"]["Variables"].as_object().unwrap();
+        assert_eq!(
+            env["FORCEMFA_FUNCTION_TIMEOUT"],
+            timeout.to_string(),
+            "{name}"
+        );
+        let vars = [(
+            "FORCEMFA__RUN_TIMEOUT".to_string(),
+            env["FORCEMFA__RUN_TIMEOUT"].as_str().unwrap().to_string(),
+        )];
+        let config = forcemfa::config::Config::parse_layered("", name, vars).unwrap();
+        check_fits(&config, std::time::Duration::from_secs(timeout), name).unwrap();
+        // The event source mapping refuses a function that outlives the queue's visibility.
+        if name == "EventsFunction" {
+            assert!(timeout <= queue["VisibilityTimeout"].as_u64().unwrap());
+        }
+    }
+    // Full runs one at a time; a scheduled run not started within ten minutes is dropped, not
+    // retried after the next one.
+    assert_eq!(
+        resources["RunFunction"]["Properties"]["ReservedConcurrentExecutions"],
+        1
+    );
+    let invoke = &resources["RunFunctionInvokeConfig"]["Properties"];
+    assert_eq!(
+        (
+            &invoke["MaximumRetryAttempts"],
+            &invoke["MaximumEventAgeInSeconds"]
+        ),
+        (&json!(0), &json!(600))
+    );
+    let schedule = &resources["ScheduleRule"]["Properties"];
+    assert_eq!(
+        schedule["Targets"][0]["Arn"],
+        json!({ "Fn::GetAtt": ["RunFunction", "Arn"] })
+    );
+
+    // The events queue (with its dead-letter queue) feeds the events function in batches whose
+    // answer names the messages to retry.
+    let mapping = &resources["EventsMapping"]["Properties"];
+    assert_eq!(
+        mapping["EventSourceArn"],
+        json!({ "Fn::GetAtt": ["EventsQueue", "Arn"] })
+    );
+    assert_eq!(mapping["FunctionName"], json!({ "Ref": "EventsFunction" }));
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert!(queue["RedrivePolicy"]["deadLetterTargetArn"].is_object());
+
+    // The log, the audit trail, is kept as long as the parameter says.
+    assert_eq!(
+        resources["FunctionLogGroup"]["Properties"]["RetentionInDays"],
+        json!({ "Ref": "LambdaLogRetentionDays" })
+    );
+
+    // The alarms read the function's own metrics: no successful run in two intervals, and errors.
+    let silent = &resources["NoSuccessfulRunAlarm"]["Properties"];
+    assert_eq!(
+        (&silent["Namespace"], &silent["MetricName"]),
+        (&json!(emf::NAMESPACE), &json!("SuccessfulRuns"))
+    );
+    assert_eq!(silent["Dimensions"][0]["Name"], emf::DIMENSION);
+    assert_eq!(
+        (&silent["EvaluationPeriods"], &silent["TreatMissingData"]),
+        (&json!(2), &json!("breaching"))
+    );
+    let minutes = template["Parameters"]["LambdaScheduleMinutes"]["AllowedValues"]
+        .as_array()
+        .unwrap();
+    for m in minutes {
+        let m = m.as_str().unwrap();
+        let seconds = &template["Mappings"]["ScheduleSeconds"][m]["Seconds"];
+        assert_eq!(
+            seconds.as_u64(),
+            Some(m.parse::<u64>().unwrap() * 60),
+            "{m}"
+        );
+        // CloudWatch evaluates at most a day.
+        assert!(seconds.as_u64().unwrap() * 2 <= 86_400);
+    }
+    for (alarm, function) in [
+        ("RunErrorsAlarm", "RunFunction"),
+        ("EventsErrorsAlarm", "EventsFunction"),
+    ] {
+        let metrics = resources[alarm]["Properties"]["Metrics"]
+            .as_array()
+            .unwrap();
+        let read: Vec<(&Value, &Value)> = metrics
+            .iter()
+            .filter_map(|m| m.get("MetricStat"))
+            .map(|m| {
+                let dimension = json!([{ "Name": emf::DIMENSION, "Value": { "Ref": function } }]);
+                assert_eq!(m["Metric"]["Dimensions"], dimension, "{alarm}");
+                (&m["Metric"]["Namespace"], &m["Metric"]["MetricName"])
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (&json!("AWS/Lambda"), &json!("Errors")),
+                (&json!(emf::NAMESPACE), &json!("Errors"))
+            ],
+            "{alarm}"
+        );
+    }
+}

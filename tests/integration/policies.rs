@@ -986,6 +986,26 @@ async fn a_run_succeeds_with_exactly_the_daemon_policy_under_enforcement() {
     assert_eq!(acct["users_scanned"], 2, "{acct}");
     assert!(acct["skipped"].as_array().unwrap().is_empty(), "{acct}");
     assert!(acct["api_errors"].as_object().unwrap().is_empty(), "{acct}");
+
+    // The Lambda function, as the same identity, needs nothing more for a scheduled run.
+    if crate::support::lambda::available() {
+        let mut function = crate::support::lambda::Function::start(
+            &a,
+            &a.moto.endpoint,
+            &[
+                ("FORCEMFA_FUNCTION_TIMEOUT", "900"),
+                ("FORCEMFA__RUN_TIMEOUT", "13m"),
+            ],
+        );
+        let scheduled =
+            serde_json::json!({ "source": "aws.events", "detail-type": "Scheduled Event" });
+        let (status, report) = function.invoke(&scheduled);
+        assert_eq!(status, 200, "{report}");
+        let acct = &report["accounts"][0];
+        assert_eq!(acct["own_user"], "forcemfa", "{report}");
+        assert!(acct["error"].is_null(), "{acct}");
+        assert!(acct["api_errors"].as_object().unwrap().is_empty(), "{acct}");
+    }
 }
 
 /// The events part of the template: the queue hides a received message as long as forcemfa's
