@@ -13,28 +13,26 @@ pub const DIMENSION: &str = "FunctionName";
 /// What one invocation adds to the metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Figures {
-    /// Full reconciliations that made their changes (dry runs are not counted).
-    pub runs: u64,
-    /// Those whose result was `success`: every account read and every change made.
-    pub successful_runs: u64,
     /// Group memberships changed.
     pub changes: u64,
     /// What needs attention: accounts not reconciled, users skipped, changes failed or unknown;
     /// for a batch of events, at least the events left for redelivery.
     pub errors: u64,
-    /// Users without an MFA device, counted by a full run.
-    pub users_without_mfa: Option<u64>,
-    /// The run's result, kept as a property of the line for log queries.
-    pub result: Option<&'static str>,
+    /// For a full reconciliation that made its changes (dry runs write no metrics).
+    pub run: Option<RunFigures>,
+}
+
+/// A full run's own figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFigures {
+    pub result: RunResult,
+    pub users_without_mfa: u64,
 }
 
 impl Figures {
     /// A full run's figures.
     pub fn of_run(report: &RunReport) -> Figures {
-        let result = report.result();
         Figures {
-            runs: 1,
-            successful_runs: u64::from(result == RunResult::Success),
             changes: report.accounts.iter().map(changes).sum(),
             errors: u64::from(report.error.is_some())
                 + report
@@ -42,20 +40,22 @@ impl Figures {
                     .iter()
                     .map(AccountReport::problems)
                     .sum::<u64>(),
-            users_without_mfa: Some(report.accounts.iter().map(|a| a.users_without_mfa).sum()),
-            result: Some(result.as_str()),
+            run: Some(RunFigures {
+                result: report.result(),
+                users_without_mfa: report.accounts.iter().map(|a| a.users_without_mfa).sum(),
+            }),
         }
     }
 
-    /// An events batch's figures: its reconciliations, and its events left for redelivery. A
-    /// user that could not be read is both a problem of its account and the reason its event
-    /// is retried: it counts once.
+    /// The figures of a batch of events, or of a run of named users: its reconciliations, and
+    /// its events left for redelivery. A user that could not be read is both a problem of its
+    /// account and the reason its event is retried: it counts once.
     pub fn of_events(reports: &[AccountReport], retried: u64) -> Figures {
         let problems = reports.iter().map(AccountReport::problems).sum::<u64>();
         Figures {
             changes: reports.iter().map(changes).sum(),
             errors: problems.max(retried),
-            ..Figures::default()
+            run: None,
         }
     }
 }
@@ -64,17 +64,21 @@ fn changes(account: &AccountReport) -> u64 {
     (account.added.len() + account.removed.len()) as u64
 }
 
-/// One EMF line for `function`, at `timestamp_ms` (milliseconds since the epoch).
+/// One EMF line for `function`, at `timestamp_ms` (milliseconds since the epoch). A full run
+/// adds `Runs`, `SuccessfulRuns` and `UsersWithoutMfa` to `Changes` and `Errors`, and its
+/// result as the property `result`.
 pub fn line(function: &str, timestamp_ms: u64, figures: &Figures) -> String {
-    let mut metrics = vec![
-        ("Runs", figures.runs),
-        ("SuccessfulRuns", figures.successful_runs),
-        ("Changes", figures.changes),
-        ("Errors", figures.errors),
-    ];
-    if let Some(n) = figures.users_without_mfa {
-        metrics.push(("UsersWithoutMfa", n));
+    let mut metrics = Vec::new();
+    if let Some(run) = figures.run {
+        metrics.push(("Runs", 1));
+        metrics.push((
+            "SuccessfulRuns",
+            u64::from(run.result == RunResult::Success),
+        ));
+        metrics.push(("UsersWithoutMfa", run.users_without_mfa));
     }
+    metrics.push(("Changes", figures.changes));
+    metrics.push(("Errors", figures.errors));
     let mut document = json!({
         "_aws": {
             "Timestamp": timestamp_ms,
@@ -92,8 +96,8 @@ pub fn line(function: &str, timestamp_ms: u64, figures: &Figures) -> String {
     for (name, value) in metrics {
         document[name] = json!(value);
     }
-    if let Some(result) = figures.result {
-        document["result"] = json!(result);
+    if let Some(run) = figures.run {
+        document["result"] = json!(run.result.as_str());
     }
     document.to_string()
 }
@@ -103,14 +107,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_line_declares_each_metric_it_carries_under_the_function() {
+    fn a_run_line_declares_each_metric_it_carries_under_the_function() {
         let figures = Figures {
-            runs: 1,
-            successful_runs: 1,
             changes: 3,
             errors: 0,
-            users_without_mfa: Some(7),
-            result: Some("success"),
+            run: Some(RunFigures {
+                result: RunResult::Success,
+                users_without_mfa: 7,
+            }),
         };
         let text = line("forcemfa-run", 1_700_000_000_000, &figures);
         assert!(!text.contains('\n'));
@@ -131,26 +135,48 @@ mod tests {
             [
                 "Runs",
                 "SuccessfulRuns",
+                "UsersWithoutMfa",
                 "Changes",
-                "Errors",
-                "UsersWithoutMfa"
+                "Errors"
             ]
         );
         for name in names {
             assert!(doc[name].is_u64(), "{name} has its value");
         }
+        assert_eq!(
+            (&doc["Runs"], &doc["SuccessfulRuns"]),
+            (&json!(1), &json!(1))
+        );
         assert_eq!(doc["UsersWithoutMfa"], 7);
         assert_eq!(doc["result"], "success");
+
+        let incomplete = Figures {
+            run: Some(RunFigures {
+                result: RunResult::Incomplete,
+                users_without_mfa: 7,
+            }),
+            ..figures
+        };
+        let doc: Value = serde_json::from_str(&line("f", 1, &incomplete)).unwrap();
+        assert_eq!(
+            (&doc["Runs"], &doc["SuccessfulRuns"]),
+            (&json!(1), &json!(0))
+        );
     }
 
     #[test]
-    fn an_events_batch_counts_its_retries_as_errors_and_no_run() {
+    fn an_events_batch_counts_its_retries_as_errors_and_declares_no_run() {
         let figures = Figures::of_events(&[], 2);
         assert_eq!(figures.errors, 2);
-        assert_eq!(figures.runs, 0);
         let doc: Value = serde_json::from_str(&line("f", 1, &figures)).unwrap();
-        assert!(doc.get("UsersWithoutMfa").is_none());
-        assert!(doc.get("result").is_none());
-        assert_eq!(doc["Runs"], 0);
+        let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert_eq!(
+            declared,
+            json!([{ "Name": "Changes", "Unit": "Count" }, { "Name": "Errors", "Unit": "Count" }])
+                .to_string()
+        );
+        for absent in ["Runs", "SuccessfulRuns", "UsersWithoutMfa", "result"] {
+            assert!(doc.get(absent).is_none(), "{absent}");
+        }
     }
 }
