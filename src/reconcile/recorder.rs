@@ -96,6 +96,19 @@ impl<'a> Recorder<'a> {
 
 impl Journal for Recorder<'_> {
     fn before(&self, change: &Change) -> Result<(), AuditError> {
+        if self.audit.is_none() {
+            // Without an audit log the log is the trail (in Lambda, CloudWatch Logs): the intent
+            // goes first there, so that a process killed mid-request leaves its change seen.
+            let account_id = self.account_id;
+            match change {
+                Change::Membership(user, action) => {
+                    info!(account_id, user = %user, action = action.as_str(), outcome = "intent", "membership change intent");
+                }
+                Change::DeleteDevice(serial) => {
+                    info!(account_id, serial = %serial, outcome = "intent", "MFA device deletion intent");
+                }
+            }
+        }
         // No change is made that the audit log could not show.
         self.write(change, Step::Intent, None)
     }

@@ -65,6 +65,19 @@ async fn a_scheduled_invocation_converges_the_group_and_writes_its_metrics() {
         .map(|c| (c["user"].as_str().unwrap(), c["action"].as_str().unwrap()))
         .collect();
     assert_eq!(done.len(), 2, "{changes:?}");
+    // Each written ahead: a process killed mid-request leaves its change in the log.
+    let logs = function.logs();
+    let line_of = |message: &str, user: &str| {
+        logs.iter()
+            .position(|l| l["message"] == message && l["user"] == user)
+            .unwrap_or_else(|| panic!("no {message} of {user}"))
+    };
+    for (user, _) in &done {
+        assert!(
+            line_of("membership change intent", user) < line_of("membership change", user),
+            "{user}: the intent comes first"
+        );
+    }
 
     // One EMF line: a run, successful, two changes, one user without MFA.
     let metrics = function.metrics();
