@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use super::emf::{self, Figures};
 use super::invocation::{self, DirectRun, Invocation, QueueMessage};
-use super::{check_fits, SetupError};
+use super::setup::{check_fits, SetupError};
 use crate::cloudtrail;
 use crate::config::Config;
 use crate::reconcile::events::Verdict;
