@@ -475,3 +475,62 @@ fn the_stack_runs_the_functions_as_forcemfas_role_with_runs_that_fit() {
         );
     }
 }
+
+/// A scheduled full run and a batch of events in two execution environments at once: the full
+/// run reads alice without MFA and is held before its changes; meanwhile alice enrols and the
+/// events function handles her event. When the full run applies, a read of alice just before her
+/// add shows the device: the add is left out, and she stays out of the group.
+#[tokio::test]
+async fn a_full_run_and_a_batch_in_two_environments_do_not_undo_each_other() {
+    if !lambda::available() {
+        return;
+    }
+    let a = Account::with_group().await;
+    a.user("alice").await;
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=ListAccessKeys", "UserName=alice"],
+        Fault::Delay(4000),
+    )]);
+    let mut full = Function::start(&a, &proxy.endpoint, &FUNCTION_ENV);
+    let mut events = Function::start(&a, &a.moto.endpoint, &FUNCTION_ENV);
+    let full_run = std::thread::spawn(move || {
+        let answer = full.invoke(&scheduled_event());
+        (full, answer)
+    });
+    let held = crate::support::daemon::eventually(30, || async {
+        proxy.requests_with(&["Action=ListAccessKeys", "UserName=alice"]) > 0
+    })
+    .await;
+    assert!(held, "the full run never read alice's keys");
+
+    let _ = a.existing("alice").virtual_mfa().await;
+    let record = json!({
+        "messageId": "m-alice",
+        "receiptHandle": "r",
+        "body": iam_event(ACCOUNT_ID, "EnableMFADevice", &json!({ "userName": "alice", "serialNumber": format!("arn:aws:iam::{ACCOUNT_ID}:mfa/alice") })),
+        "attributes": { "ApproximateReceiveCount": "1" },
+        "eventSource": "aws:sqs",
+    });
+    let (status, answer) = events.invoke(&json!({ "Records": [record] }));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "batchItemFailures": [] }),
+        "{}",
+        events.stderr()
+    );
+    assert_eq!(events.events("event handled").len(), 1);
+
+    let (full, (status, report)) = full_run.join().unwrap();
+    assert_eq!(status, 200, "{report}\n{}", full.stderr());
+    assert!(
+        a.members(GROUP).await.is_empty(),
+        "a stale add was made:\n{}",
+        full.stderr()
+    );
+    let account = &report["accounts"][0];
+    assert_eq!(account["added"], json!([]), "{report}");
+    assert_eq!(account["superseded"][0]["user"], "alice", "{report}");
+    assert!(full.events("membership change intent").is_empty());
+}
