@@ -36,9 +36,7 @@ pub fn main() -> ExitCode {
         error!(variable = name, "not in a Lambda execution environment: {name} is unset; this is the function's bootstrap, `forcemfa` is the command");
         return ExitCode::from(2);
     }
-    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        .is_ok_and(|v| v.parse::<i32>().is_err())
-    {
+    if std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").is_ok_and(|v| v.parse::<i32>().is_err()) {
         error!("invalid environment variable AWS_LAMBDA_FUNCTION_MEMORY_SIZE: not a number");
         return ExitCode::from(2);
     }
