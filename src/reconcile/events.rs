@@ -208,10 +208,10 @@ impl Reconciler {
         let run_stop = Stop::new(stop, self.config.run_timeout);
         let span = tracing::info_span!("account", account_id);
         // The event's account is the one to act in, whatever the credentials turn out to be.
-        let report =
+        let reconciling =
             reconcile_account(&ctx, run_id, &clients, &target, Some(account_id), &run_stop)
-                .instrument(span)
-                .await;
+                .instrument(span);
+        let report = run_stop.at_deadline(reconciling).await;
 
         let unhandled = unhandled_users(&report);
         for (e, verdict) in events.iter().zip(verdicts.iter_mut()) {

@@ -21,6 +21,12 @@ use super::targets::{ClientPool, DiscoveryError, Target};
 /// After the deadline, beyond the calls' own timeout, how long accounts may take to finish.
 const ABANDON_MARGIN: Duration = Duration::from_secs(5);
 
+/// How long a run may go on past `run_timeout`: the changes already sent are given the time their
+/// calls may take, and the read that settles one whose answer never came as long again.
+pub fn time_past_deadline(config: &crate::config::Config) -> Duration {
+    2 * Duration::from_secs(config.aws.operation_timeout_secs) + ABANDON_MARGIN
+}
+
 /// Reconciles every account the configuration covers, a few at a time, and reports.
 pub async fn run(ctx: &RunContext<'_>, pool: &ClientPool) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
@@ -107,8 +113,7 @@ async fn within_deadline<T>(
         () = tokio::time::sleep(stop.timeout) => {
             stop.token.cancel();
             warn!(run_timeout_secs = stop.timeout.as_secs(), "run_timeout passed: no new read or change starts");
-            let grace = 2 * Duration::from_secs(ctx.config.aws.operation_timeout_secs) + ABANDON_MARGIN;
-            match tokio::time::timeout(grace, &mut work).await {
+            match tokio::time::timeout(time_past_deadline(ctx.config), &mut work).await {
                 Ok(result) => result,
                 Err(_) => {
                     error!("accounts still at work after run_timeout; abandoned");

@@ -27,6 +27,19 @@ impl Stop<'_> {
         }
     }
 
+    /// Runs `work` to its end, cancelling the run's token once the deadline passes, so that no
+    /// new read or change starts after it.
+    pub async fn at_deadline<T>(&self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => result,
+            () = tokio::time::sleep(self.timeout) => {
+                self.token.cancel();
+                work.await
+            }
+        }
+    }
+
     /// Why the run is stopping, once it is.
     pub fn reason(&self) -> StopReason {
         if self.shutdown.is_cancelled() {
