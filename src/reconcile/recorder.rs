@@ -99,13 +99,13 @@ impl Journal for Recorder<'_> {
         if self.audit.is_none() {
             // Without an audit log the log is the trail (in Lambda, CloudWatch Logs): the intent
             // goes first there, so that a process killed mid-request leaves its change seen.
-            let account_id = self.account_id;
+            let (run_id, account_id) = (self.run_id, self.account_id);
             match change {
                 Change::Membership(user, action) => {
-                    info!(account_id, user = %user, action = action.as_str(), outcome = "intent", "membership change intent");
+                    info!(run_id, account_id, user = %user, action = action.as_str(), outcome = "intent", "membership change intent");
                 }
                 Change::DeleteDevice(serial) => {
-                    info!(account_id, serial = %serial, outcome = "intent", "MFA device deletion intent");
+                    info!(run_id, account_id, serial = %serial, outcome = "intent", "MFA device deletion intent");
                 }
             }
         }
@@ -114,28 +114,28 @@ impl Journal for Recorder<'_> {
     }
 
     fn after(&self, outcome: &Outcome) {
-        let account_id = self.account_id;
+        let (run_id, account_id) = (self.run_id, self.account_id);
         let change = &outcome.change;
         let result = outcome.result.as_str();
         let reason = outcome.result.reason();
         let (impact, impact_summary) = self.impact_of(change).unzip();
         match (&outcome.result, change) {
             (ChangeResult::Done, Change::Membership(user, action)) => {
-                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, impact, impact_summary, "membership change");
+                info!(run_id, account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, impact, impact_summary, "membership change");
             }
             (ChangeResult::Done, Change::DeleteDevice(serial)) => {
-                info!(account_id, serial = %serial, dry_run = false, outcome = result, "MFA device deletion");
+                info!(run_id, account_id, serial = %serial, dry_run = false, outcome = result, "MFA device deletion");
             }
             (ChangeResult::NotSent(NotSent::Superseded(why)), Change::Membership(user, action)) => {
-                info!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason = why, "membership change left out");
+                info!(run_id, account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason = why, "membership change left out");
             }
             (_, Change::Membership(user, action)) => {
                 let reason = reason.as_deref().unwrap_or_default();
-                warn!(account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason, impact, impact_summary, "membership change");
+                warn!(run_id, account_id, user = %user, action = action.as_str(), dry_run = false, outcome = result, reason, impact, impact_summary, "membership change");
             }
             (_, Change::DeleteDevice(serial)) => {
                 let reason = reason.as_deref().unwrap_or_default();
-                warn!(account_id, serial = %serial, dry_run = false, outcome = result, reason, "MFA device deletion");
+                warn!(run_id, account_id, serial = %serial, dry_run = false, outcome = result, reason, "MFA device deletion");
             }
         }
         if let Some(step) = audit_step(&outcome.result) {
