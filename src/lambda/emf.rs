@@ -30,8 +30,8 @@ pub struct RunFigures {
 }
 
 impl Figures {
-    /// A full run's figures.
-    pub fn of_run(report: &RunReport) -> Figures {
+    /// A run's figures; a full run's (`full`) with its own.
+    pub fn of_run(report: &RunReport, full: bool) -> Figures {
         Figures {
             changes: report.accounts.iter().map(changes).sum(),
             errors: u64::from(report.error.is_some())
@@ -40,15 +40,15 @@ impl Figures {
                     .iter()
                     .map(AccountReport::problems)
                     .sum::<u64>(),
-            run: Some(RunFigures {
+            run: full.then(|| RunFigures {
                 result: report.result(),
                 users_without_mfa: report.accounts.iter().map(|a| a.users_without_mfa).sum(),
             }),
         }
     }
 
-    /// The figures of a batch of events, or of a run of named users: its reconciliations, and
-    /// its events left for redelivery. A user that could not be read is both a problem of its
+    /// The figures of a batch of events: its reconciliations, and its events left for
+    /// redelivery. A user that could not be read is both a problem of its
     /// account and the reason its event is retried: it counts once.
     pub fn of_events(reports: &[AccountReport], retried: u64) -> Figures {
         let problems = reports.iter().map(AccountReport::problems).sum::<u64>();

@@ -1,6 +1,7 @@
 //! One execution environment of the function: the reconciler opened once, then each invocation
 //! run by it, its metrics written as EMF lines on stdout.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -9,11 +10,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::emf::{self, Figures};
-use super::invocation::{self, DirectRun, Invocation, QueueMessage};
-use super::setup::{check_fits, SetupError};
-use crate::cloudtrail;
-use crate::config::Config;
+use super::invocation::{self, DirectRun, Invocation, QueueMessage, Takes};
+use super::setup::{check_fits, Setup, SetupError};
+use crate::cloudtrail::{self, IamEvent};
 use crate::reconcile::events::Verdict;
+use crate::reconcile::run::time_past_deadline;
 use crate::reconcile::{Reconciler, RunOptions, Scope};
 
 /// The error types an invocation answers with.
@@ -28,6 +29,7 @@ pub struct Function {
 struct Ready {
     reconciler: Reconciler,
     name: String,
+    takes: Takes,
 }
 
 fn diagnostic(error_type: &str, error: &dyn std::fmt::Display) -> Diagnostic {
@@ -52,12 +54,16 @@ pub fn time_left(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
 impl Function {
     /// Opens the reconciler once a configuration was loaded; a set-up error is logged here and
     /// answered to every invocation.
-    pub async fn start(config: Result<Config, SetupError>) -> Function {
+    pub async fn start(setup: Result<Setup, SetupError>) -> Function {
         let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
-        let ready = match config {
-            Ok(config) => Reconciler::open(config)
+        let ready = match setup {
+            Ok(Setup { config, takes }) => Reconciler::open(config)
                 .await
-                .map(|reconciler| Ready { reconciler, name })
+                .map(|reconciler| Ready {
+                    reconciler,
+                    name,
+                    takes,
+                })
                 .map_err(SetupError::from),
             Err(e) => Err(e),
         };
@@ -74,10 +80,12 @@ impl Function {
             .as_ref()
             .map_err(|e| diagnostic(CONFIGURATION_ERROR, e))?;
         let (payload, context) = event.into_parts();
-        let invocation = invocation::parse(&payload).map_err(|e| {
-            warn!(error = %e, "invocation refused; nothing was changed");
-            diagnostic(INVALID_INVOCATION, &e)
-        })?;
+        let invocation = invocation::parse(&payload)
+            .and_then(|invocation| ready.takes.admit(&invocation).map(|()| invocation))
+            .map_err(|e| {
+                warn!(error = %e, "invocation refused; nothing was changed");
+                diagnostic(INVALID_INVOCATION, &e)
+            })?;
         if let Some(left) = time_left(context.deadline, now_ms()) {
             check_fits(
                 ready.reconciler.config(),
@@ -89,7 +97,8 @@ impl Function {
                 diagnostic(CONFIGURATION_ERROR, &e)
             })?;
         }
-        // Lambda ends the process at the deadline; run_timeout stops the run well before.
+        // Lambda ends the process at its deadline: each path stops its run at run_timeout, and
+        // check_fits has held what follows to end before the function does.
         let stop = CancellationToken::new();
         Ok(match invocation {
             Invocation::Scheduled => {
@@ -125,10 +134,7 @@ impl Ready {
         };
         let report = self.reconciler.run_scoped(options, &scope, stop).await;
         if !options.dry_run {
-            self.emit(&match scope {
-                Scope::All => Figures::of_run(&report),
-                Scope::Users(_) => Figures::of_events(&report.accounts, 0),
-            });
+            self.emit(&Figures::of_run(&report, scope == Scope::All));
         }
         serde_json::to_value(&report).unwrap_or_else(
             |e| serde_json::json!({ "error": format!("cannot serialize the report: {e}") }),
@@ -143,36 +149,50 @@ impl Ready {
             messages = messages.len(),
             "events received"
         );
-        let mut usable = Vec::new();
-        let mut events = Vec::new();
+        let mut usable: Vec<(QueueMessage, IamEvent)> = Vec::new();
         for message in messages {
-            match cloudtrail::parse(&message.body) {
-                Ok(event) => {
-                    usable.push(message);
-                    events.push(event);
-                }
-                Err(rejected) => {
-                    warn!(message_id = %message.message_id, outcome = rejected.kind.as_str(), reason = %rejected.reason, "event message unusable; consumed");
+            let parsed = match &message.body {
+                Some(body) => cloudtrail::parse(body).map_err(|r| (r.kind.as_str(), r.reason)),
+                None => Err(("malformed", "the record has no body".to_string())),
+            };
+            match parsed {
+                Ok(event) => usable.push((message, event)),
+                Err((outcome, reason)) => {
+                    warn!(message_id = %message.message_id, outcome, reason, "event message unusable; consumed");
                 }
             }
         }
-        let outcome = self.reconciler.reconcile_events(&events, stop).await;
+        let events: Vec<IamEvent> = usable.iter().map(|(_, e)| e.clone()).collect();
+        // The run stops at run_timeout; this bounds what follows, as a full run's is bounded.
+        let config = self.reconciler.config();
+        let bound = config.run_timeout + time_past_deadline(config);
+        let reconciling = self.reconciler.reconcile_events(&events, stop);
+        let Ok(outcome) = tokio::time::timeout(bound, reconciling).await else {
+            error!(messages = usable.len(), "the batch outlasted run_timeout and the time its requests may take; its messages come back");
+            let all = usable.iter().map(|(m, _)| m.message_id.as_str());
+            return invocation::batch_response(all);
+        };
         let mut retry = Vec::new();
-        for ((message, event), verdict) in usable.iter().zip(&events).zip(&outcome.verdicts) {
+        for ((message, event), verdict) in usable.iter().zip(&outcome.verdicts) {
             verdict.log(&message.message_id, &message.receive_count, event);
             if matches!(verdict, Verdict::Retry(_)) {
                 retry.push(message.message_id.as_str());
             }
         }
-        if !self.reconciler.config().dry_run {
+        if !config.dry_run {
             self.emit(&Figures::of_events(&outcome.reports, retry.len() as u64));
         }
         invocation::batch_response(retry)
     }
 
     /// Writes the invocation's metrics: one line on stdout, which CloudWatch Logs reads as EMF.
+    /// A line that cannot be written costs the metrics, never the invocation's answer.
     fn emit(&self, figures: &Figures) {
-        println!("{}", emf::line(&self.name, now_ms(), figures));
+        let line = emf::line(&self.name, now_ms(), figures);
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+            error!(error = %e, "metrics line not written");
+        }
     }
 }
 

@@ -10,6 +10,46 @@ use crate::user_name::UserName;
 const SCHEDULE_SOURCES: [&str; 2] = ["aws.events", "aws.scheduler"];
 const SCHEDULED_EVENT: &str = "Scheduled Event";
 
+/// Which invocations a function takes (`FORCEMFA_FUNCTION_TAKES`): the stack gives full runs
+/// and the events queue a function each, so that a full run never starts beside another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// Unset: every kind.
+    Everything,
+    /// `runs`: schedules and direct invocations.
+    Runs,
+    /// `events`: the events queue's batches.
+    Events,
+}
+
+impl Takes {
+    /// The value of `FORCEMFA_FUNCTION_TAKES`; `None` for one it does not know.
+    pub fn parse(value: Option<&str>) -> Option<Takes> {
+        match value {
+            None | Some("") => Some(Takes::Everything),
+            Some("runs") => Some(Takes::Runs),
+            Some("events") => Some(Takes::Events),
+            Some(_) => None,
+        }
+    }
+
+    /// Refuses an invocation of a kind this function does not take.
+    pub fn admit(self, invocation: &Invocation) -> Result<(), InvalidInvocation> {
+        let queue = matches!(invocation, Invocation::Queue(_));
+        match self {
+            Takes::Runs if queue => Err(InvalidInvocation::NotTaken {
+                takes: "runs",
+                other: "an events batch goes to the events function",
+            }),
+            Takes::Events if !queue => Err(InvalidInvocation::NotTaken {
+                takes: "events",
+                other: "a schedule or a direct run goes to the full-run function",
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One invocation's work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invocation {
@@ -25,7 +65,8 @@ pub enum Invocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueMessage {
     pub message_id: String,
-    pub body: String,
+    /// `None` when the record has none: the message is unusable, and consumed.
+    pub body: Option<String>,
     /// SQS's `ApproximateReceiveCount`, for the logs.
     pub receive_count: String,
 }
@@ -61,10 +102,17 @@ pub enum InvalidInvocation {
         event_source: String,
         detail_type: String,
     },
+    #[error("Records is not a list")]
+    NotABatch,
     #[error("record {index} of the batch: {reason}")]
     Record { index: usize, reason: String },
     #[error("a direct invocation takes {{\"dry_run\": bool, \"users\": [names], \"max_changes\": n}}: {reason}")]
     Direct { reason: String },
+    #[error("this function takes only {takes} (FORCEMFA_FUNCTION_TAKES={takes}): {other}")]
+    NotTaken {
+        takes: &'static str,
+        other: &'static str,
+    },
 }
 
 /// Reads an invocation's payload.
@@ -111,14 +159,12 @@ fn direct(payload: &Value) -> Result<DirectRun, InvalidInvocation> {
     })
 }
 
-/// The messages of an SQS batch. A record that is not an SQS message with an id and a body
-/// refuses the whole batch, since it could not be named in the answer.
+/// The messages of an SQS batch, each once. A record that is not an SQS message with an id
+/// refuses the whole batch, since it could not be named in the answer; a message given twice is
+/// taken once.
 fn records_of(records: &Value) -> Result<Vec<QueueMessage>, InvalidInvocation> {
     let Some(records) = records.as_array() else {
-        return Err(InvalidInvocation::Record {
-            index: 0,
-            reason: "Records is not a list".to_string(),
-        });
+        return Err(InvalidInvocation::NotABatch);
     };
     let mut messages = Vec::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
@@ -137,16 +183,16 @@ fn records_of(records: &Value) -> Result<Vec<QueueMessage>, InvalidInvocation> {
             .iter()
             .any(|m: &QueueMessage| m.message_id == message_id)
         {
-            return Err(invalid("a messageId given twice"));
+            continue;
         }
-        let body = text("body").ok_or_else(|| invalid("no body"))?;
+        let body = text("body").map(str::to_string);
         let receive_count = record
             .pointer("/attributes/ApproximateReceiveCount")
             .and_then(Value::as_str)
             .unwrap_or_default();
         messages.push(QueueMessage {
             message_id: message_id.to_string(),
-            body: body.to_string(),
+            body,
             receive_count: receive_count.to_string(),
         });
     }
@@ -211,13 +257,17 @@ mod tests {
 
     #[test]
     fn a_batch_keeps_each_message_id_body_and_receive_count() {
-        let batch = json!({ "Records": [record("m1", "{}"), record("m2", "not json")] });
+        let mut no_body = record("m3", "");
+        no_body.as_object_mut().unwrap().remove("body");
+        let batch = json!({ "Records": [record("m1", "{}"), record("m2", "not json"), no_body, record("m1", "{}")] });
         let Ok(Invocation::Queue(messages)) = parse(&batch) else {
             panic!("a batch");
         };
-        assert_eq!(messages.len(), 2);
-        assert_eq!(messages[1].message_id, "m2");
-        assert_eq!(messages[1].body, "not json");
+        // m1 given twice is taken once; m3 without a body is kept, to be consumed as unusable.
+        let ids: Vec<&str> = messages.iter().map(|m| m.message_id.as_str()).collect();
+        assert_eq!(ids, ["m1", "m2", "m3"]);
+        assert_eq!(messages[1].body.as_deref(), Some("not json"));
+        assert_eq!(messages[2].body, None);
         assert_eq!(messages[0].receive_count, "2");
     }
 
@@ -227,11 +277,7 @@ mod tests {
         no_id["messageId"] = Value::Null;
         let mut not_sqs = record("m2", "{}");
         not_sqs["eventSource"] = json!("aws:kinesis");
-        for (bad, words) in [
-            (no_id, "no messageId"),
-            (not_sqs, "not an SQS message"),
-            (record("m1", "{}"), "twice"),
-        ] {
+        for (bad, words) in [(no_id, "no messageId"), (not_sqs, "not an SQS message")] {
             let batch = json!({ "Records": [record("m1", "{}"), bad] });
             let error = parse(&batch).unwrap_err().to_string();
             assert!(
@@ -239,7 +285,10 @@ mod tests {
                 "{error}"
             );
         }
-        assert!(parse(&json!({ "Records": {} })).is_err());
+        assert_eq!(
+            parse(&json!({ "Records": {} })),
+            Err(InvalidInvocation::NotABatch)
+        );
     }
 
     #[test]
@@ -269,6 +318,22 @@ mod tests {
         }
         let error = parse(&json!([1, 2])).unwrap_err().to_string();
         assert!(error.contains("not a JSON object"), "{error}");
+    }
+
+    #[test]
+    fn each_function_takes_only_its_kind_of_invocation() {
+        let batch = Invocation::Queue(Vec::new());
+        let run = Invocation::Direct(DirectRun::default());
+        assert_eq!(Takes::parse(None), Some(Takes::Everything));
+        assert_eq!(Takes::parse(Some("run")), None);
+        for takes in [Takes::Everything, Takes::Runs] {
+            assert!(takes.admit(&run).is_ok() && takes.admit(&Invocation::Scheduled).is_ok());
+        }
+        assert!(Takes::Everything.admit(&batch).is_ok());
+        assert!(Takes::Events.admit(&batch).is_ok());
+        let error = Takes::Events.admit(&run).unwrap_err().to_string();
+        assert!(error.contains("FORCEMFA_FUNCTION_TAKES=events"), "{error}");
+        assert!(Takes::Runs.admit(&batch).is_err());
     }
 
     #[test]

@@ -6,15 +6,19 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use super::invocation::Takes;
 use crate::config::{Config, ConfigError};
 use crate::environment::{self, NotUnicode};
+use crate::reconcile::run::time_past_deadline;
 use crate::telemetry::Telemetry;
 
 /// The function's timeout as the stack set it, in seconds.
 pub const FUNCTION_TIMEOUT_VAR: &str = "FORCEMFA_FUNCTION_TIMEOUT";
+/// Which invocations the function takes: `runs`, `events`, or (unset) both.
+pub const FUNCTION_TAKES_VAR: &str = "FORCEMFA_FUNCTION_TAKES";
 /// Lambda's longest timeout.
 const MOST_TIMEOUT: Duration = Duration::from_secs(900);
-/// What a run needs after its deadline besides its last requests: the report, the metrics.
+/// What an invocation needs after its run: the report, the notifications' last word, the metrics.
 pub const REPORT_TIME: Duration = Duration::from_secs(10);
 /// The keys that name files, which a function cannot keep.
 const FILE_KEYS: [&str; 3] = ["audit_log", "cleanup.state_file", "notify.state_file"];
@@ -30,10 +34,14 @@ pub enum SetupError {
     FileKey { key: &'static str },
     #[error("invalid environment variable {FUNCTION_TIMEOUT_VAR}={value:?}: the function's timeout in whole seconds, 1 to 900")]
     FunctionTimeout { value: String },
-    #[error("invalid configuration: run_timeout ({run_timeout} s) + aws.operation_timeout_secs ({operation} s, what a request sent at the deadline may still take) + {report} s for the report = {needed} s, more than {limit}; lower run_timeout (FORCEMFA__RUN_TIMEOUT) or raise the function's timeout")]
+    #[error("invalid environment variable {FUNCTION_TAKES_VAR}={value:?}: `runs`, `events`, or unset for both")]
+    FunctionTakes { value: String },
+    #[error("invalid configuration: `cleanup.unassigned_mfa_devices` is not available in a Lambda function: a device is deleted once seen unassigned for cleanup.unassigned_min_age, which needs the sightings kept from run to run in cleanup.state_file, and a function keeps no file")]
+    Cleanup,
+    #[error("invalid configuration: run_timeout ({run_timeout} s) + {settle} s for the requests sent before it to end (twice aws.operation_timeout_secs, and 5 s) + {report} s for the report = {needed} s, more than {limit}; lower run_timeout (FORCEMFA__RUN_TIMEOUT) or raise the function's timeout")]
     RunTimeout {
         run_timeout: u64,
-        operation: u64,
+        settle: u64,
         report: u64,
         needed: u64,
         /// The limit, named: the function's timeout or the time an invocation has.
@@ -43,7 +51,7 @@ pub enum SetupError {
 
 /// The time a run may take from the start of an invocation to its report.
 pub fn time_needed(config: &Config) -> Duration {
-    config.run_timeout + Duration::from_secs(config.aws.operation_timeout_secs) + REPORT_TIME
+    config.run_timeout + time_past_deadline(config) + REPORT_TIME
 }
 
 /// Refuses a configuration whose run would outlast `limit` (`what` names it).
@@ -54,7 +62,7 @@ pub fn check_fits(config: &Config, limit: Duration, what: &str) -> Result<(), Se
     }
     Err(SetupError::RunTimeout {
         run_timeout: config.run_timeout.as_secs(),
-        operation: config.aws.operation_timeout_secs,
+        settle: time_past_deadline(config).as_secs(),
         report: REPORT_TIME.as_secs(),
         needed: needed.as_secs(),
         limit: format!("{what} ({} s)", limit.as_secs()),
@@ -84,6 +92,12 @@ fn config_path(given: Option<PathBuf>, task_root: Option<&str>) -> Option<PathBu
     })
 }
 
+/// What the function runs with.
+pub struct Setup {
+    pub config: Config,
+    pub takes: Takes,
+}
+
 /// Checks what only a function must be: no file to keep, a run that ends before the function.
 fn check_config(config: &Config) -> Result<(), SetupError> {
     let set = [
@@ -93,6 +107,9 @@ fn check_config(config: &Config) -> Result<(), SetupError> {
     ];
     if let Some((key, _)) = FILE_KEYS.iter().zip(set).find(|(_, set)| *set) {
         return Err(SetupError::FileKey { key });
+    }
+    if config.cleanup.unassigned_mfa_devices {
+        return Err(SetupError::Cleanup);
     }
     let timeout = function_timeout(std::env::var(FUNCTION_TIMEOUT_VAR).ok().as_deref())?;
     if let Some(timeout) = timeout {
@@ -105,15 +122,19 @@ fn check_config(config: &Config) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Loads and checks the configuration.
-pub fn load_config(telemetry: &Telemetry) -> Result<Config, SetupError> {
+/// Loads and checks the configuration and what the function takes.
+pub fn load(telemetry: &Telemetry) -> Result<Setup, SetupError> {
     environment::check()?;
+    let value = std::env::var(FUNCTION_TAKES_VAR).ok();
+    let takes = Takes::parse(value.as_deref()).ok_or_else(|| SetupError::FunctionTakes {
+        value: value.clone().unwrap_or_default(),
+    })?;
     let given = std::env::var_os("FORCEMFA_CONFIG").map(PathBuf::from);
     let task_root = std::env::var("LAMBDA_TASK_ROOT").ok();
     let config = Config::load(config_path(given, task_root.as_deref()).as_deref())?;
     telemetry.set_level(&config.log_level);
     check_config(&config)?;
-    Ok(config)
+    Ok(Setup { config, takes })
 }
 
 #[cfg(test)]
@@ -122,14 +143,14 @@ mod tests {
 
     #[test]
     fn a_run_must_end_with_time_to_spare_before_the_function() {
-        let config = Config::parse("run_timeout = \"13m\"").unwrap();
-        assert_eq!(time_needed(&config).as_secs(), 13 * 60 + 60 + 10);
+        let config = Config::parse("run_timeout = \"12m\"").unwrap();
+        assert_eq!(time_needed(&config).as_secs(), 12 * 60 + 2 * 60 + 5 + 10);
         assert!(check_fits(&config, Duration::from_secs(900), "t").is_ok());
-        let error = check_fits(&config, Duration::from_secs(850), "the function's timeout")
+        let error = check_fits(&config, Duration::from_secs(855), "the function's timeout")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("run_timeout (780 s)"), "{error}");
-        assert!(error.contains("the function's timeout (850 s)"), "{error}");
+        assert!(error.contains("run_timeout (720 s) + 125 s"), "{error}");
+        assert!(error.contains("the function's timeout (855 s)"), "{error}");
         // The default run_timeout (45 minutes) never fits in a function.
         let default = Config::parse("").unwrap();
         assert!(check_fits(&default, MOST_TIMEOUT, "t").is_err());
@@ -149,7 +170,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_that_name_files_are_refused_naming_the_key() {
+    fn what_a_function_cannot_keep_is_refused_naming_the_key() {
         for (text, key) in [
             ("audit_log = \"/tmp/audit.jsonl\"", "audit_log"),
             (
@@ -159,6 +180,10 @@ mod tests {
             (
                 "[cleanup]\nstate_file = \"/tmp/cleanup.json\"",
                 "cleanup.state_file",
+            ),
+            (
+                "[cleanup]\nunassigned_mfa_devices = true",
+                "cleanup.unassigned_mfa_devices",
             ),
         ] {
             let config = Config::parse(&format!("run_timeout = \"5m\"\n{text}")).unwrap();

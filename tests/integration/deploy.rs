@@ -627,6 +627,15 @@ fn the_template_names_its_role_and_refuses_what_cannot_work() {
             &[("LambdaArtifactBucket", "forcemfa-artifacts")],
             "LambdaArtifactOnlyWithLambda",
         ),
+        (
+            &[
+                ("TrustedPrincipal", "lambda"),
+                ("LambdaArtifactBucket", "forcemfa-artifacts"),
+                ("LambdaArtifactKey", "forcemfa/arm64/bootstrap.zip"),
+                ("CleanupUnassignedMfaDevices", "true"),
+            ],
+            "LambdaKeepsNoCleanupRecord",
+        ),
     ];
     for (set, rule) in refused {
         assert_eq!(failing_rules(&template, set), [rule.to_string()], "{set:?}");

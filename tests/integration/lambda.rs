@@ -12,7 +12,7 @@ const GROUP: &str = "ForceMFA";
 /// The stack's settings: a 15-minute function, a run that ends well before it.
 const FUNCTION_ENV: [(&str, &str); 2] = [
     ("FORCEMFA_FUNCTION_TIMEOUT", "900"),
-    ("FORCEMFA__RUN_TIMEOUT", "13m"),
+    ("FORCEMFA__RUN_TIMEOUT", "12m"),
 ];
 
 /// The event an EventBridge rule sends on its schedule.
@@ -236,13 +236,17 @@ async fn a_run_timeout_the_function_cannot_hold_is_a_configuration_error() {
     }
     let a = account_to_converge().await;
     let before = a.members(GROUP).await;
+    let audit_log = a.dir.path().join("audit.jsonl").display().to_string();
     for (env, words) in [
         (
             vec![
                 ("FORCEMFA_FUNCTION_TIMEOUT", "300"),
                 ("FORCEMFA__RUN_TIMEOUT", "5m"),
             ],
-            vec!["run_timeout (300 s)", "FORCEMFA_FUNCTION_TIMEOUT (300 s)"],
+            vec![
+                "run_timeout (300 s) + 125 s",
+                "FORCEMFA_FUNCTION_TIMEOUT (300 s)",
+            ],
         ),
         (
             // The default run_timeout, 45 minutes, outlasts any function.
@@ -253,7 +257,7 @@ async fn a_run_timeout_the_function_cannot_hold_is_a_configuration_error() {
             vec![
                 ("FORCEMFA_FUNCTION_TIMEOUT", "900"),
                 ("FORCEMFA__RUN_TIMEOUT", "10m"),
-                ("FORCEMFA__AUDIT_LOG", "/tmp/forcemfa-audit.jsonl"),
+                ("FORCEMFA__AUDIT_LOG", audit_log.as_str()),
             ],
             vec!["`audit_log`", "CloudWatch Logs"],
         ),
@@ -275,7 +279,7 @@ async fn a_run_timeout_the_function_cannot_hold_is_a_configuration_error() {
             .is_empty());
         assert_eq!(a.members(GROUP).await, before);
     }
-    assert!(!std::path::Path::new("/tmp/forcemfa-audit.jsonl").exists());
+    assert!(!std::path::Path::new(&audit_log).exists());
 }
 
 /// The Lambda part of deploy/aws/forcemfa.json (TrustedPrincipal=lambda): both functions run as
@@ -379,9 +383,19 @@ fn the_stack_runs_the_functions_as_forcemfas_role_with_runs_that_fit() {
         )];
         let config = forcemfa::config::Config::parse_layered("", name, vars).unwrap();
         check_fits(&config, std::time::Duration::from_secs(timeout), name).unwrap();
-        // The event source mapping refuses a function that outlives the queue's visibility.
+        // Each takes its own kind: a full run never starts in the events function.
+        let takes = if name == "RunFunction" {
+            "runs"
+        } else {
+            "events"
+        };
+        assert_eq!(env["FORCEMFA_FUNCTION_TAKES"], takes, "{name}");
+        // The queue hides a message six times the events function's timeout, as the event
+        // source mapping wants it.
         if name == "EventsFunction" {
-            assert!(timeout <= queue["VisibilityTimeout"].as_u64().unwrap());
+            let visibility = &queue["VisibilityTimeout"]["Fn::If"];
+            assert_eq!(visibility[0], "OnLambda");
+            assert!(6 * timeout <= visibility[1].as_u64().unwrap());
         }
     }
     // Full runs one at a time; a scheduled run not started within ten minutes is dropped, not
@@ -417,6 +431,11 @@ fn the_stack_runs_the_functions_as_forcemfas_role_with_runs_that_fit() {
         json!(["ReportBatchItemFailures"])
     );
     assert!(queue["RedrivePolicy"]["deadLetterTargetArn"].is_object());
+    let dead_letters = &resources["DeadLetterAlarm"]["Properties"];
+    assert_eq!(
+        dead_letters["Dimensions"][0]["Value"],
+        json!({ "Fn::GetAtt": ["EventsDeadLetterQueue", "QueueName"] })
+    );
 
     // The log, the audit trail, is kept as long as the parameter says.
     assert_eq!(
@@ -533,4 +552,93 @@ async fn a_full_run_and_a_batch_in_two_environments_do_not_undo_each_other() {
     assert_eq!(account["added"], json!([]), "{report}");
     assert_eq!(account["superseded"][0]["user"], "alice", "{report}");
     assert!(full.events("membership change intent").is_empty());
+}
+
+/// A batch whose reads outlast `run_timeout` stops there: no change starts after it, its events
+/// come back for redelivery, and the answer comes long before the function's timeout.
+#[tokio::test]
+async fn a_batch_stops_at_run_timeout_and_sends_its_events_back() {
+    if !lambda::available() {
+        return;
+    }
+    let a = Account::with_group().await;
+    let names: Vec<String> = (1..=6).map(|i| format!("new{i}")).collect();
+    for name in &names {
+        a.user(name).await;
+    }
+    // Every IAM request (not STS's) answers after 3 s, past the 2-second run_timeout.
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(&["Version=2010-05-08"], Fault::Delay(3000))]);
+    let env = [
+        ("FORCEMFA_FUNCTION_TIMEOUT", "30"),
+        ("FORCEMFA__RUN_TIMEOUT", "2s"),
+        ("FORCEMFA__AWS__OPERATION_TIMEOUT_SECS", "5"),
+    ];
+    let mut function = Function::start(&a, &proxy.endpoint, &env);
+    let records: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            json!({
+                "messageId": format!("m-{name}"),
+                "body": iam_event(ACCOUNT_ID, "CreateUser", &json!({ "userName": name })),
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let (status, answer) = function.invoke(&json!({ "Records": records }));
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{answer}\n{}", function.stderr());
+    assert!(took < std::time::Duration::from_secs(27), "{took:?}");
+    let retried: Vec<&str> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = names.iter().map(|n| format!("m-{n}")).collect();
+    assert_eq!(retried, expected, "{}", function.stderr());
+    for line in function.events("event not handled; left on the queue for redelivery") {
+        let reason = line["reason"].as_str().unwrap();
+        assert!(reason.contains("run_timeout"), "{reason}");
+    }
+    assert!(a.members(GROUP).await.is_empty());
+    assert!(function.events("membership change intent").is_empty());
+}
+
+/// The stack gives full runs and the events queue a function each; neither takes the other's.
+#[tokio::test]
+async fn each_function_takes_only_its_kind_of_invocation() {
+    if !lambda::available() {
+        return;
+    }
+    let a = account_to_converge().await;
+    let before = a.members(GROUP).await;
+    let mut env = FUNCTION_ENV.to_vec();
+    env.push(("FORCEMFA_FUNCTION_TAKES", "events"));
+    let mut events = Function::start(&a, &a.moto.endpoint, &env);
+    for payload in [scheduled_event(), json!({}), json!({ "dry_run": true })] {
+        let (_, error) = events.invoke(&payload);
+        assert_eq!(error["errorType"], "forcemfa.InvalidInvocation", "{error}");
+        let message = error["errorMessage"].as_str().unwrap();
+        assert!(
+            message.contains("FORCEMFA_FUNCTION_TAKES=events"),
+            "{message}"
+        );
+    }
+    assert!(events.events("run started").is_empty());
+    assert_eq!(a.members(GROUP).await, before);
+
+    env.pop();
+    env.push(("FORCEMFA_FUNCTION_TAKES", "runs"));
+    let mut runs = Function::start(&a, &a.moto.endpoint, &env);
+    let record = json!({ "messageId": "m1", "body": "{}", "eventSource": "aws:sqs" });
+    let (_, error) = runs.invoke(&json!({ "Records": [record] }));
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("FORCEMFA_FUNCTION_TAKES=runs"),
+        "{error}"
+    );
 }
