@@ -1005,6 +1005,23 @@ async fn a_run_succeeds_with_exactly_the_daemon_policy_under_enforcement() {
         assert_eq!(acct["own_user"], "forcemfa", "{report}");
         assert!(acct["error"].is_null(), "{acct}");
         assert!(acct["api_errors"].as_object().unwrap().is_empty(), "{acct}");
+        // And for a batch of events, with its per-user reads.
+        let body = crate::support::queue::iam_event(
+            ACCOUNT_ID,
+            "CreateUser",
+            &serde_json::json!({ "userName": "carol" }),
+        );
+        let record =
+            serde_json::json!({ "messageId": "m1", "body": body, "eventSource": "aws:sqs" });
+        let (status, answer) = function.invoke(&serde_json::json!({ "Records": [record] }));
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["batchItemFailures"],
+            serde_json::json!([]),
+            "{}",
+            function.stderr()
+        );
+        assert_eq!(function.events("event handled").len(), 1);
     }
 }
 
