@@ -12,7 +12,7 @@ use tracing::{error, info, warn};
 use super::emf::{self, Figures};
 use super::invocation::{self, DirectRun, Invocation, QueueMessage, Takes};
 use super::setup::{check_fits, Setup, SetupError};
-use crate::cloudtrail::{self, IamEvent};
+use crate::cloudtrail::{self, IamEvent, Unusable};
 use crate::reconcile::events::Verdict;
 use crate::reconcile::run::time_past_deadline;
 use crate::reconcile::{Reconciler, RunOptions, Scope};
@@ -153,7 +153,10 @@ impl Ready {
         for message in messages {
             let parsed = match &message.body {
                 Some(body) => cloudtrail::parse(body).map_err(|r| (r.kind.as_str(), r.reason)),
-                None => Err(("malformed", "the record has no body".to_string())),
+                None => Err((
+                    Unusable::Malformed.as_str(),
+                    "the record has no body".to_string(),
+                )),
             };
             match parsed {
                 Ok(event) => usable.push((message, event)),
@@ -162,18 +165,18 @@ impl Ready {
                 }
             }
         }
-        let events: Vec<IamEvent> = usable.iter().map(|(_, e)| e.clone()).collect();
+        let (usable, events): (Vec<QueueMessage>, Vec<IamEvent>) = usable.into_iter().unzip();
         // The run stops at run_timeout; this bounds what follows, as a full run's is bounded.
         let config = self.reconciler.config();
         let bound = config.run_timeout + time_past_deadline(config);
         let reconciling = self.reconciler.reconcile_events(&events, stop);
         let Ok(outcome) = tokio::time::timeout(bound, reconciling).await else {
             error!(messages = usable.len(), "the batch outlasted run_timeout and the time its requests may take; its messages come back");
-            let all = usable.iter().map(|(m, _)| m.message_id.as_str());
+            let all = usable.iter().map(|m| m.message_id.as_str());
             return invocation::batch_response(all);
         };
         let mut retry = Vec::new();
-        for ((message, event), verdict) in usable.iter().zip(&outcome.verdicts) {
+        for ((message, event), verdict) in usable.iter().zip(&events).zip(&outcome.verdicts) {
             verdict.log(&message.message_id, &message.receive_count, event);
             if matches!(verdict, Verdict::Retry(_)) {
                 retry.push(message.message_id.as_str());
