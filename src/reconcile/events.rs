@@ -297,10 +297,12 @@ impl Reconciler {
 
 /// The users the events that need work name, each once however spelt.
 fn users_to_reconcile(events: &[&IamEvent], verdicts: &[Option<Verdict>]) -> Vec<UserName> {
+    // A set alongside the list keeps this linear in the batch's names, in their first order.
+    let mut seen: HashSet<&UserName> = HashSet::new();
     let mut users: Vec<UserName> = Vec::new();
     for (e, _) in events.iter().zip(verdicts).filter(|(_, v)| v.is_none()) {
         for user in &e.users {
-            if !users.contains(user) {
+            if seen.insert(user) {
                 users.push(user.clone());
             }
         }
