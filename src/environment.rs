@@ -1,10 +1,12 @@
-//! The process environment. forcemfa reads a few variables: its own (`FORCEMFA_*`), `RUST_LOG`,
-//! and through the AWS SDK the `AWS_*` settings and `HOME` (where `~/.aws` is). Each must be
-//! UTF-8: one that is not would otherwise be taken as unset, silently. Every other variable is none
-//! of forcemfa's business, whatever its bytes.
+//! The process environment, and forcemfa's one reader of it. forcemfa reads a few variables: its
+//! own (`FORCEMFA_*`), `RUST_LOG`, as a Lambda function `AWS_LAMBDA_*` (and `LAMBDA_TASK_ROOT`
+//! when it reads it), and through the AWS SDK the `AWS_*` settings and `HOME` (where `~/.aws`
+//! is). Each must be UTF-8: one that is not would otherwise be taken as unset, silently. Every
+//! other variable is none of forcemfa's business, whatever its bytes.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 
 /// Variables read as paths, which may be any bytes.
 const PATHS: [&str; 1] = ["FORCEMFA_CONFIG"];
@@ -77,6 +79,11 @@ pub fn var(name: &str) -> Result<Option<String>, NotUnicode> {
     }
 }
 
+/// The path in the variable `name`, whatever its bytes, or None when it is not set.
+pub fn path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).map(PathBuf::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +126,7 @@ mod tests {
             b"FORCEMFA_LOG_FORMAT",
             b"RUST_LOG",
             b"AWS_PROFILE",
+            b"AWS_LAMBDA_FUNCTION_NAME",
             b"HOME",
         ] {
             let err = check_vars(vars(&[(b"X", b"1"), (name, b"\xff")])).unwrap_err();

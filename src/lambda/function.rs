@@ -55,7 +55,10 @@ impl Function {
     /// Opens the reconciler once a configuration was loaded; a set-up error is logged here and
     /// answered to every invocation.
     pub async fn start(setup: Result<Setup, SetupError>) -> Function {
-        let name = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default();
+        let name = crate::environment::var("AWS_LAMBDA_FUNCTION_NAME")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let ready = match setup {
             Ok(Setup { config, takes }) => Reconciler::open(config)
                 .await

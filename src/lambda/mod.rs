@@ -71,7 +71,8 @@ pub fn main() -> ExitCode {
         error!(error = %e, "invalid environment; nothing was changed");
         return ExitCode::from(2);
     }
-    if let Err(e) = check_runtime_env(|name| std::env::var(name).ok()) {
+    // Every variable it checks was found UTF-8 above, so an error here is only "unset".
+    if let Err(e) = check_runtime_env(|name| environment::var(name).ok().flatten()) {
         error!(error = %e, "the function cannot start");
         return ExitCode::from(2);
     }

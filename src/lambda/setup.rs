@@ -111,7 +111,7 @@ fn check_config(config: &Config) -> Result<(), SetupError> {
     if config.cleanup.unassigned_mfa_devices {
         return Err(SetupError::Cleanup);
     }
-    let timeout = function_timeout(std::env::var(FUNCTION_TIMEOUT_VAR).ok().as_deref())?;
+    let timeout = function_timeout(environment::var(FUNCTION_TIMEOUT_VAR)?.as_deref())?;
     if let Some(timeout) = timeout {
         let what = format!("the function's timeout, {FUNCTION_TIMEOUT_VAR}");
         check_fits(config, timeout, &what)?;
@@ -125,12 +125,12 @@ fn check_config(config: &Config) -> Result<(), SetupError> {
 /// Loads and checks the configuration and what the function takes.
 pub fn load(telemetry: &Telemetry) -> Result<Setup, SetupError> {
     environment::check()?;
-    let value = std::env::var(FUNCTION_TAKES_VAR).ok();
+    let value = environment::var(FUNCTION_TAKES_VAR)?;
     let takes = Takes::parse(value.as_deref()).ok_or_else(|| SetupError::FunctionTakes {
         value: value.clone().unwrap_or_default(),
     })?;
-    let given = std::env::var_os("FORCEMFA_CONFIG").map(PathBuf::from);
-    let task_root = std::env::var("LAMBDA_TASK_ROOT").ok();
+    let given = environment::path("FORCEMFA_CONFIG");
+    let task_root = environment::var("LAMBDA_TASK_ROOT")?;
     let config = Config::load(config_path(given, task_root.as_deref()).as_deref())?;
     telemetry.set_level(&config.log_level);
     check_config(&config)?;
