@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use tracing::{error, info};
 
 use crate::environment;
+use crate::reconcile::report::exit;
 use crate::telemetry::{LogFormat, Telemetry};
 
 pub use setup::{check_fits, SetupError};
@@ -29,7 +30,8 @@ const RUNTIME_VARS: [&str; 4] = [
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
 ];
 
-/// Why the function cannot even reach the runtime API: it exits 2, having touched nothing.
+/// Why the function cannot even reach the runtime API: it exits `exit::USAGE`, having touched
+/// nothing.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeEnvError {
     #[error("not in a Lambda execution environment: {0} is unset; this is the function's bootstrap, `forcemfa` is the command")]
@@ -69,12 +71,12 @@ pub fn main() -> ExitCode {
     let telemetry = Telemetry::init(LogFormat::Json);
     if let Err(e) = environment::check() {
         error!(error = %e, "invalid environment; nothing was changed");
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     }
     // Every variable it checks was found UTF-8 above, so an error here is only "unset".
     if let Err(e) = check_runtime_env(|name| environment::var(name).ok().flatten()) {
         error!(error = %e, "the function cannot start");
-        return ExitCode::from(2);
+        return ExitCode::from(exit::USAGE);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,7 +85,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::INCOMPLETE);
         }
     };
     let served = runtime.block_on(async {
@@ -99,10 +101,10 @@ pub fn main() -> ExitCode {
         .await
     });
     match served {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             error!(error = %e, "the Lambda runtime API failed");
-            ExitCode::from(1)
+            ExitCode::from(exit::INCOMPLETE)
         }
     }
 }
