@@ -14,9 +14,11 @@ use crate::aws::{load_sdk_config, AccountClients};
 use crate::config::Config;
 use crate::environment;
 use crate::files;
+use crate::notify::Notifier;
 use crate::policy;
 use crate::policy::bootstrap;
 use crate::reconcile::report::exit;
+use crate::reconcile::targeted::check_named;
 use crate::reconcile::{Reconciler, RunOptions, Scope};
 use crate::service;
 use crate::service::client;
@@ -150,7 +152,7 @@ struct ReconcileArgs {
     metrics_file: Option<PathBuf>,
 
     /// Reconcile only this IAM user, in every account, by the same rules as a full run (repeat
-    /// for more users).
+    /// for more users, at most 1,000).
     #[arg(long = "user", value_name = "NAME", value_parser = UserName::parse)]
     users: Vec<UserName>,
 }
@@ -281,6 +283,8 @@ fn load_config(path: Option<&Path>, telemetry: &Telemetry) -> Result<Config, Fai
 }
 
 async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcome {
+    check_named(args.users.len())
+        .map_err(|e| Failure::usage("invalid command line; nothing was read or changed", e))?;
     let mut config = load_config(args.config.config.as_deref(), telemetry)?;
     // Decided once, here: the reconciler then neither opens the audit log nor keeps its state.
     config.dry_run |= args.dry_run;
@@ -299,6 +303,9 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcom
     let reconciler = Reconciler::open(config)
         .await
         .map_err(|e| Failure::usage("invalid configuration; nothing was changed", e))?;
+    let notifier = Notifier::open(&reconciler.config().notify, reconciler.sdk(), None)
+        .await
+        .map_err(|e| Failure::usage("invalid configuration; nothing was changed", e))?;
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.
     let stop = CancellationToken::new();
     tokio::spawn(signals::cancel_on_shutdown_signal(stop.clone()));
@@ -308,7 +315,10 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcom
     } else {
         Scope::Users(args.users)
     };
-    let report = reconciler.run_scoped(options, &scope, &stop).await;
+    let mut report = reconciler.run_scoped(options, &scope, &stop).await;
+    if let Some(notifier) = &notifier {
+        notifier.after_run(&mut report, &stop, None).await;
+    }
     let duration = started.elapsed().as_secs_f64();
     match args.output {
         Output::Json => println!("{}", report.to_json()),
@@ -318,10 +328,8 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcom
     let Some(path) = &args.metrics_file else {
         return Ok(code);
     };
-    if options.dry_run {
-        info!(path = %path.display(), "dry run: the metrics file is left as it is");
-        return Ok(code);
-    }
+    // A dry run writes its metrics too: a report-only first step of a rollout is watched
+    // through this file. It writes nothing else (no audit line, state or notification record).
     match metrics::write_textfile(path, &report, duration) {
         Ok(()) => Ok(code),
         Err(e) => {

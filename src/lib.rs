@@ -8,6 +8,7 @@
 
 pub mod arn;
 pub(crate) mod aws;
+pub(crate) mod batch;
 pub mod cli;
 pub(crate) mod clock;
 pub mod cloudtrail;

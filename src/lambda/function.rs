@@ -2,7 +2,7 @@
 //! run by it, its metrics written as EMF lines on stdout.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -11,10 +11,9 @@ use tracing::{error, info, warn};
 
 use super::emf::{self, Figures};
 use super::invocation::{self, DirectRun, Invocation, QueueMessage, Takes};
-use super::setup::{check_fits, Setup, SetupError};
-use crate::cloudtrail::{self, IamEvent, Unusable};
-use crate::reconcile::events::Verdict;
-use crate::reconcile::run::time_past_deadline;
+use super::setup::{check_fits, Setup, SetupError, REPORT_TIME};
+use crate::batch::{self, Consumed};
+use crate::notify::Notifier;
 use crate::reconcile::{Reconciler, RunOptions, Scope};
 
 /// The error types an invocation answers with.
@@ -28,8 +27,26 @@ pub struct Function {
 
 struct Ready {
     reconciler: Reconciler,
+    /// Whom runs are told about, when `[notify]` names a channel.
+    notifier: Option<Notifier>,
     name: String,
     takes: Takes,
+    /// The function's timeout as the stack set it, when it did.
+    timeout: Option<Duration>,
+}
+
+impl batch::QueueMessage for QueueMessage {
+    fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    fn body(&self) -> Option<&str> {
+        self.body.as_deref()
+    }
+
+    fn receive_count(&self) -> &str {
+        &self.receive_count
+    }
 }
 
 fn diagnostic(error_type: &str, error: &dyn std::fmt::Display) -> Diagnostic {
@@ -60,14 +77,7 @@ impl Function {
             .flatten()
             .unwrap_or_default();
         let ready = match setup {
-            Ok(Setup { config, takes }) => Reconciler::open(config)
-                .await
-                .map(|reconciler| Ready {
-                    reconciler,
-                    name,
-                    takes,
-                })
-                .map_err(SetupError::from),
+            Ok(setup) => Ready::open(setup, name).await,
             Err(e) => Err(e),
         };
         if let Err(e) = &ready {
@@ -101,12 +111,22 @@ impl Function {
             })?;
         }
         // Lambda ends the process at its deadline: each path stops its run at run_timeout, and
-        // check_fits has held what follows to end before the function does.
+        // check_fits has held what follows to end before the function does. Past `deadline`
+        // nothing more starts (no read, change or message), so that the answer comes in time.
+        let deadline = ready.deadline(time_left(context.deadline, now_ms()));
         let stop = CancellationToken::new();
-        Ok(match invocation {
+        let stopping = deadline.map(|at| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at.into()).await;
+                warn!("the invocation's time is nearly up: nothing more is started");
+                stop.cancel();
+            })
+        });
+        let answer = match invocation {
             Invocation::Scheduled => {
                 info!(invocation = "schedule", "full reconciliation");
-                ready.run(DirectRun::default(), &stop).await
+                ready.run(DirectRun::default(), &stop, deadline).await
             }
             Invocation::Direct(run) => {
                 info!(
@@ -115,16 +135,45 @@ impl Function {
                     users = run.users.len(),
                     "reconciliation asked for"
                 );
-                ready.run(run, &stop).await
+                ready.run(run, &stop, deadline).await
             }
-            Invocation::Queue(messages) => ready.events(messages, &stop).await,
-        })
+            Invocation::Queue(messages) => ready.events(messages, &stop, deadline).await,
+        };
+        if let Some(stopping) = stopping {
+            stopping.abort();
+        }
+        Ok(answer)
     }
 }
 
 impl Ready {
+    async fn open(setup: Setup, name: String) -> Result<Ready, SetupError> {
+        let reconciler = Reconciler::open(setup.config).await?;
+        let notifier = Notifier::open(&reconciler.config().notify, reconciler.sdk(), None).await?;
+        Ok(Ready {
+            reconciler,
+            notifier,
+            name,
+            takes: setup.takes,
+            timeout: setup.timeout,
+        })
+    }
+
+    /// When an invocation with `left` (when Lambda's deadline is real) must stop starting
+    /// anything, to answer in time: [`REPORT_TIME`] before its deadline, or before the
+    /// function's timeout when only that is known.
+    fn deadline(&self, left: Option<Duration>) -> Option<Instant> {
+        let left = left.or(self.timeout)?;
+        Some(Instant::now() + left.saturating_sub(REPORT_TIME))
+    }
+
     /// A run of every user, or of the users named; its report is the answer.
-    async fn run(&self, run: DirectRun, stop: &CancellationToken) -> Value {
+    async fn run(
+        &self,
+        run: DirectRun,
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Value {
         let mut options = RunOptions::from_config(self.reconciler.config());
         options.dry_run |= run.dry_run;
         if run.max_changes.is_some() {
@@ -135,7 +184,10 @@ impl Ready {
         } else {
             Scope::Users(run.users)
         };
-        let report = self.reconciler.run_scoped(options, &scope, stop).await;
+        let mut report = self.reconciler.run_scoped(options, &scope, stop).await;
+        if let Some(notifier) = &self.notifier {
+            notifier.after_run(&mut report, stop, deadline).await;
+        }
         if !options.dry_run {
             self.emit(&Figures::of_run(&report, scope == Scope::All));
         }
@@ -146,47 +198,24 @@ impl Ready {
 
     /// A batch from the events queue: an unusable message is consumed, the others'
     /// users reconciled; the answer names the messages to deliver again.
-    async fn events(&self, messages: Vec<QueueMessage>, stop: &CancellationToken) -> Value {
+    async fn events(
+        &self,
+        messages: Vec<QueueMessage>,
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Value {
         info!(
             invocation = "queue",
             messages = messages.len(),
             "events received"
         );
-        let mut usable: Vec<(QueueMessage, IamEvent)> = Vec::new();
-        for message in messages {
-            let parsed = match &message.body {
-                Some(body) => cloudtrail::parse(body).map_err(|r| (r.kind.as_str(), r.reason)),
-                None => Err((
-                    Unusable::Malformed.as_str(),
-                    "the record has no body".to_string(),
-                )),
-            };
-            match parsed {
-                Ok(event) => usable.push((message, event)),
-                Err((outcome, reason)) => {
-                    warn!(message_id = %message.message_id, outcome, reason, "event message unusable; consumed");
-                }
-            }
-        }
-        let (usable, events): (Vec<QueueMessage>, Vec<IamEvent>) = usable.into_iter().unzip();
-        // The run stops at run_timeout; this bounds what follows, as a full run's is bounded.
-        let config = self.reconciler.config();
-        let bound = config.run_timeout + time_past_deadline(config);
-        let reconciling = self.reconciler.reconcile_events(&events, stop);
-        let Ok(outcome) = tokio::time::timeout(bound, reconciling).await else {
-            error!(messages = usable.len(), "the batch outlasted run_timeout and the time its requests may take; its messages come back");
-            let all = usable.iter().map(|m| m.message_id.as_str());
-            return invocation::batch_response(all);
-        };
-        let mut retry = Vec::new();
-        for ((message, event), verdict) in usable.iter().zip(&events).zip(&outcome.verdicts) {
-            verdict.log(&message.message_id, &message.receive_count, event);
-            if matches!(verdict, Verdict::Retry(_)) {
-                retry.push(message.message_id.as_str());
-            }
-        }
-        if !config.dry_run {
-            self.emit(&Figures::of_events(&outcome.reports, retry.len() as u64));
+        let read = batch::read(messages, Consumed::LeftOut);
+        let notifier = self.notifier.as_ref();
+        let handled = batch::handle(&self.reconciler, notifier, read.usable, stop, deadline).await;
+        let retry = handled.retry.iter().map(|m| m.message_id.as_str());
+        if let (Some(outcome), false) = (&handled.outcome, self.reconciler.config().dry_run) {
+            let retried = handled.retry.len() as u64;
+            self.emit(&Figures::of_events(&outcome.reports, retried));
         }
         invocation::batch_response(retry)
     }

@@ -9,6 +9,7 @@ use tracing::warn;
 use super::invocation::Takes;
 use crate::config::{Config, ConfigError};
 use crate::environment::{self, NotUnicode};
+use crate::notify::SEND_TIMEOUT;
 use crate::reconcile::run::time_past_deadline;
 use crate::telemetry::Telemetry;
 
@@ -18,7 +19,7 @@ pub const FUNCTION_TIMEOUT_VAR: &str = "FORCEMFA_FUNCTION_TIMEOUT";
 pub const FUNCTION_TAKES_VAR: &str = "FORCEMFA_FUNCTION_TAKES";
 /// Lambda's longest timeout.
 const MOST_TIMEOUT: Duration = Duration::from_secs(900);
-/// What an invocation needs after its run: the report, the notifications' last word, the metrics.
+/// What an invocation needs after its run and its notifications: the report and the metrics.
 pub const REPORT_TIME: Duration = Duration::from_secs(10);
 /// The keys that name files, which a function cannot keep.
 const FILE_KEYS: [&str; 3] = ["audit_log", "cleanup.state_file", "notify.state_file"];
@@ -38,10 +39,11 @@ pub enum SetupError {
     FunctionTakes { value: String },
     #[error("invalid configuration: `cleanup.unassigned_mfa_devices` is not available in a Lambda function: a device is deleted once seen unassigned for cleanup.unassigned_min_age, which needs the sightings kept from run to run in cleanup.state_file, and a function keeps no file")]
     Cleanup,
-    #[error("invalid configuration: run_timeout ({run_timeout} s) + {settle} s for the requests sent before it to end (twice aws.operation_timeout_secs, and 5 s) + {report} s for the report = {needed} s, more than {limit}; lower run_timeout (FORCEMFA__RUN_TIMEOUT) or raise the function's timeout")]
+    #[error("invalid configuration: run_timeout ({run_timeout} s) + {settle} s for the requests sent before it to end (twice aws.operation_timeout_secs, and 5 s) + {notify} s for a notification ([notify]; the rest wait for the next run) + {report} s for the report = {needed} s, more than {limit}; lower run_timeout (FORCEMFA__RUN_TIMEOUT) or raise the function's timeout")]
     RunTimeout {
         run_timeout: u64,
         settle: u64,
+        notify: u64,
         report: u64,
         needed: u64,
         /// The limit, named: the function's timeout or the time an invocation has.
@@ -49,9 +51,19 @@ pub enum SetupError {
     },
 }
 
-/// The time a run may take from the start of an invocation to its report.
+/// The time a run may take from the start of an invocation to its report: the run, the requests
+/// it sent before its deadline, one message at least when `[notify]` names a channel (the
+/// notifier sends what fits in the time left, at most a minute, and keeps the rest), the report.
 pub fn time_needed(config: &Config) -> Duration {
-    config.run_timeout + time_past_deadline(config) + REPORT_TIME
+    config.run_timeout + time_past_deadline(config) + notify_time(config) + REPORT_TIME
+}
+
+/// The time kept for notifications: one message's, when there are any.
+fn notify_time(config: &Config) -> Duration {
+    match config.notify.any() {
+        true => SEND_TIMEOUT,
+        false => Duration::ZERO,
+    }
 }
 
 /// Refuses a configuration whose run would outlast `limit` (`what` names it).
@@ -63,6 +75,7 @@ pub fn check_fits(config: &Config, limit: Duration, what: &str) -> Result<(), Se
     Err(SetupError::RunTimeout {
         run_timeout: config.run_timeout.as_secs(),
         settle: time_past_deadline(config).as_secs(),
+        notify: notify_time(config).as_secs(),
         report: REPORT_TIME.as_secs(),
         needed: needed.as_secs(),
         limit: format!("{what} ({} s)", limit.as_secs()),
@@ -96,10 +109,13 @@ fn config_path(given: Option<PathBuf>, task_root: Option<&str>) -> Option<PathBu
 pub struct Setup {
     pub config: Config,
     pub takes: Takes,
+    /// The function's timeout, as the stack set it.
+    pub timeout: Option<Duration>,
 }
 
-/// Checks what only a function must be: no file to keep, a run that ends before the function.
-fn check_config(config: &Config) -> Result<(), SetupError> {
+/// Checks what only a function must be: no file to keep, a run that ends before the function;
+/// returns the function's timeout, when the stack set it.
+fn check_config(config: &Config) -> Result<Option<Duration>, SetupError> {
     let set = [
         config.audit_log.is_some(),
         config.cleanup.state_file.is_some(),
@@ -119,7 +135,7 @@ fn check_config(config: &Config) -> Result<(), SetupError> {
     if config.events.is_some() {
         warn!("[events] is not read by the function: the events queue's event source mapping delivers its messages");
     }
-    Ok(())
+    Ok(timeout)
 }
 
 /// Loads and checks the configuration and what the function takes.
@@ -133,8 +149,12 @@ pub fn load(telemetry: &Telemetry) -> Result<Setup, SetupError> {
     let task_root = environment::var("LAMBDA_TASK_ROOT")?;
     let config = Config::load(config_path(given, task_root.as_deref()).as_deref())?;
     telemetry.set_level(&config.log_level);
-    check_config(&config)?;
-    Ok(Setup { config, takes })
+    let timeout = check_config(&config)?;
+    Ok(Setup {
+        config,
+        takes,
+        timeout,
+    })
 }
 
 #[cfg(test)]
@@ -154,6 +174,26 @@ mod tests {
         // The default run_timeout (45 minutes) never fits in a function.
         let default = Config::parse("").unwrap();
         assert!(check_fits(&default, MOST_TIMEOUT, "t").is_err());
+    }
+
+    #[test]
+    fn notifications_count_in_the_time_a_run_needs() {
+        let text =
+            "run_timeout = \"12m\"\n[notify]\nwebhook_url = \"https://chat.example.com/hook\"";
+        let config = Config::parse(text).unwrap();
+        assert_eq!(
+            time_needed(&config).as_secs(),
+            12 * 60 + 2 * 60 + 5 + 10 + 10
+        );
+        let error = check_fits(&config, Duration::from_secs(860), "the function's timeout")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("+ 10 s for a notification ([notify]"),
+            "{error}"
+        );
+        assert!(error.contains("= 865 s"), "{error}");
+        assert!(check_fits(&config, Duration::from_secs(900), "t").is_ok());
     }
 
     #[test]

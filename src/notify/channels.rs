@@ -21,10 +21,11 @@ use serde_json::Value;
 
 use crate::aws::AwsError;
 use crate::config::{ConfigError, NotifySettings};
+use crate::reconcile::notification::Channel;
 
 /// How long one message may take on any channel, retries included: a notification is worth a
 /// few seconds of a run, not more.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long one attempt of an SNS or SES call may take, and to connect; with one retry, both
 /// attempts fit in [`SEND_TIMEOUT`].
@@ -43,30 +44,6 @@ const SNS_MESSAGE_MAX: usize = 250 * 1024;
 /// `no_text` and the like), and how much of it is read at most.
 const WEBHOOK_ANSWER_QUOTED: usize = 200;
 const WEBHOOK_ANSWER_READ: usize = 64 * 1024;
-
-/// Which channel a message went out on, as the report and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Channel {
-    Sns,
-    Webhook,
-    Email,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sns => "sns",
-            Channel::Webhook => "webhook",
-            Channel::Email => "email",
-        }
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One account's summary for the admins.
 #[derive(Debug, Clone, PartialEq)]

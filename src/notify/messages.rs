@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::reconcile::impact::rfc3339;
+use crate::reconcile::notification::MessageKind;
 use crate::reconcile::report::AccountReport;
 use crate::user_name::UserName;
 
@@ -26,11 +27,12 @@ pub enum Occasion {
 }
 
 impl Occasion {
-    pub fn as_str(self) -> &'static str {
+    /// The message's kind, as the report and the metrics name it.
+    pub fn kind(self) -> MessageKind {
         match self {
-            Occasion::Added => "added",
-            Occasion::Reminder => "reminder",
-            Occasion::Removed => "removed",
+            Occasion::Added => MessageKind::Added,
+            Occasion::Reminder => MessageKind::Reminder,
+            Occasion::Removed => MessageKind::Removed,
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Telling the people concerned: the admins a summary of each run that changed something or
 //! found new pending or held users; each affected user an email when added, reminders before
-//! their deadline, and one when taken out. Nothing here blocks or changes enforcement: it runs
-//! after the changes, and a channel that fails is reported, counted and tried again at the next
-//! run. A dry run sends nothing and writes nothing; it lists what it would send.
+//! their deadline, and one when taken out. Nothing here blocks or changes enforcement: the
+//! callers of a run (the `reconcile` command, the service, the Lambda function) hand its report
+//! here once the run is over, and a channel that fails is reported, counted and tried again at
+//! the next run. A dry run sends nothing and writes nothing; it lists what it would send.
 
 pub mod channels;
 pub mod messages;
-pub mod outcome;
 pub mod state;
 
 use std::time::{Duration, Instant};
@@ -17,15 +17,18 @@ use tracing::{info, warn};
 
 use crate::clock::unix_now_secs;
 use crate::config::{ConfigError, NotifySettings};
-use crate::reconcile::report::AccountReport;
+use crate::reconcile::events::BatchOutcome;
+use crate::reconcile::notification::{Delivery, Notification};
+use crate::reconcile::report::{AccountReport, RunReport};
 
 use channels::{Channels, SendError};
 use messages::{known_keys, summary, summary_due, user_messages};
-use outcome::Notification;
 use state::{NotifyState, Outgoing, Queued};
 
+pub use channels::SEND_TIMEOUT;
+
 /// At most this long is spent sending after one run; the rest go out at the next.
-const SEND_BUDGET: Duration = Duration::from_secs(60);
+pub const SEND_BUDGET: Duration = Duration::from_secs(60);
 /// A message a channel refused this many times is given up (and logged).
 const MAX_ATTEMPTS: u32 = 5;
 /// Chat webhooks take about one message a second.
@@ -70,17 +73,75 @@ impl Notifier {
         }))
     }
 
-    /// Tells whom the reconciliations `accounts` concern (`full`: every user of each account
-    /// was read); returns what went out, or in a dry run what would have. Every message is
-    /// recorded before it is sent and struck off once delivered, so that a stop or a crash
-    /// loses none; once `stop` is cancelled no more is sent.
-    pub async fn after(
+    /// Tells whom a run concerns, once it is over, and lists what went out (or, in a dry run,
+    /// would have) in its report; a message not delivered is a warning of its account too. No
+    /// message is started that could not end by `deadline` (at most [`SEND_BUDGET`] and one
+    /// send from now); those left go out at the next run.
+    pub async fn after_run(
+        &self,
+        report: &mut RunReport,
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) {
+        let full = report.users.is_none();
+        let (run_id, dry_run) = (report.run_id.clone(), report.dry_run);
+        report.notifications = self
+            .tell(&run_id, dry_run, full, &mut report.accounts, stop, deadline)
+            .await;
+    }
+
+    /// Tells whom a batch of events concerns, as [`Notifier::after_run`] does a run's.
+    pub async fn after_events(
+        &self,
+        batch: &mut BatchOutcome,
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) {
+        let (run_id, dry_run) = (batch.run_id.clone(), batch.dry_run);
+        batch.notifications = self
+            .tell(&run_id, dry_run, false, &mut batch.reports, stop, deadline)
+            .await;
+    }
+
+    async fn tell(
+        &self,
+        run_id: &str,
+        dry_run: bool,
+        full: bool,
+        accounts: &mut [AccountReport],
+        stop: &CancellationToken,
+        deadline: Option<Instant>,
+    ) -> Vec<Notification> {
+        let notifications = self
+            .after(run_id, dry_run, full, accounts, stop, send_until(deadline))
+            .await;
+        for n in &notifications {
+            let Some(error) = &n.error else { continue };
+            if let Some(a) = accounts
+                .iter_mut()
+                .find(|a| a.account_id.as_deref() == Some(n.account_id.as_str()))
+            {
+                a.warnings.push(format!(
+                    "{} {} not delivered (tried again at the next run): {error}",
+                    n.channel, n.kind
+                ));
+            }
+        }
+        notifications
+    }
+
+    /// Records the messages the reconciliations `accounts` call for (`full`: every user of each
+    /// account was read) and sends what it can by `until`. Every message is recorded before it
+    /// is sent and struck off once delivered, so that a stop or a crash loses none; once `stop`
+    /// is cancelled no more is sent.
+    async fn after(
         &self,
         run_id: &str,
         dry_run: bool,
         full: bool,
         accounts: &[AccountReport],
         stop: &CancellationToken,
+        until: Instant,
     ) -> Vec<Notification> {
         let now = unix_now_secs() as i64;
         let mut state = self.state.lock().await;
@@ -95,7 +156,14 @@ impl Notifier {
         state.outbox.retain(|q| !q.message.stale(now));
         state.trim();
         self.save(&state);
-        self.deliver(&mut state, stop).await
+        let sent = self.deliver(&mut state, stop, until).await;
+        if !state.outbox.is_empty() {
+            info!(
+                messages = state.outbox.len(),
+                "notifications kept for the next run"
+            );
+        }
+        sent
     }
 
     /// The messages the reconciliations call for, and what the record must remember of them.
@@ -146,24 +214,25 @@ impl Notifier {
         new
     }
 
-    /// Sends the outbox in order, paced and within [`SEND_BUDGET`], keeping the record as it goes.
+    /// Sends the outbox in order, paced, each message only when it can end by `until`, keeping
+    /// the record as it goes.
     async fn deliver(
         &self,
         state: &mut NotifyState,
         stop: &CancellationToken,
+        until: Instant,
     ) -> Vec<Notification> {
         let email_interval = Duration::from_secs(1) / self.settings.emails_per_second.max(1);
-        let started = Instant::now();
         let mut out = Vec::new();
         let mut at = 0;
         while at < state.outbox.len() {
-            if stop.is_cancelled() || started.elapsed() > SEND_BUDGET {
+            if stop.is_cancelled() || Instant::now() + SEND_TIMEOUT > until {
                 break;
             }
             let message = state.outbox[at].message.clone();
             let result = match &message {
                 Outgoing::Email(m) => self.channels.send_email(&m.email()).await,
-                Outgoing::Summary(s) => self.channels.send_summary(s.channel(), &s.summary()).await,
+                Outgoing::Summary(s) => self.channels.send_summary(s.channel, &s.summary()).await,
             };
             out.push(noted(&message, Some(&result)));
             if result.is_ok() {
@@ -174,7 +243,7 @@ impl Notifier {
                 if queued.attempts >= MAX_ATTEMPTS {
                     warn!(
                         account_id = message.account_id(),
-                        kind = message.kind(),
+                        kind = message.kind().as_str(),
                         attempts = MAX_ATTEMPTS,
                         "notification given up"
                     );
@@ -191,6 +260,7 @@ impl Notifier {
             if at < state.outbox.len() {
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
+                    () = tokio::time::sleep_until(until.into()) => {}
                     () = stop.cancelled() => {}
                 }
             }
@@ -212,6 +282,13 @@ fn made(account: &AccountReport, dry_run: bool) -> bool {
     account.applied || (dry_run && account.error.is_none())
 }
 
+/// The instant by which sending must end: `deadline`, or sooner when [`SEND_BUDGET`] and one
+/// send end sooner.
+fn send_until(deadline: Option<Instant>) -> Instant {
+    let budget = Instant::now() + SEND_BUDGET + SEND_TIMEOUT;
+    deadline.map_or(budget, |d| d.min(budget))
+}
+
 /// A message as the report lists it, logged as it goes (`result` is `None` in a dry run).
 fn noted(message: &Outgoing, result: Option<&Result<(), SendError>>) -> Notification {
     let (channel, account_id, kind, user) = (
@@ -221,28 +298,32 @@ fn noted(message: &Outgoing, result: Option<&Result<(), SendError>>) -> Notifica
         message.user(),
     );
     let (outcome, error) = match result {
-        None => ("would_send", None),
-        Some(Ok(())) => ("sent", None),
-        Some(Err(e)) => ("failed", Some(e.to_string())),
+        None => (Delivery::WouldSend, None),
+        Some(Ok(())) => (Delivery::Sent, None),
+        Some(Err(e)) => (Delivery::Failed, Some(e.to_string())),
     };
     match (result, &error) {
         (Some(Err(e)), Some(error)) => warn!(
             channel = channel.as_str(),
             account_id,
-            kind,
+            kind = kind.as_str(),
             user,
-            outcome,
+            outcome = outcome.as_str(),
             error_kind = e.metric_label(),
             error,
             "notification not delivered; tried again at the next run"
         ),
         _ => info!(
             channel = channel.as_str(),
-            account_id, kind, user, outcome, "notification"
+            account_id,
+            kind = kind.as_str(),
+            user,
+            outcome = outcome.as_str(),
+            "notification"
         ),
     }
     Notification {
-        channel: channel.as_str(),
+        channel,
         account_id: account_id.to_string(),
         kind,
         user: user.map(str::to_string),

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::files::{self, FileError, SaveError};
 
-use super::channels::{Channel, Summary};
+use super::channels::Summary;
 use super::messages::UserMessage;
+use crate::reconcile::notification::{Channel, MessageKind};
 
 /// The configuration key that names the file, for errors.
 const KEY: &str = "notify.state_file";
@@ -48,7 +49,7 @@ pub enum Outgoing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedSummary {
     /// `sns` or `webhook`.
-    pub channel: String,
+    pub channel: Channel,
     pub account_id: String,
     pub subject: String,
     pub text: String,
@@ -56,14 +57,6 @@ pub struct QueuedSummary {
 }
 
 impl QueuedSummary {
-    pub fn channel(&self) -> Channel {
-        if self.channel == Channel::Webhook.as_str() {
-            Channel::Webhook
-        } else {
-            Channel::Sns
-        }
-    }
-
     pub fn summary(&self) -> Summary {
         Summary {
             event: "run",
@@ -79,7 +72,7 @@ impl Outgoing {
     /// `summary` on `channel`.
     pub fn summary(channel: Channel, summary: &Summary) -> Outgoing {
         Outgoing::Summary(QueuedSummary {
-            channel: channel.as_str().to_string(),
+            channel,
             account_id: summary.account_id.clone(),
             subject: summary.subject.clone(),
             text: summary.text.clone(),
@@ -90,7 +83,7 @@ impl Outgoing {
     pub fn channel(&self) -> Channel {
         match self {
             Outgoing::Email(_) => Channel::Email,
-            Outgoing::Summary(s) => s.channel(),
+            Outgoing::Summary(s) => s.channel,
         }
     }
 
@@ -101,11 +94,11 @@ impl Outgoing {
         }
     }
 
-    /// `summary`, or the occasion of an email.
-    pub fn kind(&self) -> &'static str {
+    /// `summary`, or why a user is written to.
+    pub fn kind(&self) -> MessageKind {
         match self {
-            Outgoing::Email(m) => m.occasion.as_str(),
-            Outgoing::Summary(_) => "summary",
+            Outgoing::Email(m) => m.occasion.kind(),
+            Outgoing::Summary(_) => MessageKind::Summary,
         }
     }
 

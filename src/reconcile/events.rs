@@ -12,13 +12,13 @@ use tracing::Instrument;
 
 use crate::aws::identity::{self, Identity};
 use crate::cloudtrail::IamEvent;
-use crate::notify::outcome::Notification;
 use crate::sync::lock;
 use crate::user_name::{same_name, UserName};
 
 use super::account::reconcile_account;
 use super::context::{RunOptions, Scope};
 use super::failure::AccountError;
+use super::notification::Notification;
 use super::reconciler::Reconciler;
 use super::report::AccountReport;
 use super::stop::Stop;
@@ -104,13 +104,17 @@ impl Verdict {
 /// What a batch of events came to.
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
+    /// The id of the batch's reconciliation, in its log lines.
+    pub run_id: String,
+    pub dry_run: bool,
     /// One per event, in the order given.
     pub verdicts: Vec<Verdict>,
     /// The reconciliation of each account that had users to reconcile.
     pub reports: Vec<AccountReport>,
     /// For each change made, the seconds from the earliest event naming its user to now.
     pub delays: Vec<f64>,
-    /// The messages `[notify]` sent about these reconciliations.
+    /// The messages `[notify]` sent about these reconciliations, once the caller has handed
+    /// them to the notifier.
     pub notifications: Vec<Notification>,
 }
 
@@ -139,6 +143,8 @@ impl Reconciler {
             by_account.entry(e.account_id.as_str()).or_default().push(i);
         }
         let outcome = Mutex::new(BatchOutcome {
+            run_id: run_id.to_string(),
+            dry_run: self.config.dry_run,
             verdicts: vec![Verdict::Handled; events.len()],
             ..BatchOutcome::default()
         });
@@ -161,19 +167,9 @@ impl Reconciler {
                 },
             )
             .await;
-        let mut outcome = outcome
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        outcome.notifications = self
-            .notify(
-                run_id,
-                self.config.dry_run,
-                false,
-                &mut outcome.reports,
-                stop,
-            )
-            .await;
         outcome
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The events of one account.

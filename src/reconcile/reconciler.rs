@@ -12,11 +12,9 @@ use super::audit::AuditLog;
 use super::context::{RunContext, RunOptions, Scope};
 use super::devices::Sightings;
 use super::gate::Gates;
-use super::report::{AccountReport, RunReport};
+use super::report::RunReport;
 use super::run::run;
 use super::targets::{AccountsCache, ClientPool};
-use crate::notify::outcome::Notification;
-use crate::notify::Notifier;
 
 /// Everything runs need, opened once from a configuration: the clients of every account, the
 /// audit log, and the first sightings of abandoned MFA devices. The one-shot command opens one;
@@ -30,8 +28,6 @@ pub struct Reconciler {
     gates: Arc<Gates>,
     /// Where events are routed: the organization's accounts, forcemfa's own account.
     pub(super) accounts: Mutex<AccountsCache>,
-    /// Whom runs are told about, when `[notify]` names a channel.
-    pub(super) notifier: Option<Notifier>,
 }
 
 impl Reconciler {
@@ -40,7 +36,6 @@ impl Reconciler {
         let audit = open_files(&config)?;
         let clients = Arc::new(ClientPool::new(&config).await);
         let sightings = Mutex::new(Sightings::restore(&config.cleanup));
-        let notifier = Notifier::open(&config.notify, clients.sdk(), None).await?;
         Ok(Reconciler {
             config: Arc::new(config),
             clients,
@@ -48,7 +43,6 @@ impl Reconciler {
             sightings,
             gates: Arc::default(),
             accounts: Mutex::default(),
-            notifier,
         })
     }
 
@@ -65,8 +59,6 @@ impl Reconciler {
             Arc::new(ClientPool::new(&config).await)
         };
         let sightings = Mutex::new(lock(&self.sightings).clone());
-        let notifier =
-            Notifier::open(&config.notify, clients.sdk(), self.notifier.as_ref()).await?;
         Ok(Reconciler {
             config: Arc::new(config),
             clients,
@@ -75,12 +67,17 @@ impl Reconciler {
             // Runs of the old configuration may still be applying.
             gates: self.gates.clone(),
             accounts: Mutex::default(),
-            notifier,
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The SDK's configuration the clients were made from, for the callers' own clients (the
+    /// notifier's).
+    pub fn sdk(&self) -> &aws_config::SdkConfig {
+        self.clients.sdk()
     }
 
     /// A client for the events queue, when `[events]` is configured.
@@ -106,51 +103,12 @@ impl Reconciler {
         stop: &CancellationToken,
     ) -> RunReport {
         let ctx = self.context(options, scope, stop);
-        let mut report = run(&ctx, &self.clients).await;
-        let full = *scope == Scope::All;
-        report.notifications = self
-            .notify(
-                &report.run_id,
-                options.dry_run,
-                full,
-                &mut report.accounts,
-                stop,
-            )
-            .await;
+        let report = run(&ctx, &self.clients).await;
         // What a dry run saw is not kept: it writes nothing.
         if *scope == Scope::All && !options.dry_run {
             lock(&self.sightings).keep(&self.config.cleanup);
         }
         report
-    }
-
-    /// Tells whom the reconciliations concern (`[notify]`); what went out, for the report. A
-    /// message not delivered is a warning of its account too.
-    pub(super) async fn notify(
-        &self,
-        run_id: &str,
-        dry_run: bool,
-        full: bool,
-        accounts: &mut [AccountReport],
-        stop: &CancellationToken,
-    ) -> Vec<Notification> {
-        let Some(notifier) = &self.notifier else {
-            return Vec::new();
-        };
-        let notifications = notifier.after(run_id, dry_run, full, accounts, stop).await;
-        for n in &notifications {
-            let Some(error) = &n.error else { continue };
-            if let Some(a) = accounts
-                .iter_mut()
-                .find(|a| a.account_id.as_deref() == Some(n.account_id.as_str()))
-            {
-                a.warnings.push(format!(
-                    "{} {} not delivered (tried again at the next run): {error}",
-                    n.channel, n.kind
-                ));
-            }
-        }
-        notifications
     }
 
     pub(super) fn context<'a>(

@@ -11,8 +11,8 @@ use tracing::info;
 use super::apply::{Change, ChangeResult, NotSent, Outcome};
 use super::failure::AccountError;
 use super::impact::{Impact, KeyUse};
+use super::notification::Notification;
 use super::plan::Action;
-use crate::notify::outcome::Notification;
 use crate::user_name::UserName;
 
 /// Exit codes of a reconcile.
@@ -39,7 +39,8 @@ pub struct RunReport {
     pub discovery_api_calls: BTreeMap<String, u64>,
     /// The users a run for named users covered (`reconcile --user`); `null` for a full run.
     pub users: Option<Vec<String>>,
-    /// The messages `[notify]` sent after the run (or, in a dry run, would have sent).
+    /// The messages `[notify]` sent after the run (or, in a dry run, would have sent): filled
+    /// in by the notifier, to which the run's caller hands the report.
     pub notifications: Vec<Notification>,
 }
 

@@ -16,9 +16,9 @@ use tracing::{error, warn};
 
 use super::state::Shared;
 use crate::aws::AwsError;
-use crate::cloudtrail::{self, IamEvent};
+use crate::batch::{self, Consumed, QueueMessage};
+use crate::cloudtrail::IamEvent;
 use crate::config::EventsSettings;
-use crate::reconcile::events::Verdict;
 use crate::sync::lock;
 
 /// SQS deletes at most 10 messages per request.
@@ -33,9 +33,24 @@ pub struct Source {
 /// A message taken off the queue.
 struct Received {
     message_id: String,
+    body: Option<String>,
     receipt: Option<String>,
     receive_count: String,
     source: Arc<Source>,
+}
+
+impl QueueMessage for Received {
+    fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    fn body(&self) -> Option<&str> {
+        self.body.as_deref()
+    }
+
+    fn receive_count(&self) -> &str {
+        &self.receive_count
+    }
 }
 
 /// The messages held, waiting or being reconciled.
@@ -119,30 +134,27 @@ pub fn take_in(
     messages: Vec<Message>,
 ) {
     shared.metrics.record_events_received(messages.len() as u64);
-    let mut unusable = Vec::new();
-    let mut usable = Vec::new();
-    for m in messages {
-        let parsed = cloudtrail::parse(m.body().unwrap_or_default());
+    let received = messages.into_iter().map(|m| {
         let receive_count = m
             .attributes()
             .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
             .cloned()
             .unwrap_or_default();
-        let received = Received {
+        Received {
             message_id: m.message_id.unwrap_or_default(),
+            body: m.body,
             receipt: m.receipt_handle,
             receive_count,
             source: source.clone(),
-        };
-        match parsed {
-            Ok(event) => usable.push((received, event)),
-            Err(rejected) => {
-                warn!(message_id = %received.message_id, outcome = rejected.kind.as_str(), reason = %rejected.reason, "event message unusable; deleted");
-                shared.metrics.record_event(rejected.kind.as_str());
-                unusable.push(received);
-            }
         }
+    });
+    let read = batch::read(received.collect(), Consumed::Deleted);
+    let mut unusable = Vec::new();
+    for (received, kind) in read.unusable {
+        shared.metrics.record_event(kind.as_str());
+        unusable.push(received);
     }
+    let usable = read.usable;
     if !unusable.is_empty() {
         let shared = shared.clone();
         workers.spawn(async move {
@@ -184,29 +196,26 @@ async fn work(shared: Arc<Shared>, backlog: Arc<Backlog>, account: String) {
     }
 }
 
-/// Reconciles one batch of an account's events, logs what became of each, and deletes the
+/// Reconciles one batch of an account's events, tells the people concerned, and deletes the
 /// messages done with.
 async fn handle(shared: Arc<Shared>, batch: Vec<(Received, IamEvent)>) {
     let shared = &*shared;
-    let reconciler = shared.current().reconciler.clone();
-    let (received, events): (Vec<Received>, Vec<IamEvent>) = batch.into_iter().unzip();
-    let outcome = reconciler.reconcile_events(&events, &shared.stop).await;
-    for report in &outcome.reports {
-        shared.metrics.record_event_reconciliation(report);
-    }
-    for delay in &outcome.delays {
-        shared.metrics.record_event_delay(*delay);
-    }
-    shared.metrics.record_notifications(&outcome.notifications);
-    let mut done: Vec<&Received> = Vec::new();
-    for ((r, event), verdict) in received.iter().zip(&events).zip(&outcome.verdicts) {
-        shared.metrics.record_event(verdict.as_str());
-        verdict.log(&r.message_id, &r.receive_count, event);
-        if !matches!(verdict, Verdict::Retry(_)) {
-            done.push(r);
+    let current = shared.current();
+    let notifier = current.notifier.as_deref();
+    let handled = batch::handle(&current.reconciler, notifier, batch, &shared.stop, None).await;
+    if let Some(outcome) = &handled.outcome {
+        for report in &outcome.reports {
+            shared.metrics.record_event_reconciliation(report);
+        }
+        for delay in &outcome.delays {
+            shared.metrics.record_event_delay(*delay);
+        }
+        shared.metrics.record_notifications(&outcome.notifications);
+        for verdict in &outcome.verdicts {
+            shared.metrics.record_event(verdict.as_str());
         }
     }
-    delete(shared, &done).await;
+    delete(shared, &handled.done.iter().collect::<Vec<_>>()).await;
 }
 
 /// Deletes the messages done with, ten per request, each from the queue it came from. A message

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use crate::clock::unix_now;
 use crate::config::{Config, ConfigError};
+use crate::notify::Notifier;
 use crate::reconcile::report::exit;
 use crate::reconcile::{Reconciler, RunOptions};
 use crate::signals::{Signal, Signals};
@@ -123,12 +124,20 @@ impl Service {
         let token = token::load_token(&config)?;
         let listen = config.admin_listen;
         let reconciler = Arc::new(Reconciler::open(config).await?);
+        let notifier = Notifier::open(&reconciler.config().notify, reconciler.sdk(), None)
+            .await?
+            .map(Arc::new);
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|source| StartError::Bind { listen, source })?;
         let listen = listener.local_addr().unwrap_or(listen);
         let signals = Signals::for_service().map_err(StartError::Signals)?;
-        let shared = Arc::new(Shared::new(Current { reconciler, token }, listen));
+        let current = Current {
+            reconciler,
+            notifier,
+            token,
+        };
+        let shared = Arc::new(Shared::new(current, listen));
         let scheduler = JobScheduler::new().await.map_err(StartError::Scheduler)?;
         let job = schedule_job(&scheduler, shared.current().reconciler.config(), &shared).await?;
         scheduler.start().await.map_err(StartError::Scheduler)?;
@@ -254,6 +263,9 @@ impl Control {
         let schedule_changed = config.schedule != old_config.schedule;
         let reconciler = old.reconciler.reopen(config).await?;
         let config = reconciler.config();
+        let notifier = Notifier::open(&config.notify, reconciler.sdk(), old.notifier.as_deref())
+            .await?
+            .map(Arc::new);
         if schedule_changed {
             let job = schedule_job(&self.scheduler, config, &self.shared).await?;
             if let Err(e) = self.scheduler.remove(&self.job).await {
@@ -270,6 +282,7 @@ impl Control {
         );
         self.shared.replace(Current {
             reconciler: Arc::new(reconciler),
+            notifier,
             token,
         });
         Ok(())
@@ -297,7 +310,10 @@ async fn runner(shared: Arc<Shared>) {
             let reconciler = &current.reconciler;
             let started = Instant::now();
             let options = RunOptions::from_config(reconciler.config());
-            let report = reconciler.run(options, &shared.stop).await;
+            let mut report = reconciler.run(options, &shared.stop).await;
+            if let Some(notifier) = &current.notifier {
+                notifier.after_run(&mut report, &shared.stop, None).await;
+            }
             shared
                 .metrics
                 .record_run(&report, started.elapsed().as_secs_f64(), unix_now());

@@ -10,6 +10,7 @@ use tracing::info;
 
 use super::metrics::Metrics;
 use super::token::Token;
+use crate::notify::Notifier;
 use crate::reconcile::report::RunReport;
 use crate::reconcile::Reconciler;
 use crate::sync;
@@ -17,6 +18,8 @@ use crate::sync;
 /// What a run uses; replaced as a whole on reload, so that a run sees one consistent version.
 pub struct Current {
     pub reconciler: Arc<Reconciler>,
+    /// Whom runs are told about, when `[notify]` names a channel.
+    pub notifier: Option<Arc<Notifier>>,
     pub token: Option<Token>,
 }
 

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 use crate::clock::unix_now;
 use crate::files::{self, FileError, Mode};
-use crate::notify::outcome::Notification;
+use crate::reconcile::notification::{Delivery, Notification};
 use crate::reconcile::report::{AccountReport, RunReport};
 
 mod accounts;
@@ -142,12 +142,15 @@ impl Metrics {
 
     /// The messages sent or not; a dry run's are not counted.
     pub fn record_notifications(&self, notifications: &[Notification]) {
-        for n in notifications.iter().filter(|n| n.outcome != "would_send") {
+        for n in notifications
+            .iter()
+            .filter(|n| n.outcome != Delivery::WouldSend)
+        {
             self.service
                 .notifications
                 .get_or_create(&NotificationLabels {
-                    channel: n.channel,
-                    outcome: n.outcome,
+                    channel: n.channel.as_str(),
+                    outcome: n.outcome.as_str(),
                 })
                 .inc();
         }
