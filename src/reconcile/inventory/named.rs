@@ -85,23 +85,76 @@ async fn read_named(
         pages: device_pages,
         ..
     } = devices?;
-    // IAM finds a user whatever the case of the name asked for, and so does this.
-    let wanted: HashSet<&UserName> = names.iter().collect();
-    let mut named: Vec<UserFacts> = users
-        .into_iter()
-        .filter(|u| wanted.contains(&u.name))
-        .collect();
-    let found: HashSet<&UserName> = named.iter().map(|u| &u.name).collect();
-    let mut missing: Vec<UserName> = Vec::new();
-    for name in names {
-        if !found.contains(name) && !missing.contains(name) {
-            missing.push(name.clone());
-        }
-    }
+    let (mut named, missing) = pick(users, names);
     complete(clients, &mut named, &holders, rules, page_size, concurrency).await;
     Ok(NamedRead {
         users: named,
         missing,
         list_calls: pages + device_pages,
     })
+}
+
+/// The users listed that `names` names, and the names no user listed has, each once however
+/// spelt and in the order given. IAM finds a user whatever the case of the name asked for, and
+/// so does this; sets keyed by the folded name keep it linear in the names.
+fn pick(listed: Vec<UserFacts>, names: &[UserName]) -> (Vec<UserFacts>, Vec<UserName>) {
+    let wanted: HashSet<&UserName> = names.iter().collect();
+    let named: Vec<UserFacts> = listed
+        .into_iter()
+        .filter(|u| wanted.contains(&u.name))
+        .collect();
+    let mut seen: HashSet<&UserName> = named.iter().map(|u| &u.name).collect();
+    let missing = names
+        .iter()
+        .filter(|name| seen.insert(name))
+        .cloned()
+        .collect();
+    (named, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::reconcile::plan::{ConsoleAccess, MfaState};
+
+    fn listed(name: &str) -> UserFacts {
+        UserFacts {
+            name: UserName::from_iam(name),
+            path: "/".to_string(),
+            tags: BTreeMap::new(),
+            member: false,
+            mfa: MfaState::NotChecked,
+            console: ConsoleAccess::NotChecked,
+            created: None,
+        }
+    }
+
+    fn names(names: &[&str]) -> Vec<UserName> {
+        names.iter().map(|n| UserName::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn each_name_is_found_or_missing_once_however_spelt_in_the_order_given() {
+        let (named, missing) = pick(
+            vec![listed("Alice"), listed("bob"), listed("carol")],
+            &names(&["ALICE", "new1", "alice", "Bob", "NEW1", "new2", "new1"]),
+        );
+        let named: Vec<&str> = named.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(named, ["Alice", "bob"]);
+        let missing: Vec<&str> = missing.iter().map(UserName::as_str).collect();
+        assert_eq!(missing, ["new1", "new2"]);
+    }
+
+    #[test]
+    fn many_names_the_lists_lack_are_each_listed_once() {
+        // Quadratic, this took minutes; it is linear in the names now.
+        let many: Vec<UserName> = (0..200_000)
+            .map(|i| UserName::from_iam(&format!("u{}", i % 100_000)))
+            .collect();
+        let (named, missing) = pick(vec![listed("u7")], &many);
+        assert_eq!(named.len(), 1);
+        assert_eq!(missing.len(), 99_999);
+    }
 }
