@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use futures::stream::{self, StreamExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::user_name::UserName;
 
@@ -19,9 +19,32 @@ use super::context::{Account, RunContext};
 use super::enforce::{plan_and_apply, Read};
 use super::failure::AccountError;
 use super::inventory::named::{cheaper_in_bulk, read_named_in};
-use super::inventory::{self, UserRead};
+use super::inventory::{self, unread_user, UserRead};
 use super::plan::{Decision, UserFacts};
 use super::report::AccountReport;
+
+/// The most users one run for named users takes (`reconcile --user`, a direct invocation's
+/// `users`). A run's deadline stops its calls, not the work that grows with the names it is given,
+/// and a list past this is better served by a full run, which reads every user in a few pages.
+pub const MAX_NAMED_USERS: usize = 1_000;
+
+/// More users named than one run for named users takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{count} users named, more than the {max} a run for named users takes; run in full (name no user) or in smaller runs",
+    max = MAX_NAMED_USERS
+)]
+pub struct TooManyUsers {
+    pub count: usize,
+}
+
+/// Refuses more than [`MAX_NAMED_USERS`] names, before any is read.
+pub fn check_named(count: usize) -> Result<(), TooManyUsers> {
+    if count > MAX_NAMED_USERS {
+        return Err(TooManyUsers { count });
+    }
+    Ok(())
+}
 
 /// Reads, plans and applies the users `names` of one account.
 pub async fn reconcile_users(
@@ -57,11 +80,13 @@ pub async fn reconcile_users(
     // A decision carried out here is newer than any a full run under way read. A user skipped,
     // or whose change was not made, leaves the full run's decision standing.
     let keep = config.run_timeout + config.run_timeout;
-    let made = |user: &UserName| {
-        report.applied
-            && (report.added.iter().any(|a| user.is(a))
-                || report.removed.iter().any(|r| user.is(r)))
-    };
+    let changed: HashSet<UserName> = report
+        .added
+        .iter()
+        .chain(&report.removed)
+        .map(|u| UserName::from_iam(u))
+        .collect();
+    let made = |user: &UserName| report.applied && changed.contains(user);
     for (user, decision) in &plan.decisions {
         let carried_out = match decision {
             Decision::Skip(_) => false,
@@ -110,11 +135,39 @@ async fn read_from_lists(
         "named users read from the account's lists"
     );
     let mut users = read.users;
-    // A user just created may not be in the lists yet: a name they lack is asked for on its own.
-    if !read.missing.is_empty() {
-        users.extend(read_users(ctx, account, report, &read.missing).await?);
+    // A user just created may not be in the lists yet: a name they lack is asked for on its own,
+    // up to a bound, so that names the account never had cost no more than reading it whole.
+    let cap = missing_lookups(read.list_calls);
+    let (look_up, unread) = read.missing.split_at(read.missing.len().min(cap));
+    if !look_up.is_empty() {
+        users.extend(read_users(ctx, account, report, look_up).await?);
+    }
+    if !unread.is_empty() {
+        warn!(
+            account_id = account.id(),
+            looked_up = look_up.len(),
+            not_looked_up = unread.len(),
+            "names the account's lists lack, past the first {cap}, not looked up: skipped"
+        );
+        let reason = format!(
+            "not in the account's lists, and not looked up on its own (iam:GetUser): only the first {cap} names the lists lack are"
+        );
+        users.extend(unread.iter().map(|name| unread_user(name, reason.clone())));
     }
     Ok(users)
+}
+
+/// The fewest names the account's lists lack that are still looked up one by one: users
+/// created since the lists were read, a few at a time.
+const MISSING_LOOKUPS_FLOOR: usize = 10;
+
+/// How many names the account's lists lack are looked up one by one (GetUser each): as many as
+/// the pages the lists took, and at least [`MISSING_LOOKUPS_FLOOR`]. Past that, a name is left
+/// unread and skipped, not guessed missing, so that an event naming it is retried.
+fn missing_lookups(list_calls: u32) -> usize {
+    usize::try_from(list_calls)
+        .unwrap_or(usize::MAX)
+        .max(MISSING_LOOKUPS_FLOOR)
 }
 
 /// Reads each user named once, however often and however spelt; lists those that do not exist.
@@ -181,6 +234,23 @@ mod tests {
         // With console_users_only: 4n against pages + 2n.
         assert!(!read_in_bulk(10, true, Some(20), 1000));
         assert!(read_in_bulk(11, true, Some(20), 1000));
+    }
+
+    #[test]
+    fn a_run_takes_up_to_its_limit_of_named_users_and_refuses_more_naming_both() {
+        assert_eq!(check_named(0), Ok(()));
+        assert_eq!(check_named(MAX_NAMED_USERS), Ok(()));
+        let error = check_named(200_000).unwrap_err().to_string();
+        assert!(
+            error.contains("200000 users") && error.contains("1000"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn names_the_lists_lack_are_looked_up_no_more_than_the_lists_cost() {
+        assert_eq!(missing_lookups(2), MISSING_LOOKUPS_FLOOR);
+        assert_eq!(missing_lookups(67), 67);
     }
 
     #[test]

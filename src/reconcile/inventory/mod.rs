@@ -426,6 +426,19 @@ pub async fn reread_user(
     read_user_with(clients, name, Membership::Known(member), rules, page_size).await
 }
 
+/// A user named whose facts were not read, for `reason`: the plan skips it rather than guess.
+pub fn unread_user(name: &UserName, reason: String) -> UserFacts {
+    UserFacts {
+        name: name.clone(),
+        path: "/".to_string(),
+        tags: BTreeMap::new(),
+        member: false,
+        mfa: MfaState::Unknown(reason),
+        console: ConsoleAccess::NotChecked,
+        created: None,
+    }
+}
+
 /// Whether a user's membership of the enforcement group is to be read, or known.
 enum Membership<'a> {
     Ask(&'a str),
@@ -439,17 +452,7 @@ async fn read_user_with(
     rules: &Rules,
     page_size: i32,
 ) -> UserRead {
-    let unknown = |reason: String| {
-        UserRead::Found(UserFacts {
-            name: name.clone(),
-            path: "/".to_string(),
-            tags: BTreeMap::new(),
-            member: false,
-            mfa: MfaState::Unknown(reason),
-            console: ConsoleAccess::NotChecked,
-            created: None,
-        })
-    };
+    let unknown = |reason: String| UserRead::Found(unread_user(name, reason));
     let user = match clients.iam.get_user().user_name(name.as_str()).send().await {
         Ok(out) => match out.user() {
             Some(user) if !user.user_name().is_empty() => user.clone(),
