@@ -38,10 +38,29 @@ pub async fn run(ctx: &RunContext<'_>, pool: &ClientPool) -> RunReport {
             "run",
             run_id = %run_id,
             dry_run = ctx.options.dry_run,
-            users = spelt(users).join(",")
+            users = %first_names(users),
+            user_count = users.len(),
         ),
     };
     run_in_span(ctx, pool, run_id).instrument(span).await
+}
+
+/// How many names a log line shows: every line of the run carries them.
+const NAMES_SHOWN: usize = 10;
+
+/// The first [`NAMES_SHOWN`] names, and how many more there are: a log line never carries a list
+/// as long as the run's input.
+fn first_names(users: &[UserName]) -> String {
+    let mut text = users
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(UserName::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    if let Some(more) = users.len().checked_sub(NAMES_SHOWN).filter(|n| *n > 0) {
+        text.push_str(&format!(" …and {more} more"));
+    }
+    text
 }
 
 /// The names as given.
@@ -196,4 +215,22 @@ fn abandoned(ctx: &RunContext<'_>, target: &Target, stop: &Stop<'_>) -> AccountR
     };
     report.fail(&error);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_line_names_the_first_ten_users_and_counts_the_rest() {
+        let users: Vec<UserName> = (0..1000)
+            .map(|i| UserName::from_iam(&format!("u{i}")))
+            .collect();
+        assert_eq!(first_names(&users[..2]), "u0,u1");
+        assert_eq!(first_names(&users[..10]), "u0,u1,u2,u3,u4,u5,u6,u7,u8,u9");
+        assert_eq!(
+            first_names(&users),
+            "u0,u1,u2,u3,u4,u5,u6,u7,u8,u9 …and 990 more"
+        );
+    }
 }
