@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::apply::{self, Change, ChangeResult, Journal, NotSent, Writer};
 use super::context::{Account, RunContext};
@@ -12,6 +12,7 @@ use super::failure::AccountError;
 use super::inventory::named::{cheaper_in_bulk, read_named_in};
 use super::inventory::UserRead;
 use super::plan::{Action, Decision, MfaState, Plan, UserFacts};
+use super::recorder::Planned;
 use super::report::{AccountReport, FailedChange, Skipped};
 use super::rollout;
 use crate::user_name::UserName;
@@ -47,7 +48,11 @@ pub async fn plan_and_apply(
         };
         warn!(account_id = %account.id(), planned = plan.change_count(), max_changes = options.max_changes.unwrap_or_default(), "guard tripped: {error}");
         report.fail(&error);
-        report.record_planned(&plan.changes(), options.dry_run, "blocked");
+        let changes = plan.changes();
+        account
+            .recorder
+            .planned(&changes, options.dry_run, Planned::Blocked);
+        report.list_planned(&changes);
         return plan;
     }
     // Under the account's gate since the read (named users), removals go first: they need no
@@ -82,7 +87,8 @@ pub async fn plan_and_apply(
         changes.retain(|(_, action)| *action != Action::Remove);
     }
     if options.dry_run {
-        report.record_planned(&changes, true, "planned");
+        account.recorder.planned(&changes, true, Planned::Planned);
+        report.list_planned(&changes);
         return plan;
     }
     let gate = ctx.gates.of(account.id());
@@ -94,7 +100,12 @@ pub async fn plan_and_apply(
             return plan;
         };
         let newer = gate.reconciled_since(read.started);
-        (Some(guard), without_newer(changes, &newer, report))
+        let (changes, dropped) = without_newer(changes, &newer);
+        for outcome in &dropped {
+            account.recorder.after(outcome);
+        }
+        report.record_outcomes(dropped);
+        (Some(guard), changes)
     };
     unfinished += apply_changes(ctx, account, report, changes, read.started).await;
     if unfinished > 0 {
@@ -181,26 +192,21 @@ const DECIDED_SINCE: &str =
     "an event-driven reconciliation decided on this user after this run read it";
 
 /// The changes left once those of users an event-driven reconciliation decided on after this
-/// run read them are dropped (and listed as superseded): their newer decision stands.
+/// run read them are dropped, and those dropped, as superseded: their newer decision stands.
 fn without_newer(
     mut changes: Vec<(UserName, Action)>,
     newer: &HashSet<UserName>,
-    report: &mut AccountReport,
-) -> Vec<(UserName, Action)> {
-    let account_id = report.account_id.clone().unwrap_or_default();
+) -> (Vec<(UserName, Action)>, Vec<apply::Outcome>) {
+    let mut dropped = Vec::new();
     changes.retain(|(user, action)| {
         let keep = !newer.contains(user);
         if !keep {
-            info!(account_id, user = %user, action = action.as_str(), outcome = "superseded", reason = DECIDED_SINCE, "membership change left out");
-            report.superseded.push(FailedChange {
-                user: user.to_string(),
-                action: action.as_str(),
-                reason: DECIDED_SINCE.to_string(),
-            });
+            let why = NotSent::Superseded(DECIDED_SINCE);
+            dropped.push(left_out(user.clone(), *action, why));
         }
         keep
     });
-    changes
+    (changes, dropped)
 }
 
 /// Makes the membership changes and lists what became of each; returns how many were not made
@@ -365,10 +371,9 @@ mod tests {
         let changes = vec![(user("Alice"), Action::Add), (user("bob"), Action::Remove)];
         let newer = HashSet::from([user("alice")]);
         let mut report = AccountReport::default();
-        assert_eq!(
-            without_newer(changes, &newer, &mut report),
-            vec![(user("bob"), Action::Remove)]
-        );
+        let (kept, dropped) = without_newer(changes, &newer);
+        assert_eq!(kept, vec![(user("bob"), Action::Remove)]);
+        report.record_outcomes(dropped);
         assert_eq!(report.superseded.len(), 1);
         assert_eq!(
             (

@@ -1,6 +1,7 @@
 //! The journal of a reconciliation's changes: each is logged, and written to the audit log (if
 //! there is one) as it happens, the intent before the request, the outcome as soon as IAM has
-//! answered.
+//! answered. It is the one writer of the `membership change` log lines (planned, blocked,
+//! intent, done, failed, unknown, left out), each with the run's id.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +16,24 @@ use super::audit::{self, AuditError, AuditLog, Step};
 use super::impact::Impact;
 use super::plan::Action;
 use crate::user_name::UserName;
+
+/// Why a change was listed and not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planned {
+    /// A dry run's plan.
+    Planned,
+    /// The guard (`max_changes`) tripped.
+    Blocked,
+}
+
+impl Planned {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Planned::Planned => "planned",
+            Planned::Blocked => "blocked",
+        }
+    }
+}
 
 /// Logs each change and writes it to the audit log.
 pub struct Recorder<'a> {
@@ -61,6 +80,16 @@ impl<'a> Recorder<'a> {
         match change {
             Change::Membership(user, Action::Add) => lock(&self.impacts).get(user).cloned(),
             _ => None,
+        }
+    }
+
+    /// Logs the changes listed and not made (`outcome` says why), with what each add takes away.
+    pub fn planned(&self, changes: &[(UserName, Action)], dry_run: bool, outcome: Planned) {
+        let (run_id, account_id, outcome) = (self.run_id, self.account_id, outcome.as_str());
+        for (user, action) in changes {
+            let change = Change::Membership(user.clone(), *action);
+            let (impact, impact_summary) = self.impact_of(&change).unzip();
+            info!(run_id, account_id, user = %user, action = action.as_str(), dry_run, outcome, impact, impact_summary, "membership change");
         }
     }
 

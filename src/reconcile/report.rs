@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use tracing::info;
 
 use super::apply::{Change, ChangeResult, NotSent, Outcome};
 use super::failure::AccountError;
@@ -302,18 +301,9 @@ impl AccountReport {
         }
     }
 
-    /// Lists changes that were not carried out (a dry run, or the guard), and logs each with
-    /// `outcome` (`planned` or `blocked`).
-    pub fn record_planned(&mut self, changes: &[(UserName, Action)], dry_run: bool, outcome: &str) {
-        let account_id = self.account_id.as_deref().unwrap_or_default();
-        for (user, action) in changes {
-            let impact = self.impact.iter().find(|i| user.is(&i.user));
-            let (verdict, summary) = (
-                impact.map(|i| i.verdict.as_str()),
-                impact.map(|i| i.summary.as_str()),
-            );
-            info!(account_id, user = %user, action = action.as_str(), dry_run, outcome, impact = verdict, impact_summary = summary, "membership change");
-        }
+    /// Lists changes that were not carried out (a dry run, or the guard); the recorder has
+    /// logged them.
+    pub fn list_planned(&mut self, changes: &[(UserName, Action)]) {
         for (user, action) in changes {
             self.push_change(*action, user);
         }
