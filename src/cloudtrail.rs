@@ -105,10 +105,7 @@ const SHOWN_MAX: usize = 64;
 
 /// `text` as a log line shows it: cut after [`SHOWN_MAX`] characters.
 fn shown(text: &str) -> String {
-    match text.char_indices().nth(SHOWN_MAX) {
-        Some((end, _)) => format!("{}...", &text[..end]),
-        None => text.to_string(),
-    }
+    crate::text::clip(text, SHOWN_MAX)
 }
 
 fn text<'a>(v: &'a Value, key: &str) -> Option<&'a str> {

@@ -23,4 +23,5 @@ pub(crate) mod service;
 pub(crate) mod signals;
 pub(crate) mod sync;
 pub(crate) mod telemetry;
+pub(crate) mod text;
 pub mod user_name;

@@ -211,7 +211,7 @@ pub fn batch_response<'a>(retry: impl IntoIterator<Item = &'a str>) -> Value {
 
 /// A value quoted in an error, cut short.
 fn shown(text: &str) -> String {
-    text.chars().take(120).collect()
+    crate::text::clip(text, 120)
 }
 
 #[cfg(test)]
