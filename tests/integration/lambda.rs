@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::support::lambda::{self, Function};
+use crate::support::notify::WebhookReceiver;
 use crate::support::proxy::{Fault, FaultProxy, Rule};
 use crate::support::queue::{iam_event, Queue};
 use crate::support::{Account, ACCOUNT_ID};
@@ -227,6 +228,40 @@ async fn a_direct_invocation_returns_its_report_and_a_dry_run_changes_nothing() 
         ["alice".to_string(), "carol".to_string()].into()
     );
     assert_eq!(function.events("run finished").len(), 2);
+}
+
+#[tokio::test]
+async fn a_payload_with_a_key_its_shape_does_not_take_or_too_many_users_is_refused() {
+    if !lambda::available() {
+        return;
+    }
+    let a = account_to_converge().await;
+    let mut function = Function::start(&a, &a.moto.endpoint, &FUNCTION_ENV);
+    let before = a.members(GROUP).await;
+
+    // A schedule does not take a dry run: refused, rather than enforced and reported as one.
+    let mut scheduled = scheduled_event();
+    scheduled["dry_run"] = json!(true);
+    let (_, error) = function.invoke(&scheduled);
+    assert_eq!(error["errorType"], "forcemfa.InvalidInvocation", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("scheduled event") && message.contains("\"dry_run\""),
+        "{error}"
+    );
+
+    // Past the limit of named users, the limit and the count are named.
+    let users: Vec<String> = (0..1001).map(|i| format!("user{i}")).collect();
+    let (_, error) = function.invoke(&json!({ "users": users }));
+    assert_eq!(error["errorType"], "forcemfa.InvalidInvocation", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("1001 users") && message.contains("1000"),
+        "{error}"
+    );
+
+    assert!(function.events("run started").is_empty());
+    assert_eq!(a.members(GROUP).await, before);
 }
 
 #[tokio::test]
@@ -641,4 +676,69 @@ async fn each_function_takes_only_its_kind_of_invocation() {
             .contains("FORCEMFA_FUNCTION_TAKES=runs"),
         "{error}"
     );
+}
+
+/// A webhook and an email service that never answer: the invocation still answers before the
+/// function's timeout. Each message may take 10 s; the notifier starts none that could not end
+/// 10 s (the report's time) before the deadline, and keeps the rest for the next invocation.
+#[tokio::test]
+async fn an_invocation_answers_before_its_deadline_when_no_channel_answers() {
+    if !lambda::available() {
+        return;
+    }
+    let a = Account::with_group().await;
+    for user in ["carol", "dave", "erin", "frank"] {
+        a.user_at(user, "/", &[("email", &format!("{user}@example.com"))])
+            .await;
+    }
+    let silent = WebhookReceiver::start();
+    silent.set_delay(std::time::Duration::from_secs(3600));
+    let url = silent.url();
+    let silent_host = url.replace("/hooks/forcemfa", "");
+    // 5 s run + 15 s for its requests (twice 5 s, and 5 s) + 10 s for a notification + 10 s for
+    // the report = 40 s, under 45 s.
+    let env = [
+        ("FORCEMFA_FUNCTION_TIMEOUT", "45"),
+        ("FORCEMFA__RUN_TIMEOUT", "5s"),
+        ("FORCEMFA__AWS__OPERATION_TIMEOUT_SECS", "5"),
+        ("FORCEMFA__NOTIFY__WEBHOOK_URL", url.as_str()),
+        ("FORCEMFA__NOTIFY__EMAIL_FROM", "forcemfa@example.com"),
+        ("FORCEMFA__NOTIFY__EMAILS_PER_SECOND", "100"),
+        ("AWS_ENDPOINT_URL_SESV2", silent_host.as_str()),
+    ];
+    let mut function = Function::start(&a, &a.moto.endpoint, &env);
+    let started = std::time::Instant::now();
+    let (status, report) = function.invoke(&scheduled_event());
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{report}\n{}", function.stderr());
+    // Five messages of 10 s each would take 50 s; the function has 45.
+    assert!(
+        took < std::time::Duration::from_secs(45),
+        "answered after {took:?}"
+    );
+    assert_eq!(
+        a.members(GROUP).await,
+        ["carol", "dave", "erin", "frank"].map(String::from).into()
+    );
+    let tried = report["notifications"].as_array().unwrap();
+    assert!(
+        !tried.is_empty() && tried.len() < 5,
+        "some messages tried, not all: {report}"
+    );
+    assert!(tried.iter().all(|n| n["outcome"] == "failed"), "{report}");
+    let kept = function.events("notifications kept for the next run");
+    assert_eq!(kept.len(), 1, "{}", function.stderr());
+    // Those refused and those not tried wait for the next invocation.
+    assert_eq!(kept[0]["messages"], 5);
+
+    // A function whose timeout leaves no room for a notification is refused, naming it.
+    let short = [("FORCEMFA_FUNCTION_TIMEOUT", "39")];
+    let env: Vec<(&str, &str)> = env[1..].iter().chain(&short).copied().collect();
+    let mut function = Function::start(&a, &a.moto.endpoint, &env);
+    let (_, error) = function.invoke(&scheduled_event());
+    assert_eq!(error["errorType"], "forcemfa.ConfigurationError", "{error}");
+    let message = error["errorMessage"].as_str().unwrap();
+    for words in ["+ 10 s for a notification", "= 40 s", "(39 s)"] {
+        assert!(message.contains(words), "{words}: {message}");
+    }
 }
