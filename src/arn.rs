@@ -132,6 +132,11 @@ impl<'a> Arn<'a> {
         self.partition.parse()
     }
 
+    /// The region of a regional resource (an SNS topic's); `None` for a global one (IAM's).
+    pub fn regional(&self) -> Option<&'a str> {
+        Some(self.region).filter(|r| !r.is_empty())
+    }
+
     /// The name of an IAM resource of `kind` (`user`, `role`, `group`, `mfa`), after its path:
     /// `alice` in `arn:aws:iam::123456789012:user/staff/alice`. `None` for another service, another
     /// kind, or an ARN without a name.
@@ -177,6 +182,7 @@ mod tests {
         assert!(partition_of("").is_err());
         let sts = Arn::parse("arn:aws-cn:sts::123456789012:assumed-role/r/s:x").unwrap();
         assert_eq!(sts.resource, "assumed-role/r/s:x");
+        assert_eq!(sts.regional(), None);
         for bad in [
             "",
             "not an arn",
@@ -186,6 +192,23 @@ mod tests {
         ] {
             assert_eq!(Arn::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_topics_region_is_its_arns_fourth_field() {
+        fn region(arn: &str) -> Option<&str> {
+            Arn::parse(arn)?.regional()
+        }
+        assert_eq!(
+            region("arn:aws:sns:eu-west-1:123456789012:forcemfa"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region("arn:aws-cn:sns:cn-north-1:123456789012:t"),
+            Some("cn-north-1")
+        );
+        assert_eq!(region("arn:aws:sns::123456789012:t"), None);
+        assert_eq!(region("not an arn"), None);
     }
 
     #[test]

@@ -19,9 +19,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use crate::arn::Arn;
 use crate::aws::AwsError;
 use crate::config::{ConfigError, NotifySettings};
 use crate::reconcile::notification::Channel;
+use crate::text::{clip, error_chain, one_line};
 
 /// How long one message may take on any channel, retries included: a notification is worth a
 /// few seconds of a run, not more.
@@ -141,7 +143,7 @@ impl Channels {
     pub async fn new(settings: &NotifySettings, sdk: &SdkConfig) -> Result<Channels, ConfigError> {
         let sns = settings.sns_topic_arn.as_deref().map(|arn| {
             let mut config = quick_sdk_calls(aws_sdk_sns::config::Builder::from(sdk));
-            if let Some(region) = region_of_arn(arn) {
+            if let Some(region) = Arn::parse(arn).and_then(|arn| arn.regional()) {
                 config = config.region(Region::new(region.to_string()));
             }
             aws_sdk_sns::Client::from_conf(config.build())
@@ -294,11 +296,6 @@ fn quick_sdk_calls<B: QuickCalls>(builder: B) -> B {
     builder.timeouts(timeouts).retries(retries)
 }
 
-/// The region field of an ARN (`arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`), if not empty.
-fn region_of_arn(arn: &str) -> Option<&str> {
-    arn.split(':').nth(3).filter(|r| !r.is_empty())
-}
-
 /// A subject SNS takes: printable ASCII only (common typographic marks spelled in ASCII, any
 /// other character as `?`), no line breaks, starting with a letter, a digit or a punctuation
 /// mark, fewer than 100 characters (cut short with `...`). None when nothing is left.
@@ -334,20 +331,8 @@ fn sns_message(text: &str) -> String {
     if text.len() <= SNS_MESSAGE_MAX {
         return text.to_string();
     }
-    let mut end = SNS_MESSAGE_MAX - NOTE.len();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(SNS_MESSAGE_MAX - NOTE.len());
     format!("{}{NOTE}", &text[..end])
-}
-
-/// `text` on one line: runs of whitespace (line breaks included) and control characters become
-/// one space, so that an error or a subject never spans log lines.
-fn one_line(text: &str) -> String {
-    text.split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The webhook: a JSON POST to a URL, over HTTPS with the system's roots (or plain HTTP).
@@ -428,11 +413,10 @@ impl Webhook {
                 .await
                 .map(http_body_util::Collected::to_bytes)
                 .unwrap_or_default();
-            let mut answer = one_line(&String::from_utf8_lossy(&body));
-            if let Some((cut, _)) = answer.char_indices().nth(WEBHOOK_ANSWER_QUOTED) {
-                answer.truncate(cut);
-                answer.push_str("...");
-            }
+            let answer = clip(
+                &one_line(&String::from_utf8_lossy(&body)),
+                WEBHOOK_ANSWER_QUOTED,
+            );
             Err(WebhookFailure::Refused { status, answer })
         };
         match tokio::time::timeout(SEND_TIMEOUT, exchange).await {
@@ -488,35 +472,9 @@ fn read_token(path: &Path) -> Result<HeaderValue, ConfigError> {
     Ok(value)
 }
 
-/// An error and its sources, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    one_line(&text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_topics_region_is_the_arns_fourth_field() {
-        assert_eq!(
-            region_of_arn("arn:aws:sns:eu-west-1:123456789012:forcemfa"),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            region_of_arn("arn:aws-cn:sns:cn-north-1:123456789012:t"),
-            Some("cn-north-1")
-        );
-        assert_eq!(region_of_arn("arn:aws:sns::123456789012:t"), None);
-        assert_eq!(region_of_arn("not an arn"), None);
-    }
 
     #[test]
     fn sns_subjects_are_short_printable_ascii_on_one_line() {
