@@ -13,6 +13,7 @@ use crate::reconcile::report::AccountReport;
 use crate::user_name::UserName;
 
 use super::channels::{Email, Summary};
+use super::state::{Known, ReminderKey};
 
 /// Why a user is written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,12 +63,13 @@ impl UserMessage {
 }
 
 /// The key under which a reminder is remembered as sent: one per user, deadline and reminder.
-pub fn reminder_key(account_id: &str, user: &str, deadline: i64, before: Duration) -> String {
-    format!(
-        "reminder/{account_id}/{}/{deadline}/{}",
-        folded(user),
-        before.as_secs()
-    )
+pub fn reminder_key(account_id: &str, user: &str, deadline: i64, before: Duration) -> ReminderKey {
+    ReminderKey {
+        account_id: account_id.to_string(),
+        user: folded(user),
+        deadline,
+        before_secs: before.as_secs(),
+    }
 }
 
 /// The emails one account's reconciliation calls for: to each user added or removed (when the
@@ -79,8 +81,8 @@ pub fn user_messages(
     made: bool,
     reminders: &[Duration],
     now: i64,
-    sent: &dyn Fn(&str) -> bool,
-) -> (Vec<UserMessage>, Vec<String>) {
+    sent: &dyn Fn(&ReminderKey) -> bool,
+) -> (Vec<UserMessage>, Vec<ReminderKey>) {
     let Some(account_id) = account.account_id.clone() else {
         return (Vec::new(), Vec::new());
     };
@@ -120,7 +122,7 @@ pub fn user_messages(
                 now >= deadline - i64::try_from(r.as_secs()).unwrap_or(i64::MAX) && now < deadline
             })
             .collect();
-        let unsent: Vec<String> = due
+        let unsent: Vec<ReminderKey> = due
             .iter()
             .map(|r| reminder_key(&account_id, &pending.user, deadline, **r))
             .filter(|k| !sent(k))
@@ -182,35 +184,19 @@ fn text(
 /// Whether an account's reconciliation is worth a summary: it changed something (or, `made`
 /// being a dry run's plan, would), or found pending or held users not in `known` (those already
 /// told about).
-pub fn summary_due(account: &AccountReport, made: bool, known: &BTreeSet<String>) -> bool {
+pub fn summary_due(account: &AccountReport, made: bool, known: &BTreeSet<Known>) -> bool {
     let changed = made && !(account.added.is_empty() && account.removed.is_empty());
-    let new = account
-        .pending
-        .iter()
-        .map(|p| format!("pending/{}", folded(&p.user)))
-        .chain(
-            account
-                .held
-                .iter()
-                .map(|h| format!("held/{}", folded(&h.user))),
-        )
-        .any(|k| !known.contains(&k));
-    changed || new
+    changed || !known_keys(account).is_subset(known)
 }
 
 /// The pending and held users of an account, as remembered once told about.
-pub fn known_keys(account: &AccountReport) -> BTreeSet<String> {
-    account
+pub fn known_keys(account: &AccountReport) -> BTreeSet<Known> {
+    let pending = account
         .pending
         .iter()
-        .map(|p| format!("pending/{}", folded(&p.user)))
-        .chain(
-            account
-                .held
-                .iter()
-                .map(|h| format!("held/{}", folded(&h.user))),
-        )
-        .collect()
+        .map(|p| Known::Pending(folded(&p.user)));
+    let held = account.held.iter().map(|h| Known::Held(folded(&h.user)));
+    pending.chain(held).collect()
 }
 
 /// The admins' summary of one account's reconciliation.
@@ -378,7 +364,7 @@ mod tests {
             1
         );
         assert_eq!(keys.len(), 2, "both reminders used up: {keys:?}");
-        let sent: Vec<String> = keys.clone();
+        let sent: Vec<ReminderKey> = keys.clone();
         let (again, more) = user_messages(&a, true, &week_and_day(), NOW, &|k| {
             sent.iter().any(|s| s == k)
         });

@@ -23,7 +23,7 @@ use crate::reconcile::report::{AccountReport, RunReport};
 
 use channels::{Channels, SendError};
 use messages::{known_keys, summary, summary_due, user_messages};
-use state::{NotifyState, Outgoing, Queued};
+use state::{NotifyState, Outgoing, Queued, ReminderKey};
 
 pub use channels::SEND_TIMEOUT;
 
@@ -197,7 +197,7 @@ impl Notifier {
                 }
             }
             if self.channels.emails() {
-                let sent = |key: &str| state.sent.contains_key(key);
+                let sent = |key: &ReminderKey| state.sent.contains_key(key);
                 let (messages, keys) = user_messages(
                     account,
                     made(account, dry_run),
