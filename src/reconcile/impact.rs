@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::aws::pages::ListError;
 use crate::aws::AwsError;
+use crate::reconcile::plan::ConsoleAccess;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -87,8 +88,10 @@ impl Verdict {
 pub struct Access {
     /// The active keys, or why they could not be read.
     pub keys: Result<Vec<KeyUse>, AccessError>,
-    /// Whether the user has a console password and when it was last used, or why not known.
-    pub console: Result<(bool, Option<i64>), AccessError>,
+    /// Whether the user has a console password, or why not known.
+    pub console: ConsoleAccess,
+    /// When the console password was last used, or why not known; `Ok(None)` without one.
+    pub console_last_used: Result<Option<i64>, AccessError>,
 }
 
 /// Why a user's keys or console password could not be read.
@@ -118,6 +121,10 @@ pub struct Impact {
     pub error: Option<String>,
     /// One line a person can read.
     pub summary: String,
+    /// Why the access keys could not be read, naming the read: all that holding a user
+    /// (`rollout.hold_keys_in_use`) depends on, whatever else failed.
+    #[serde(skip)]
+    pub keys_error: Option<String>,
 }
 
 impl Impact {
@@ -125,18 +132,28 @@ impl Impact {
     /// `in_use_within` seconds.
     pub fn judge(user: &str, access: Access, now: i64, in_use_within: i64) -> Impact {
         let mut errors = Vec::new();
-        let keys_unread = access.keys.is_err();
+        let keys_error = access.keys.as_ref().err().map(ToString::to_string);
+        let keys_unread = keys_error.is_some();
         let keys = access.keys.unwrap_or_else(|e| {
             errors.push(e.to_string());
             Vec::new()
         });
-        let (console_password, console_last) = match access.console {
-            Ok((has, last)) => (Some(has), last),
-            Err(e) => {
-                errors.push(e.to_string());
-                (None, None)
+        let console_password = match access.console {
+            ConsoleAccess::Present => Some(true),
+            ConsoleAccess::Absent => Some(false),
+            ConsoleAccess::Unknown(reason) => {
+                errors.push(reason);
+                None
+            }
+            ConsoleAccess::NotChecked => {
+                errors.push("the console password was not read".to_string());
+                None
             }
         };
+        let console_last = access.console_last_used.unwrap_or_else(|e| {
+            errors.push(e.to_string());
+            None
+        });
         let in_use = |k: &KeyUse| k.last_used_secs.is_some_and(|t| now - t <= in_use_within);
         // The keys decide when they were read; the console password only when there are none.
         let verdict = if keys.iter().any(in_use) {
@@ -170,6 +187,7 @@ impl Impact {
             console_last_used: console_last.map(rfc3339),
             error,
             summary,
+            keys_error,
         }
     }
 
@@ -266,7 +284,8 @@ mod tests {
     fn a_key_used_lately_means_automation_stops() {
         let access = Access {
             keys: Ok(vec![key("AKIAEXAMPLEWXYZ", Some(NOW - 7200))]),
-            console: Ok((false, None)),
+            console: ConsoleAccess::Absent,
+            console_last_used: Ok(None),
         };
         let impact = Impact::judge("carol", access, NOW, 30 * DAY);
         assert_eq!(impact.verdict, Verdict::KeysInUse);
@@ -284,7 +303,8 @@ mod tests {
                 key("AKIAOLD1", Some(NOW - 60 * DAY)),
                 key("AKIANEW2", None),
             ]),
-            console: Ok((true, Some(NOW - DAY))),
+            console: ConsoleAccess::Present,
+            console_last_used: Ok(Some(NOW - DAY)),
         };
         assert_eq!(
             Impact::judge("a", idle, NOW, 30 * DAY).verdict,
@@ -292,7 +312,8 @@ mod tests {
         );
         let console = Access {
             keys: Ok(vec![]),
-            console: Ok((true, None)),
+            console: ConsoleAccess::Present,
+            console_last_used: Ok(None),
         };
         assert_eq!(
             Impact::judge("b", console, NOW, 30 * DAY).verdict,
@@ -300,7 +321,8 @@ mod tests {
         );
         let none = Access {
             keys: Ok(vec![]),
-            console: Ok((false, None)),
+            console: ConsoleAccess::Absent,
+            console_last_used: Ok(None),
         };
         let impact = Impact::judge("c", none, NOW, 30 * DAY);
         assert_eq!(impact.verdict, Verdict::None);
@@ -314,21 +336,62 @@ mod tests {
                 &AwsCall::iam("ListAccessKeys"),
                 "AccessDenied",
             ))),
-            console: Ok((false, None)),
+            console: ConsoleAccess::Absent,
+            console_last_used: Ok(None),
         };
         let impact = Impact::judge("d", unreadable, NOW, 30 * DAY);
         assert_eq!(impact.verdict, Verdict::Unknown);
         assert!(impact.error.as_deref().unwrap().contains("AccessDenied"));
         let partly = Access {
             keys: Ok(vec![key("AKIA1234", Some(NOW - 10))]),
-            console: Err(AccessError::List(ListError::nonsense(
-                &AwsCall::iam("GetLoginProfile"),
-                "timeout",
-            ))),
+            console: ConsoleAccess::Unknown("iam:GetLoginProfile failed: timeout".to_string()),
+            console_last_used: Ok(None),
         };
         assert_eq!(
             Impact::judge("e", partly, NOW, 30 * DAY).verdict,
             Verdict::KeysInUse
+        );
+    }
+
+    #[test]
+    fn a_failed_console_read_names_itself_and_leaves_the_keys_known() {
+        let no_password_read = Access {
+            keys: Ok(vec![]),
+            console: ConsoleAccess::Unknown(
+                "iam:GetLoginProfile failed: AccessDenied: not authorized".to_string(),
+            ),
+            console_last_used: Ok(None),
+        };
+        let impact = Impact::judge("f", no_password_read, NOW, 30 * DAY);
+        assert_eq!(impact.verdict, Verdict::Unknown);
+        assert_eq!(impact.keys_error, None);
+        assert!(
+            impact
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("iam:GetLoginProfile failed"),
+            "{impact:?}"
+        );
+        let no_keys_read = Access {
+            keys: Err(AccessError::Call(AwsError {
+                service: "iam",
+                operation: "ListAccessKeys",
+                kind: crate::aws::error::FailureKind::Refused,
+                detail: "AccessDenied".to_string(),
+                answered_no: true,
+            })),
+            console: ConsoleAccess::Absent,
+            console_last_used: Ok(None),
+        };
+        let impact = Impact::judge("g", no_keys_read, NOW, 30 * DAY);
+        assert!(
+            impact
+                .keys_error
+                .as_deref()
+                .unwrap()
+                .contains("iam:ListAccessKeys failed"),
+            "{impact:?}"
         );
     }
 

@@ -279,11 +279,13 @@ impl Plan {
         }
     }
 
-    /// Leaves `user` as it is instead of adding it, for `reason`.
-    pub fn skip(&mut self, user: &UserName, reason: &str) {
-        for (u, decision) in &mut self.decisions {
-            if *decision == Decision::Add && u == user {
-                *decision = Decision::Skip(reason.to_string());
+    /// Leaves each user of `reasons` as it is instead of adding it, for its reason.
+    pub fn skip(&mut self, reasons: &std::collections::HashMap<UserName, String>) {
+        for (user, decision) in &mut self.decisions {
+            if *decision == Decision::Add {
+                if let Some(reason) = reasons.get(user) {
+                    *decision = Decision::Skip(reason.clone());
+                }
             }
         }
     }

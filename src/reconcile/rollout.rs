@@ -34,20 +34,19 @@ pub async fn assess(
         Vec::new()
     } else {
         // The console passwords the run read already (`console_users_only`).
-        let known: HashMap<&UserName, bool> = users
+        let known: HashMap<&UserName, &ConsoleAccess> = users
             .iter()
-            .filter_map(|u| match u.console {
-                ConsoleAccess::Present => Some((&u.name, true)),
-                ConsoleAccess::Absent => Some((&u.name, false)),
-                _ => None,
-            })
+            .filter(|u| u.console != ConsoleAccess::NotChecked)
+            .map(|u| (&u.name, &u.console))
             .collect();
         let known = &known;
         let reads = stream::iter(adds)
             .map(|user| async move {
-                let known = known.get(&user).copied();
+                let console = known
+                    .get(&user)
+                    .map_or(ConsoleAccess::NotChecked, |c| (*c).clone());
                 let access =
-                    read_access(account.clients, &user, ctx.config.aws.page_size, known).await;
+                    read_access(account.clients, &user, ctx.config.aws.page_size, console).await;
                 Impact::judge(user.as_str(), access, now, within)
             })
             .buffered(ctx.config.aws.max_concurrency)
@@ -80,8 +79,8 @@ pub fn record_pending(plan: &Plan, report: &mut AccountReport) {
         .collect();
 }
 
-/// Holds out the users whose keys are in use, and leaves as they are those whose impact could
-/// not be read: they might be.
+/// Holds out the users whose keys are in use, and leaves as they are those whose keys could not
+/// be read: they might be. Nothing else of the impact (the console password) bears on holding.
 fn hold(
     plan: &mut Plan,
     report: &mut AccountReport,
@@ -98,13 +97,17 @@ fn hold(
             .collect()
     };
     plan.hold(&of(Verdict::KeysInUse));
-    for impact in impacts.iter().filter(|i| i.verdict == Verdict::Unknown) {
-        let reason = format!(
-            "rollout.hold_keys_in_use: cannot tell whether its keys are in use ({})",
-            impact.error.as_deref().unwrap_or_default()
-        );
-        plan.skip(&UserName::from_iam(&impact.user), &reason);
-    }
+    let unread: HashMap<UserName, String> = impacts
+        .iter()
+        .filter_map(|i| {
+            let error = i.keys_error.as_deref()?;
+            let reason = format!(
+                "rollout.hold_keys_in_use: cannot tell whether its access keys are in use: {error}"
+            );
+            Some((UserName::from_iam(&i.user), reason))
+        })
+        .collect();
+    plan.skip(&unread);
     for impact in impacts.iter().filter(|i| i.verdict == Verdict::KeysInUse) {
         let w = format!(
             "held out of the group, its access keys are in use: {}",
@@ -116,5 +119,84 @@ fn hold(
             user: impact.user.clone(),
             keys: impact.keys_in_use(now, within),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::aws::error::FailureKind;
+    use crate::aws::AwsError;
+    use crate::reconcile::impact::{Access, AccessError};
+    use crate::reconcile::plan::{Decision, MfaState, Rules};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn without_mfa(name: &str) -> UserFacts {
+        UserFacts {
+            name: UserName::from_iam(name),
+            path: "/".to_string(),
+            tags: BTreeMap::new(),
+            member: false,
+            mfa: MfaState::Absent,
+            console: ConsoleAccess::NotChecked,
+            created: None,
+        }
+    }
+
+    fn refused(operation: &'static str) -> AwsError {
+        AwsError {
+            service: "iam",
+            operation,
+            kind: FailureKind::Refused,
+            detail: "AccessDenied: not authorized".to_string(),
+            answered_no: true,
+        }
+    }
+
+    #[test]
+    fn holding_turns_on_the_keys_alone_and_a_skip_names_the_read_that_failed() {
+        let users = [without_mfa("nokeys"), without_mfa("unread")];
+        let mut plan = Plan::build(&users, &Rules::default());
+        // nokeys: its keys were read (none); its console password was not.
+        let console_failed = Access {
+            keys: Ok(Vec::new()),
+            console: ConsoleAccess::Unknown(refused("GetLoginProfile").to_string()),
+            console_last_used: Ok(None),
+        };
+        // unread: its keys could not be read.
+        let keys_failed = Access {
+            keys: Err(AccessError::Call(refused("ListAccessKeys"))),
+            console: ConsoleAccess::Absent,
+            console_last_used: Ok(None),
+        };
+        let impacts = [
+            Impact::judge("nokeys", console_failed, NOW, 86_400),
+            Impact::judge("unread", keys_failed, NOW, 86_400),
+        ];
+        let mut report = AccountReport::default();
+        hold(
+            &mut plan,
+            &mut report,
+            &impacts,
+            NOW,
+            86_400,
+            "123456789012",
+        );
+        let adds: Vec<&str> = plan.adds().map(UserName::as_str).collect();
+        assert_eq!(adds, ["nokeys"]);
+        let skipped: Vec<(&str, &str)> = plan.skipped().map(|(u, r)| (u.as_str(), r)).collect();
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped[0].0, "unread");
+        assert!(
+            skipped[0]
+                .1
+                .contains("iam:ListAccessKeys failed: AccessDenied"),
+            "{skipped:?}"
+        );
+        assert!(report.held.is_empty());
+        assert!(matches!(plan.decisions[0].1, Decision::Add));
     }
 }

@@ -4,7 +4,8 @@
 use aws_config::BehaviorVersion;
 use aws_sdk_sts::config::{Credentials, Region};
 
-use crate::support::{audit_lines, names, set, Account};
+use crate::support::proxy::{Fault, FaultProxy, Rule};
+use crate::support::{audit_lines, names, set, skipped, Account};
 
 const GROUP: &str = "ForceMFA";
 
@@ -285,5 +286,34 @@ async fn hold_keys_in_use_holds_exactly_the_users_whose_keys_are_in_use() {
             .iter()
             .any(|w| w.as_str().unwrap().contains("held out of the group")),
         "{acct}"
+    );
+}
+
+#[tokio::test]
+async fn a_role_that_may_not_read_console_passwords_still_adds_users_whose_keys_were_read() {
+    let (a, _, _) = rollout_account().await;
+    // The role lacks iam:GetLoginProfile: every such read is refused.
+    let proxy = FaultProxy::start(&a.moto.endpoint);
+    proxy.set_rules(vec![Rule::new(
+        &["Action=GetLoginProfile"],
+        Fault::AccessDenied,
+    )]);
+    let config = a.config("[rollout]\nhold_keys_in_use = true\n");
+    let run = a.reconcile_json_via(&proxy.endpoint, &config);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Holding turns on the keys alone: carol's are in use; the others' were read, and are not.
+    assert_eq!(a.members(GROUP).await, set(&["dave", "erin", "frank"]));
+    let acct = run.account();
+    assert_eq!(acct["held"][0]["user"], "carol", "{acct}");
+    assert!(skipped(&acct).is_empty(), "{acct}");
+    // The impact says which read failed.
+    let frank = impact_of(&acct, "frank");
+    assert!(frank["console_password"].is_null(), "{frank}");
+    assert!(
+        frank["error"]
+            .as_str()
+            .unwrap()
+            .contains("iam:GetLoginProfile failed"),
+        "{frank}"
     );
 }

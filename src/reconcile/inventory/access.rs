@@ -1,6 +1,6 @@
 //! The reads behind the impact of an add (see [`crate::reconcile::impact`]): the user's active
-//! access keys with each one's last use, and its console password with its last use. Made only
-//! for users about to be added.
+//! access keys with each one's last use, and its console password (read as the plan reads it)
+//! with its last use. Made only for users about to be added.
 
 use aws_sdk_iam::primitives::DateTime;
 use aws_sdk_iam::types::{AccessKeyLastUsed, StatusType};
@@ -9,22 +9,36 @@ use futures::TryFutureExt;
 use crate::aws::pages::{every_page, AwsCall, ListError};
 use crate::aws::{AccountClients, AwsError};
 use crate::reconcile::impact::{Access, AccessError, KeyUse};
+use crate::reconcile::plan::ConsoleAccess;
 use crate::user_name::UserName;
+
+use super::console_access;
 
 const LIST_ACCESS_KEYS: AwsCall = AwsCall::iam("ListAccessKeys");
 
-/// What signs in as `user`: its active keys and its console password (`has_password`, when the
-/// run already knows whether it has one).
+/// What signs in as `user`: its active keys and its console password (`console`, when the run
+/// has read it already).
 pub async fn read_access(
     clients: &AccountClients,
     user: &UserName,
     page_size: i32,
-    has_password: Option<bool>,
+    console: ConsoleAccess,
 ) -> Access {
     // One after the other: the users are read `aws.max_concurrency` at a time already.
     let keys = active_keys(clients, user, page_size).await;
-    let console = console_password(clients, user, has_password).await;
-    Access { keys, console }
+    let console = match console {
+        ConsoleAccess::NotChecked => console_access(clients, user).await,
+        known => known,
+    };
+    let console_last_used = match console {
+        ConsoleAccess::Present => last_password_use(clients, user).await,
+        _ => Ok(None),
+    };
+    Access {
+        keys,
+        console,
+        console_last_used,
+    }
 }
 
 /// The user's active access keys, each with its last use (GetAccessKeyLastUsed).
@@ -89,42 +103,6 @@ async fn active_keys(
         ));
     }
     Ok(keys)
-}
-
-/// Whether the user has a console password (GetLoginProfile) and, when it has, its last use
-/// (GetUser's PasswordLastUsed).
-async fn console_password(
-    clients: &AccountClients,
-    user: &UserName,
-    has_password: Option<bool>,
-) -> Result<(bool, Option<i64>), AccessError> {
-    match has_password {
-        Some(false) => return Ok((false, None)),
-        Some(true) => {
-            return last_password_use(clients, user)
-                .await
-                .map(|last| (true, last))
-        }
-        None => {}
-    }
-    match clients
-        .iam
-        .get_login_profile()
-        .user_name(user.as_str())
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) => {
-            let e = AwsError::iam("GetLoginProfile", &e);
-            return if e.is_not_found() {
-                Ok((false, None))
-            } else {
-                Err(e.into())
-            };
-        }
-    }
-    Ok((true, last_password_use(clients, user).await?))
 }
 
 /// When the user's console password was last used (GetUser's PasswordLastUsed).

@@ -318,8 +318,9 @@ pub async fn mfa_state(clients: &AccountClients, user: &UserName, page_size: i32
     }
 }
 
-/// Whether one user has a console password.
-async fn console_access(clients: &AccountClients, user: &UserName) -> ConsoleAccess {
+/// Whether one user has a console password (GetLoginProfile): the one reader of it, for the plan
+/// (`console_users_only`) and for the impact of an add alike. A failed read says which.
+pub async fn console_access(clients: &AccountClients, user: &UserName) -> ConsoleAccess {
     match clients
         .iam
         .get_login_profile()
