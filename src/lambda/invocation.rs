@@ -1,14 +1,48 @@
 //! What a Lambda invocation asks for, read from its payload, and the answer to a batch from the
 //! events queue (pure).
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::collections::HashSet;
 
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::reconcile::targeted::check_named;
 use crate::user_name::UserName;
 
 /// The sources of the events EventBridge sends on a schedule: a rule's and the Scheduler's.
 const SCHEDULE_SOURCES: [&str; 2] = ["aws.events", "aws.scheduler"];
 const SCHEDULED_EVENT: &str = "Scheduled Event";
+
+/// The keys of an EventBridge event, a schedule's included: any other is a payload written by
+/// hand, whose intent (a `dry_run`) a full run would ignore.
+const EVENT_KEYS: [&str; 9] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+];
+
+/// The one key of an SQS batch from an event source mapping.
+const BATCH_KEYS: [&str; 1] = ["Records"];
+
+/// The keys of one SQS message of a batch.
+const MESSAGE_KEYS: [&str; 10] = [
+    "messageId",
+    "receiptHandle",
+    "body",
+    "attributes",
+    "messageAttributes",
+    "md5OfBody",
+    "md5OfMessageAttributes",
+    "eventSource",
+    "eventSourceARN",
+    "awsRegion",
+];
 
 /// Which invocations a function takes (`FORCEMFA_FUNCTION_TAKES`): the stack gives full runs
 /// and the events queue a function each, so that a full run never starts beside another.
@@ -102,6 +136,12 @@ pub enum InvalidInvocation {
         event_source: String,
         detail_type: String,
     },
+    #[error("{shape} has the key {key:?}, which it does not take (only {})", takes.join(", "))]
+    UnknownKey {
+        shape: &'static str,
+        key: String,
+        takes: &'static [&'static str],
+    },
     #[error("Records is not a list")]
     NotABatch,
     #[error("record {index} of the batch: {reason}")]
@@ -123,12 +163,14 @@ pub fn parse(payload: &Value) -> Result<Invocation, InvalidInvocation> {
         });
     };
     if let Some(records) = object.get("Records") {
+        only_keys(object, "an SQS batch", &BATCH_KEYS)?;
         return records_of(records).map(Invocation::Queue);
     }
     if object.contains_key("source") || object.contains_key("detail-type") {
         let text = |key: &str| object.get(key).and_then(Value::as_str).unwrap_or_default();
         let (source, detail_type) = (text("source"), text("detail-type"));
         if SCHEDULE_SOURCES.contains(&source) && detail_type == SCHEDULED_EVENT {
+            only_keys(object, "a scheduled event", &EVENT_KEYS)?;
             return Ok(Invocation::Scheduled);
         }
         return Err(InvalidInvocation::NotASchedule {
@@ -139,12 +181,29 @@ pub fn parse(payload: &Value) -> Result<Invocation, InvalidInvocation> {
     direct(payload).map(Invocation::Direct)
 }
 
+/// Refuses a key of `object` that its shape does not take.
+fn only_keys(
+    object: &Map<String, Value>,
+    shape: &'static str,
+    takes: &'static [&'static str],
+) -> Result<(), InvalidInvocation> {
+    match object.keys().find(|key| !takes.contains(&key.as_str())) {
+        Some(key) => Err(InvalidInvocation::UnknownKey {
+            shape,
+            key: shown(key),
+            takes,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn direct(payload: &Value) -> Result<DirectRun, InvalidInvocation> {
     let invalid = |reason: String| InvalidInvocation::Direct { reason };
     let raw = RawDirect::deserialize(payload).map_err(|e| invalid(e.to_string()))?;
     if raw.max_changes == Some(0) {
         return Err(invalid("max_changes must be at least 1".to_string()));
     }
+    check_named(raw.users.len()).map_err(|e| invalid(e.to_string()))?;
     let users = raw
         .users
         .iter()
@@ -167,6 +226,7 @@ fn records_of(records: &Value) -> Result<Vec<QueueMessage>, InvalidInvocation> {
         return Err(InvalidInvocation::NotABatch);
     };
     let mut messages = Vec::with_capacity(records.len());
+    let mut seen: HashSet<&str> = HashSet::with_capacity(records.len());
     for (index, record) in records.iter().enumerate() {
         let invalid = |reason: &str| InvalidInvocation::Record {
             index,
@@ -176,13 +236,14 @@ fn records_of(records: &Value) -> Result<Vec<QueueMessage>, InvalidInvocation> {
         if text("eventSource") != Some("aws:sqs") {
             return Err(invalid("not an SQS message (eventSource is not aws:sqs)"));
         }
+        if let Some(object) = record.as_object() {
+            only_keys(object, "an SQS message", &MESSAGE_KEYS)
+                .map_err(|e| invalid(&e.to_string()))?;
+        }
         let message_id = text("messageId")
             .filter(|id| !id.is_empty())
             .ok_or_else(|| invalid("no messageId"))?;
-        if messages
-            .iter()
-            .any(|m: &QueueMessage| m.message_id == message_id)
-        {
+        if !seen.insert(message_id) {
             continue;
         }
         let body = text("body").map(str::to_string);
@@ -217,6 +278,7 @@ fn shown(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::targeted::MAX_NAMED_USERS;
 
     fn record(id: &str, body: &str) -> Value {
         json!({
@@ -224,9 +286,67 @@ mod tests {
             "receiptHandle": "handle",
             "body": body,
             "attributes": { "ApproximateReceiveCount": "2" },
+            "messageAttributes": {},
+            "md5OfBody": "d41d8cd98f00b204e9800998ecf8427e",
             "eventSource": "aws:sqs",
             "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:forcemfa-events",
+            "awsRegion": "us-east-1",
         })
+    }
+
+    fn schedule() -> Value {
+        json!({
+            "version": "0", "id": "x", "detail-type": "Scheduled Event",
+            "source": "aws.events", "account": "123456789012",
+            "time": "2026-12-07T23:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/forcemfa"], "detail": {},
+        })
+    }
+
+    #[test]
+    fn a_schedule_or_a_batch_with_a_key_it_does_not_take_is_refused_naming_it() {
+        assert_eq!(parse(&schedule()), Ok(Invocation::Scheduled));
+        let mut dry = schedule();
+        dry["dry_run"] = json!(true);
+        let error = parse(&dry).unwrap_err();
+        assert!(
+            matches!(&error, InvalidInvocation::UnknownKey { key, .. } if key == "dry_run"),
+            "{error:?}"
+        );
+        let error = error.to_string();
+        assert!(
+            error.contains("scheduled event") && error.contains("\"dry_run\""),
+            "{error}"
+        );
+
+        let batch = json!({ "Records": [record("m1", "{}")], "dry_run": true });
+        let error = parse(&batch).unwrap_err().to_string();
+        assert!(
+            error.contains("SQS batch") && error.contains("\"dry_run\""),
+            "{error}"
+        );
+        let mut odd = record("m2", "{}");
+        odd["dryRun"] = json!(true);
+        let batch = json!({ "Records": [record("m1", "{}"), odd] });
+        let error = parse(&batch).unwrap_err().to_string();
+        assert!(
+            error.contains("record 1") && error.contains("\"dryRun\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_direct_run_names_at_most_its_limit_of_users() {
+        let names = |n: usize| -> Vec<String> { (0..n).map(|i| format!("u{i}")).collect() };
+        let most = parse(&json!({ "users": names(MAX_NAMED_USERS) }));
+        assert!(matches!(most, Ok(Invocation::Direct(run)) if run.users.len() == MAX_NAMED_USERS));
+        let error = parse(&json!({ "users": names(200_000) }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("200000 users") && error.contains(&MAX_NAMED_USERS.to_string()),
+            "{error}"
+        );
     }
 
     #[test]
