@@ -1,6 +1,12 @@
-//! Wall-clock time, as the metrics and the clean-up record it.
+//! Wall-clock time: the one time type every report, record, log line and message writes, and
+//! the seconds the metrics and the clean-up record take.
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 /// Seconds since the Unix epoch (0 should the clock be set before it).
 pub fn unix_now() -> f64 {
@@ -15,9 +21,104 @@ pub fn unix_now_secs() -> u64 {
     unix_now() as u64
 }
 
-/// Now, as the report and the audit log write times (RFC 3339, UTC).
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
+const LAST_SECOND: i64 = 253_402_300_799;
+
+/// A moment, whole seconds in UTC, written as RFC 3339 (`2026-12-07T10:00:00Z`) on the wire and
+/// to people. Only moments from 1970 to the end of 9999 are made, so every one can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Rfc3339Text", into = "Rfc3339Text")]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// Now (the epoch should the clock be set before it).
+    pub fn now() -> Timestamp {
+        Timestamp(unix_now_secs().min(LAST_SECOND as u64) as i64)
+    }
+
+    /// The moment `secs` after the Unix epoch; `None` before it or past 9999.
+    pub fn from_unix(secs: i64) -> Option<Timestamp> {
+        (0..=LAST_SECOND).contains(&secs).then_some(Timestamp(secs))
+    }
+
+    /// The moment of `time`, to the second; `None` before 1970 or past 9999.
+    pub fn from_datetime(time: OffsetDateTime) -> Option<Timestamp> {
+        Timestamp::from_unix(time.unix_timestamp())
+    }
+
+    /// Seconds since the Unix epoch.
+    pub fn unix(self) -> i64 {
+        self.0
+    }
+
+    /// `secs` later, when that is still a moment that can be written.
+    pub fn plus_secs(self, secs: u64) -> Option<Timestamp> {
+        let secs = i64::try_from(secs).ok()?;
+        Timestamp::from_unix(self.0.checked_add(secs)?)
+    }
+
+    fn datetime(self) -> OffsetDateTime {
+        // In range by construction.
+        OffsetDateTime::from_unix_timestamp(self.0).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.datetime().format(&Rfc3339) {
+            Ok(text) => f.write_str(&text),
+            Err(_) => Err(fmt::Error),
+        }
+    }
+}
+
+/// A [`Timestamp`] as JSON carries it.
+#[derive(Serialize, Deserialize)]
+struct Rfc3339Text(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
+
+impl From<Timestamp> for Rfc3339Text {
+    fn from(t: Timestamp) -> Rfc3339Text {
+        Rfc3339Text(t.datetime())
+    }
+}
+
+impl TryFrom<Rfc3339Text> for Timestamp {
+    type Error = String;
+
+    fn try_from(text: Rfc3339Text) -> Result<Timestamp, String> {
+        Timestamp::from_datetime(text.0)
+            .ok_or_else(|| format!("{} is before 1970 or after 9999", text.0.unix_timestamp()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timestamp_is_rfc3339_on_the_wire_and_to_people() {
+        let t = Timestamp::from_unix(1_800_000_000).unwrap();
+        assert_eq!(t.to_string(), "2027-01-15T08:00:00Z");
+        assert_eq!(
+            serde_json::to_value(t).unwrap(),
+            serde_json::json!("2027-01-15T08:00:00Z")
+        );
+        let back: Timestamp =
+            serde_json::from_value(serde_json::json!("2027-01-15T08:00:00Z")).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(
+            Timestamp::from_unix(LAST_SECOND).unwrap().to_string(),
+            "9999-12-31T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn only_moments_rfc3339_can_write_are_made() {
+        assert_eq!(Timestamp::from_unix(-1), None);
+        assert_eq!(Timestamp::from_unix(LAST_SECOND + 1), None);
+        let t = Timestamp::from_unix(LAST_SECOND - 10).unwrap();
+        assert_eq!(t.plus_secs(10).map(Timestamp::unix), Some(LAST_SECOND));
+        assert_eq!(t.plus_secs(11), None);
+        assert_eq!(t.plus_secs(u64::MAX), None);
+    }
 }

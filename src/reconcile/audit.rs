@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::clock::Timestamp;
 use crate::files::{self, FileError, Mode};
 use crate::sync::lock;
 
@@ -40,7 +41,7 @@ pub enum Step {
 /// One line as recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry<'a> {
-    pub time: String,
+    pub time: Timestamp,
     pub run_id: &'a str,
     pub account_id: &'a str,
     pub group: &'a str,
@@ -182,7 +183,7 @@ mod tests {
 
     fn entry<'a>(user: &'a str, outcome: Step) -> Entry<'a> {
         Entry {
-            time: "2026-01-01T00:00:00Z".into(),
+            time: Timestamp::from_unix(1_767_225_600).unwrap(),
             run_id: "r",
             account_id: "123456789012",
             group: "ForceMFA",

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use tracing::{error, info, warn};
 
-use crate::clock::now_rfc3339;
+use crate::clock::Timestamp;
 use crate::sync::lock;
 
 use super::apply::{Change, ChangeResult, Journal, NotSent, Outcome};
@@ -105,7 +105,7 @@ impl<'a> Recorder<'a> {
         let (user, action) = (change.subject(), change.action_name());
         let impact = self.impact_of(change).map(|(_, summary)| summary);
         let entry = audit::Entry {
-            time: now_rfc3339(),
+            time: Timestamp::now(),
             run_id: self.run_id,
             account_id: self.account_id,
             group: self.group,

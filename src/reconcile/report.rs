@@ -12,6 +12,7 @@ use super::failure::AccountError;
 use super::impact::{Impact, KeyUse};
 use super::notification::Notification;
 use super::plan::Action;
+use crate::clock::Timestamp;
 use crate::user_name::UserName;
 
 /// Exit codes of a reconcile.
@@ -29,8 +30,8 @@ pub mod exit {
 pub struct RunReport {
     pub run_id: String,
     pub dry_run: bool,
-    pub started_at: String,
-    pub finished_at: String,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
     pub accounts: Vec<AccountReport>,
     /// Why no account was reconciled at all (the organization's accounts could not be listed).
     pub error: Option<String>,
@@ -442,8 +443,8 @@ mod tests {
         RunReport {
             run_id: "r".into(),
             dry_run: false,
-            started_at: "t0".into(),
-            finished_at: "t1".into(),
+            started_at: Timestamp::now(),
+            finished_at: Timestamp::now(),
             accounts,
             error: None,
             discovery_api_calls: BTreeMap::new(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 use tracing::{error, info, warn, Instrument};
 
-use crate::clock::now_rfc3339;
+use crate::clock::Timestamp;
 use crate::sync::lock;
 use crate::user_name::UserName;
 
@@ -77,7 +77,7 @@ struct Progress {
 }
 
 async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) -> RunReport {
-    let started_at = now_rfc3339();
+    let started_at = Timestamp::now();
     let started = Instant::now();
     info!(group = %ctx.config.group, "run started");
     let stop = Stop::new(ctx.shutdown, ctx.options.timeout);
@@ -104,7 +104,7 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
         run_id,
         dry_run: ctx.options.dry_run,
         started_at,
-        finished_at: now_rfc3339(),
+        finished_at: Timestamp::now(),
         accounts,
         error,
         discovery_api_calls: pool.discovery_calls.take().calls,

@@ -333,6 +333,7 @@ impl EventMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Timestamp;
     use crate::reconcile::report::Skipped;
 
     #[test]
@@ -341,8 +342,8 @@ mod tests {
         let report = RunReport {
             run_id: "r".into(),
             dry_run: false,
-            started_at: String::new(),
-            finished_at: String::new(),
+            started_at: Timestamp::now(),
+            finished_at: Timestamp::now(),
             error: None,
             discovery_api_calls: Default::default(),
             users: None,
