@@ -11,7 +11,7 @@ use tracing::{error, warn, Instrument};
 
 use crate::cloudtrail::{self, IamEvent, Rejected, Unusable};
 use crate::notify::Notifier;
-use crate::reconcile::events::{BatchOutcome, Verdict};
+use crate::reconcile::events::{BatchOutcome, EventOutcome};
 use crate::reconcile::run::time_past_deadline;
 use crate::reconcile::Reconciler;
 
@@ -128,10 +128,10 @@ pub async fn handle<M: QueueMessage>(
         retry: Vec::new(),
         outcome: None,
     };
-    for ((message, event), verdict) in messages.into_iter().zip(&events).zip(&outcome.verdicts) {
-        verdict.log(message.message_id(), message.receive_count(), event);
-        match verdict {
-            Verdict::Retry(_) => handled.retry.push(message),
+    for ((message, event), became) in messages.into_iter().zip(&events).zip(&outcome.outcomes) {
+        became.log(message.message_id(), message.receive_count(), event);
+        match became {
+            EventOutcome::Retry(_) => handled.retry.push(message),
             _ => handled.done.push(message),
         }
     }

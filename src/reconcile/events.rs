@@ -36,7 +36,7 @@ const OWN_CALLS: [&str; 3] = [
 
 /// What became of one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum EventOutcome {
     /// Its users were reconciled (or found gone, or exempt): done.
     Handled,
     /// forcemfa does not reconcile the account the event is from.
@@ -49,15 +49,15 @@ pub enum Verdict {
     Retry(String),
 }
 
-impl Verdict {
+impl EventOutcome {
     /// The label of the outcome in logs and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Verdict::Handled => "handled",
-            Verdict::ForeignAccount => "foreign_account",
-            Verdict::OwnChange => "own_change",
-            Verdict::OtherGroup => "other_group",
-            Verdict::Retry(_) => "retry",
+            EventOutcome::Handled => "handled",
+            EventOutcome::ForeignAccount => "foreign_account",
+            EventOutcome::OwnChange => "own_change",
+            EventOutcome::OtherGroup => "other_group",
+            EventOutcome::Retry(_) => "retry",
         }
     }
 
@@ -73,7 +73,7 @@ impl Verdict {
         let (account_id, event_name) = (&event.account_id, &event.event_name);
         let event_id = event.event_id.as_deref().unwrap_or_default();
         match self {
-            Verdict::Retry(reason) => {
+            EventOutcome::Retry(reason) => {
                 tracing::warn!(
                     message_id,
                     event_id,
@@ -108,7 +108,7 @@ pub struct BatchOutcome {
     pub run_id: String,
     pub dry_run: bool,
     /// One per event, in the order given.
-    pub verdicts: Vec<Verdict>,
+    pub outcomes: Vec<EventOutcome>,
     /// The reconciliation of each account that had users to reconcile.
     pub reports: Vec<AccountReport>,
     /// For each change made, the seconds from the earliest event naming its user to now.
@@ -145,7 +145,7 @@ impl Reconciler {
         let outcome = Mutex::new(BatchOutcome {
             run_id: run_id.to_string(),
             dry_run: self.config.dry_run,
-            verdicts: vec![Verdict::Handled; events.len()],
+            outcomes: vec![EventOutcome::Handled; events.len()],
             ..BatchOutcome::default()
         });
         stream::iter(by_account)
@@ -155,11 +155,11 @@ impl Reconciler {
                     let outcome = &outcome;
                     async move {
                         let mine: Vec<&IamEvent> = indexes.iter().map(|i| &events[*i]).collect();
-                        let (verdicts, report, delays) =
+                        let (outcomes, report, delays) =
                             self.account_events(account_id, &mine, stop, run_id).await;
                         let mut outcome = lock(outcome);
-                        for (i, verdict) in indexes.into_iter().zip(verdicts) {
-                            outcome.verdicts[i] = verdict;
+                        for (i, became) in indexes.into_iter().zip(outcomes) {
+                            outcome.outcomes[i] = became;
                         }
                         outcome.reports.extend(report);
                         outcome.delays.extend(delays);
@@ -179,25 +179,25 @@ impl Reconciler {
         events: &[&IamEvent],
         stop: &CancellationToken,
         run_id: &str,
-    ) -> (Vec<Verdict>, Option<AccountReport>, Vec<f64>) {
-        let all = |v: Verdict| (vec![v; events.len()], None, Vec::new());
+    ) -> (Vec<EventOutcome>, Option<AccountReport>, Vec<f64>) {
+        let all = |v: EventOutcome| (vec![v; events.len()], None, Vec::new());
         let target = match self.target_of(account_id).await {
             Ok(Some(target)) => target,
-            Ok(None) => return all(Verdict::ForeignAccount),
-            Err(e) => return all(Verdict::Retry(e.to_string())),
+            Ok(None) => return all(EventOutcome::ForeignAccount),
+            Err(e) => return all(EventOutcome::Retry(e.to_string())),
         };
         let clients = self.clients.clients(&target).await;
         let identity = match identity::caller_identity(&clients).await {
             Ok(identity) => identity,
-            Err(e) => return all(Verdict::Retry(AccountError::Identity(e).to_string())),
+            Err(e) => return all(EventOutcome::Retry(AccountError::Identity(e).to_string())),
         };
-        let mut verdicts: Vec<Option<Verdict>> = events
+        let mut outcomes: Vec<Option<EventOutcome>> = events
             .iter()
             .map(|e| self.needs_no_work(e, &identity))
             .collect();
-        let users = users_to_reconcile(events, &verdicts);
+        let users = users_to_reconcile(events, &outcomes);
         if users.is_empty() {
-            return (finish(verdicts), None, Vec::new());
+            return (finish(outcomes), None, Vec::new());
         }
         let scope = Scope::Users(users);
         let ctx = self.context(RunOptions::from_config(&self.config), &scope, stop);
@@ -210,27 +210,27 @@ impl Reconciler {
         let report = run_stop.at_deadline(reconciling).await;
 
         let unhandled = unhandled_users(&report);
-        for (e, verdict) in events.iter().zip(verdicts.iter_mut()) {
-            if verdict.is_none() {
-                *verdict = Some(unhandled.verdict(e));
+        for (e, outcome) in events.iter().zip(outcomes.iter_mut()) {
+            if outcome.is_none() {
+                *outcome = Some(unhandled.outcome(e));
             }
         }
         let delays = change_delays(&report, events, OffsetDateTime::now_utc());
-        (finish(verdicts), Some(report), delays)
+        (finish(outcomes), Some(report), delays)
     }
 
     /// Whether an event needs no reconciliation, and why.
-    fn needs_no_work(&self, event: &IamEvent, identity: &Identity) -> Option<Verdict> {
+    fn needs_no_work(&self, event: &IamEvent, identity: &Identity) -> Option<EventOutcome> {
         // Only a call forcemfa makes can be its own change. Any other call by its principal was
         // made by someone or something else holding it (shared automation, its credentials
         // misused) and is reconciled like any other.
         if OWN_CALLS.contains(&event.event_name.as_str())
             && event.principal_arn.as_deref() == Some(identity.arn.as_str())
         {
-            return Some(Verdict::OwnChange);
+            return Some(EventOutcome::OwnChange);
         }
         match &event.group {
-            Some(group) if !same_name(group, &self.config.group) => Some(Verdict::OtherGroup),
+            Some(group) if !same_name(group, &self.config.group) => Some(EventOutcome::OtherGroup),
             _ => None,
         }
     }
@@ -292,11 +292,11 @@ impl Reconciler {
 }
 
 /// The users the events that need work name, each once however spelt.
-fn users_to_reconcile(events: &[&IamEvent], verdicts: &[Option<Verdict>]) -> Vec<UserName> {
+fn users_to_reconcile(events: &[&IamEvent], outcomes: &[Option<EventOutcome>]) -> Vec<UserName> {
     // A set alongside the list keeps this linear in the batch's names, in their first order.
     let mut seen: HashSet<&UserName> = HashSet::new();
     let mut users: Vec<UserName> = Vec::new();
-    for (e, _) in events.iter().zip(verdicts).filter(|(_, v)| v.is_none()) {
+    for (e, _) in events.iter().zip(outcomes).filter(|(_, v)| v.is_none()) {
         for user in &e.users {
             if seen.insert(user) {
                 users.push(user.clone());
@@ -306,11 +306,11 @@ fn users_to_reconcile(events: &[&IamEvent], verdicts: &[Option<Verdict>]) -> Vec
     users
 }
 
-/// Every event without a verdict yet was handled.
-fn finish(verdicts: Vec<Option<Verdict>>) -> Vec<Verdict> {
-    verdicts
+/// Every event without an outcome yet was handled.
+fn finish(outcomes: Vec<Option<EventOutcome>>) -> Vec<EventOutcome> {
+    outcomes
         .into_iter()
-        .map(|v| v.unwrap_or(Verdict::Handled))
+        .map(|v| v.unwrap_or(EventOutcome::Handled))
         .collect()
 }
 
@@ -325,12 +325,12 @@ enum Unhandled {
 
 impl Unhandled {
     /// What became of an event that needed work: handled unless a user it names was not.
-    fn verdict(&self, event: &IamEvent) -> Verdict {
+    fn outcome(&self, event: &IamEvent) -> EventOutcome {
         match self {
-            Unhandled::All(reason) => Verdict::Retry(reason.clone()),
+            Unhandled::All(reason) => EventOutcome::Retry(reason.clone()),
             Unhandled::Some(users) => match event.users.iter().find(|u| users.contains(*u)) {
-                Some(user) => Verdict::Retry(format!("{user} was not reconciled")),
-                None => Verdict::Handled,
+                Some(user) => EventOutcome::Retry(format!("{user} was not reconciled")),
+                None => EventOutcome::Handled,
             },
         }
     }
@@ -412,16 +412,16 @@ mod tests {
         };
         let unhandled = unhandled_users(&report);
         assert_eq!(
-            unhandled.verdict(&event(&["ALICE"], 1, now)),
-            Verdict::Retry("ALICE was not reconciled".into())
+            unhandled.outcome(&event(&["ALICE"], 1, now)),
+            EventOutcome::Retry("ALICE was not reconciled".into())
         );
         assert_eq!(
-            unhandled.verdict(&event(&["bob", "Carol"], 1, now)),
-            Verdict::Retry("Carol was not reconciled".into())
+            unhandled.outcome(&event(&["bob", "Carol"], 1, now)),
+            EventOutcome::Retry("Carol was not reconciled".into())
         );
         assert_eq!(
-            unhandled.verdict(&event(&["bob"], 1, now)),
-            Verdict::Handled
+            unhandled.outcome(&event(&["bob"], 1, now)),
+            EventOutcome::Handled
         );
     }
 
@@ -433,8 +433,8 @@ mod tests {
             ..AccountReport::default()
         };
         assert_eq!(
-            unhandled_users(&failed).verdict(&event(&["bob"], 1, now)),
-            Verdict::Retry("throttled".into())
+            unhandled_users(&failed).outcome(&event(&["bob"], 1, now)),
+            EventOutcome::Retry("throttled".into())
         );
         let guarded = AccountReport {
             error: Some("guard".into()),
@@ -442,8 +442,8 @@ mod tests {
             ..AccountReport::default()
         };
         assert_eq!(
-            unhandled_users(&guarded).verdict(&event(&["bob"], 1, now)),
-            Verdict::Handled
+            unhandled_users(&guarded).outcome(&event(&["bob"], 1, now)),
+            EventOutcome::Handled
         );
     }
 
@@ -473,8 +473,8 @@ mod tests {
             event(&["carol"], 1, now),
         ];
         let events: Vec<&IamEvent> = events.iter().collect();
-        let verdicts = [None, None, Some(Verdict::OwnChange)];
-        let users: Vec<String> = users_to_reconcile(&events, &verdicts)
+        let outcomes = [None, None, Some(EventOutcome::OwnChange)];
+        let users: Vec<String> = users_to_reconcile(&events, &outcomes)
             .iter()
             .map(ToString::to_string)
             .collect();

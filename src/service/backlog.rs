@@ -211,8 +211,8 @@ async fn handle(shared: Arc<Shared>, batch: Vec<(Received, IamEvent)>) {
             shared.metrics.record_event_delay(*delay);
         }
         shared.metrics.record_notifications(&outcome.notifications);
-        for verdict in &outcome.verdicts {
-            shared.metrics.record_event(verdict.as_str());
+        for outcome in &outcome.outcomes {
+            shared.metrics.record_event(outcome.as_str());
         }
     }
     delete(shared, &handled.done.iter().collect::<Vec<_>>()).await;
