@@ -7,6 +7,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
 
+use crate::environment;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Json,
@@ -24,8 +26,16 @@ impl LogFormat {
     }
 }
 
-/// forcemfa's own events at `info`, everybody else's (the SDK's) only from `warn`.
-const DEFAULT_FILTER: &str = "warn,forcemfa=info";
+/// Everybody else's events (the SDK's) only from `warn`, and its credential and region providers'
+/// only from `error`: their warning that one failed is a dump of the error (kilobytes of request
+/// internals), which the failed call's own error then says in words; without a region, IAM's
+/// calls are signed for us-east-1 anyway.
+const OTHERS: &str = "warn,aws_config::meta::credentials=error,aws_config::imds::region=error,\
+aws_config::profile::credentials=error,aws_config::web_identity_token=error,\
+aws_config::sts::assume_role=error";
+
+/// forcemfa's own events at `info`.
+const DEFAULT_LEVEL: &str = "info";
 
 /// Handle on the installed subscriber, to apply the configured level after start-up.
 pub struct Telemetry {
@@ -37,7 +47,7 @@ fn directives(level: &str) -> String {
     if is_directive_list(level) {
         level.to_string()
     } else {
-        format!("warn,forcemfa={level}")
+        format!("{OTHERS},forcemfa={level}")
     }
 }
 
@@ -70,8 +80,9 @@ pub fn level_filter(level: &str) -> Result<EnvFilter, LevelError> {
 }
 
 fn rust_log() -> Option<EnvFilter> {
-    std::env::var("RUST_LOG")
+    environment::var("RUST_LOG")
         .ok()
+        .flatten()
         .filter(|v| !v.trim().is_empty())
         .and_then(|v| EnvFilter::builder().parse(v).ok())
 }
@@ -79,7 +90,7 @@ fn rust_log() -> Option<EnvFilter> {
 impl Telemetry {
     /// Installs the global subscriber. RUST_LOG, when set, wins over any configured level.
     pub fn init(format: LogFormat) -> Telemetry {
-        let filter = rust_log().unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
+        let filter = rust_log().unwrap_or_else(|| EnvFilter::new(directives(DEFAULT_LEVEL)));
         let (filter, handle) = reload::Layer::new(filter);
         let json = (format == LogFormat::Json).then(|| {
             fmt::layer()
@@ -126,9 +137,8 @@ mod tests {
 
     #[test]
     fn bare_levels_apply_to_forcemfa_only() {
-        assert_eq!(directives("debug"), "warn,forcemfa=debug");
-        assert_eq!(directives("info"), DEFAULT_FILTER);
-        assert_eq!(directives("info"), DEFAULT_FILTER);
+        assert_eq!(directives("debug"), format!("{OTHERS},forcemfa=debug"));
+        assert!(level_filter("debug").is_ok());
         assert_eq!(directives("info,aws_config=debug"), "info,aws_config=debug");
     }
 }

@@ -1,8 +1,11 @@
-//! Bad configuration and flags: exit 2, a message naming the culprit, nothing touched.
+//! Bad configuration and flags: exit 2, a message naming the culprit, nothing touched. No
+//! credentials: a sentence saying what to set.
 
 use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::TcpListener;
 
-use crate::support::{set, Account, Run};
+use crate::support::{self, free_port, set, Account, Run};
 
 /// Runs reconcile with `config_text` against an account holding one user to add, and checks that
 /// it is refused with exit 2, the message names `culprit`, and the group is unchanged.
@@ -296,4 +299,115 @@ async fn a_bad_value_from_the_environment_names_its_key_and_variable() {
         );
     }
     assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
+
+/// The markers of the SDK's `Debug` rendering of an error: kilobytes of request internals, which
+/// no message for people holds.
+const DUMP_MARKERS: [&str; 3] = ["DispatchFailure", "SdkBody", "Extensions {"];
+
+/// Runs `forcemfa ARGS` where no credentials can be found: no AWS_* variable but the endpoint's
+/// and those in `env`, a home without `~/.aws`, the instance metadata service off unless `env`
+/// turns it on.
+fn without_credentials(a: &Account, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = a.command(&a.moto.endpoint, args);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    support::run(&mut cmd)
+}
+
+/// Checks that a run without credentials failed saying, on one line, what to set, and showed no
+/// dump of an error.
+fn says_what_to_set(run: &Run, what: &str) {
+    assert_ne!(run.code, 0, "{what}: {}", run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    for name in [
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ] {
+        assert!(all.contains(name), "{what}: no {name} in\n{all}");
+    }
+    for marker in DUMP_MARKERS {
+        assert!(!all.contains(marker), "{what}: {marker} in\n{all}");
+    }
+    let said = run
+        .log_lines()
+        .into_iter()
+        .filter_map(|line| line["error"].as_str().map(str::to_string))
+        .filter(|error| error.contains("AWS_PROFILE"))
+        .collect::<Vec<_>>();
+    assert!(
+        !said.is_empty(),
+        "{what}: no log line says it: {}",
+        run.stderr
+    );
+    for error in said {
+        assert!(!error.contains('\n'), "{what}: not one line: {error}");
+    }
+}
+
+#[tokio::test]
+async fn without_credentials_the_error_says_what_to_set() {
+    let a = Account::with_group().await;
+    a.user("carol").await;
+    let run = without_credentials(&a, &["reconcile", "--dry-run"], &[]);
+    says_what_to_set(&run, "reconcile --dry-run");
+    assert!(
+        run.stdout.contains("AWS_PROFILE"),
+        "the report says it too: {}",
+        run.stdout
+    );
+    let run = without_credentials(&a, &["policy", "force-mfa-group"], &[]);
+    says_what_to_set(&run, "policy force-mfa-group");
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    // Given the account, the policy needs no credentials at all.
+    let run = without_credentials(
+        &a,
+        &["policy", "force-mfa-group", "--account-id", "123456789012"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(a.members("ForceMFA").await, set(&[]));
+}
+
+/// An instance metadata service that refuses every request (403), as a proxy between a host and
+/// an address it may not reach does.
+fn refusing_metadata_service() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let addr = listener.local_addr().expect("its address");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied",
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn without_credentials_the_metadata_services_failure_buries_nothing() {
+    let a = Account::with_group().await;
+    let unreachable = format!("http://127.0.0.1:{}", free_port());
+    let refusing = refusing_metadata_service();
+    for (what, endpoint) in [("unreachable", &unreachable), ("refusing", &refusing)] {
+        let env = [
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint.as_str()),
+        ];
+        for args in [
+            &["reconcile", "--dry-run"][..],
+            &["policy", "force-mfa-group"],
+        ] {
+            let run = without_credentials(&a, args, &env);
+            says_what_to_set(&run, &format!("{args:?}, metadata service {what}"));
+        }
+    }
 }
