@@ -1,18 +1,23 @@
 //! Durations as the configuration writes them: a whole number and a unit (`90s`, `30m`, `1h`,
 //! `2d`, and `250ms` for the keys that measure below a second), read by one parser and held to
-//! each key's bounds.
+//! each key's bounds, and every key to [`LONGEST`].
 
 use std::time::Duration;
 
 use super::error::ConfigError;
+
+/// The longest duration any key takes: 100 years (36,525 days). Whatever is computed from one (a
+/// deadline, a reminder, a run's end) stays within the years a time can be written in (RFC 3339,
+/// up to 9999) and within what the clock's arithmetic holds.
+pub(super) const LONGEST: Duration = Duration::from_secs(36_525 * 86_400);
 
 /// Why a duration key's value is refused; the [`ConfigError`] that carries it names the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(super) enum DurationError {
     #[error("`{0}` is not a duration such as 90s, 30m, 1h or 2d")]
     Unreadable(String),
-    #[error("`{0}` is too long")]
-    TooLong(String),
+    #[error("`{text}` is longer than {}, the longest this key takes", humanize(*max))]
+    TooLong { text: String, max: Duration },
     #[error("must be longer than 0s")]
     Zero,
     #[error("`{text}` is shorter than {}: {why}", humanize(*floor))]
@@ -78,6 +83,7 @@ impl DurationKey {
 
     fn check(&self, text: &str) -> Result<Duration, DurationError> {
         let value = parse(text, self.units)?;
+        // The key's own bounds first: they are the tighter ones.
         match self.bounds {
             Bounds::Positive if value.is_zero() => Err(DurationError::Zero),
             Bounds::AtLeast { floor, why } if value < floor => Err(DurationError::TooShort {
@@ -92,6 +98,10 @@ impl DurationKey {
                     max,
                 })
             }
+            _ if value > LONGEST => Err(DurationError::TooLong {
+                text: text.to_string(),
+                max: LONGEST,
+            }),
             _ => Ok(value),
         }
     }
@@ -99,13 +109,17 @@ impl DurationKey {
 
 /// Reads `text` in `units`: a whole number directly followed by its unit, spaces around allowed.
 pub(super) fn parse(text: &str, units: Units) -> Result<Duration, DurationError> {
+    let too_long = || DurationError::TooLong {
+        text: text.trim().to_string(),
+        max: LONGEST,
+    };
     if units == Units::Milliseconds {
         if let Some(ms) = text.trim().strip_suffix("ms") {
             if !ms.is_empty() && ms.bytes().all(|b| b.is_ascii_digit()) {
                 return ms
                     .parse()
                     .map(Duration::from_millis)
-                    .map_err(|_| DurationError::TooLong(text.to_string()));
+                    .map_err(|_| too_long());
             }
         }
     }
@@ -115,7 +129,12 @@ pub(super) fn parse(text: &str, units: Units) -> Result<Duration, DurationError>
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let unreadable = || DurationError::Unreadable(text.to_string());
-    let n: u64 = number.parse().map_err(|_| unreadable())?;
+    // All digits: a number that does not fit is too long, not unreadable.
+    let n: u64 = match number.parse() {
+        Ok(n) => n,
+        Err(_) if !number.is_empty() => return Err(too_long()),
+        Err(_) => return Err(unreadable()),
+    };
     let unit_secs = match unit.trim() {
         "s" => 1,
         "m" => 60,
@@ -125,7 +144,7 @@ pub(super) fn parse(text: &str, units: Units) -> Result<Duration, DurationError>
     };
     n.checked_mul(unit_secs)
         .map(Duration::from_secs)
-        .ok_or_else(|| DurationError::TooLong(text.to_string()))
+        .ok_or_else(too_long)
 }
 
 /// A duration in the largest whole unit that divides it: `5m`, `90s`, `2h`.
@@ -188,6 +207,47 @@ mod tests {
         assert!(parse("250ms", Units::Seconds).is_err());
         assert_eq!(humanize_ms(Duration::from_millis(1500)), "1500ms");
         assert_eq!(humanize_ms(Duration::from_secs(60)), "1m");
+    }
+
+    #[test]
+    fn no_key_takes_more_than_a_hundred_years() {
+        let key = DurationKey {
+            key: "k",
+            units: Units::Milliseconds,
+            bounds: Bounds::Positive,
+        };
+        assert_eq!(key.read("36525d").unwrap(), LONGEST);
+        for long in [
+            "36526d",
+            "3000000d",
+            "18446744073709551615s",
+            "99999999999999999999999d",
+            "99999999999999999999ms",
+        ] {
+            assert_eq!(
+                key.read(long).unwrap_err().to_string(),
+                format!("invalid config key `k`: `{long}` is longer than 36525d, the longest this key takes"),
+            );
+        }
+        // Through the configuration, each key is named.
+        for (text, key) in [
+            (
+                "[rollout]\ngrace_period = \"3000000d\"",
+                "rollout.grace_period",
+            ),
+            (
+                "[rollout]\nkeys_in_use_within = \"40000d\"",
+                "rollout.keys_in_use_within",
+            ),
+            (
+                "[cleanup]\nunassigned_min_age = \"40000d\"",
+                "cleanup.unassigned_min_age",
+            ),
+            ("[notify]\nreminders = [\"40000d\"]", "notify.reminders"),
+            ("run_timeout = \"18446744073709551615s\"", "run_timeout"),
+        ] {
+            assert_eq!(key_of(Config::parse(text).unwrap_err()), key, "{text}");
+        }
     }
 
     #[test]

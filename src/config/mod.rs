@@ -233,6 +233,8 @@ mod tests {
             "run_timeout = \"0s\"",
             "run_timeout = \"0m\"",
             "run_timeout = \"soon\"",
+            // Past a day, even where the schedule leaves more.
+            "schedule = \"0 0 29 2 *\"\nrun_timeout = \"25h\"",
         ] {
             assert_eq!(
                 key_of(Config::parse(bad).unwrap_err()),

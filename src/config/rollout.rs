@@ -64,11 +64,22 @@ impl TimeText {
     }
 }
 
+/// The longest `rollout.grace_period`: setting up MFA takes minutes, and a longer grace leaves
+/// a new user unprotected for more than a year.
+pub const LONGEST_GRACE_PERIOD: Duration = Duration::from_secs(365 * 86_400);
+
 const GRACE_PERIOD: DurationKey = DurationKey {
     key: "rollout.grace_period",
     units: Units::Seconds,
-    bounds: Bounds::Positive,
+    bounds: Bounds::Within {
+        min: Duration::from_secs(1),
+        max: LONGEST_GRACE_PERIOD,
+    },
 };
+
+/// The latest time that can be written (RFC 3339 has four-digit years), 9999-12-31T23:59:59Z, in
+/// Unix seconds: no time forcemfa is given or computes (a deadline) goes past it.
+pub const LATEST_TIME: i64 = 253_402_300_799;
 
 const KEYS_IN_USE_WITHIN: DurationKey = DurationKey {
     key: "rollout.keys_in_use_within",
@@ -76,18 +87,30 @@ const KEYS_IN_USE_WITHIN: DurationKey = DurationKey {
     bounds: Bounds::Positive,
 };
 
+/// `rollout.enforce_from`: an RFC 3339 time from 1970 to the end of 9999 (in UTC), so that the
+/// deadlines made of it can be written.
+fn enforce_from(text: &str) -> Result<OffsetDateTime, ConfigError> {
+    const KEY: &str = "rollout.enforce_from";
+    let time = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
+        ConfigError::invalid(
+            KEY,
+            format!("`{text}` is not an RFC 3339 time such as 2027-01-15T09:00:00Z"),
+        )
+    })?;
+    if !(0..=LATEST_TIME).contains(&time.unix_timestamp()) {
+        return Err(ConfigError::invalid(
+            KEY,
+            format!("`{text}` is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"),
+        ));
+    }
+    Ok(time)
+}
+
 pub(super) fn validate(raw: RawRollout) -> Result<RolloutSettings, ConfigError> {
     let enforce_from = raw
         .enforce_from
         .map(TimeText::text)
-        .map(|text| {
-            OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
-                ConfigError::invalid(
-                    "rollout.enforce_from",
-                    format!("`{text}` is not an RFC 3339 time such as 2027-01-15T09:00:00Z"),
-                )
-            })
-        })
+        .map(|text| enforce_from(&text))
         .transpose()?;
     Ok(RolloutSettings {
         enforce_from,
@@ -102,4 +125,51 @@ pub(super) fn validate(raw: RawRollout) -> Result<RolloutSettings, ConfigError> 
         )?,
         hold_keys_in_use: raw.hold_keys_in_use.unwrap_or(defaults::HOLD_KEYS_IN_USE),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::error::key_of;
+    use crate::config::Config;
+
+    fn refused(text: &str) -> String {
+        Config::parse(&format!("[rollout]\n{text}\n"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn enforce_from_is_a_time_from_1970_to_the_end_of_9999() {
+        for good in [
+            "1970-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2027-01-15T09:00:00+01:00",
+        ] {
+            assert!(Config::parse(&format!("[rollout]\nenforce_from = \"{good}\"\n")).is_ok());
+        }
+        for bad in [
+            "1969-12-31T23:59:59Z",
+            "9999-12-31T23:59:59-01:00",
+            "0000-01-01T00:00:00Z",
+        ] {
+            let error = refused(&format!("enforce_from = \"{bad}\""));
+            assert!(
+                error.contains("rollout.enforce_from") && error.contains("9999-12-31T23:59:59Z"),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_grace_period_is_at_most_a_year() {
+        assert!(Config::parse("[rollout]\ngrace_period = \"365d\"\n").is_ok());
+        for bad in ["366d", "3000000d", "0s"] {
+            let error =
+                Config::parse(&format!("[rollout]\ngrace_period = \"{bad}\"\n")).unwrap_err();
+            let text = error.to_string();
+            assert_eq!(key_of(error), "rollout.grace_period", "{bad}");
+            assert!(text.contains(bad), "{text}");
+        }
+        assert!(refused("grace_period = \"366d\"").contains("1s..365d"));
+    }
 }

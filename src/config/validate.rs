@@ -24,10 +24,17 @@ pub const MIN_SCHEDULE_INTERVAL: Duration = Duration::from_secs(60);
 /// setup under way.
 pub const MIN_UNASSIGNED_AGE: Duration = Duration::from_secs(5 * 60);
 
+/// The longest `run_timeout`: a run that has not ended in a day is stuck, and its deadline is
+/// what stops it.
+pub const LONGEST_RUN_TIMEOUT: Duration = Duration::from_secs(86_400);
+
 const RUN_TIMEOUT: DurationKey = DurationKey {
     key: "run_timeout",
     units: Units::Seconds,
-    bounds: Bounds::Positive,
+    bounds: Bounds::Within {
+        min: Duration::from_secs(1),
+        max: LONGEST_RUN_TIMEOUT,
+    },
 };
 
 const UNASSIGNED_MIN_AGE: DurationKey = DurationKey {

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::aws::pages::ListError;
 use crate::aws::AwsError;
+use crate::config::rollout::LATEST_TIME;
 use crate::reconcile::plan::ConsoleAccess;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -260,12 +261,16 @@ fn ago(seconds: i64) -> String {
     }
 }
 
-/// Unix seconds as RFC 3339.
+/// Unix seconds as RFC 3339, never anything else. The times forcemfa is given or computes are
+/// from 1970 to the end of 9999 (the configuration's bounds, a deadline's checked sum); a time
+/// an answer of IAM's puts outside them is written at the nearer end.
 pub fn rfc3339(secs: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(secs)
+    const LAST: &str = "9999-12-31T23:59:59Z";
+    OffsetDateTime::from_unix_timestamp(secs.clamp(0, LATEST_TIME))
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| secs.to_string())
+        // Every second of 1970..=9999 formats: this is never taken.
+        .unwrap_or_else(|| LAST.to_string())
 }
 
 #[cfg(test)]
@@ -393,6 +398,17 @@ mod tests {
                 .contains("iam:ListAccessKeys failed"),
             "{impact:?}"
         );
+    }
+
+    #[test]
+    fn every_time_is_written_as_rfc3339_never_as_a_number() {
+        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(rfc3339(LATEST_TIME), "9999-12-31T23:59:59Z");
+        // The probe's deadline of a 3,000,000-day grace period, and the extremes.
+        for past_9999 in [260_996_683_585, LATEST_TIME + 1, i64::MAX] {
+            assert_eq!(rfc3339(past_9999), "9999-12-31T23:59:59Z");
+        }
+        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00Z");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::config::rollout::LATEST_TIME;
 use crate::config::ExemptRules;
 use crate::user_name::UserName;
 
@@ -57,11 +58,16 @@ pub struct Deadlines {
 
 impl Deadlines {
     /// The time a user may be added from: the later of `enforce_from` and its creation plus the
-    /// grace period. `Err` when the grace period applies and the creation time is not known.
+    /// grace period. `Err` when the grace period applies and the creation time is not known, or
+    /// makes a deadline past the latest time that can be written (a creation time IAM cannot
+    /// have meant).
     pub fn of(&self, user: &UserFacts) -> Result<Option<i64>, &'static str> {
         let grace = match (self.grace_period, user.created) {
             (None, _) => None,
-            (Some(grace), Some(created)) => Some(created.saturating_add(grace)),
+            (Some(grace), Some(created)) => match created.checked_add(grace) {
+                Some(deadline) if deadline <= LATEST_TIME => Some(deadline),
+                _ => return Err("its creation time plus rollout.grace_period is past 9999"),
+            },
             (Some(_), None) => {
                 return Err("its creation time was not read (rollout.grace_period needs it)")
             }
@@ -566,6 +572,11 @@ mod tests {
         assert_eq!(decide(&u, &r), Decision::Add);
         // Without its creation time, a grace period cannot be judged: left as it is.
         u.created = None;
+        assert!(matches!(decide(&u, &r), Decision::Skip(_)));
+        // Nor with one whose deadline could not be written.
+        u.created = Some(LATEST_TIME - 10);
+        assert!(matches!(decide(&u, &r), Decision::Skip(why) if why.contains("past 9999")));
+        u.created = Some(i64::MAX);
         assert!(matches!(decide(&u, &r), Decision::Skip(_)));
     }
 }

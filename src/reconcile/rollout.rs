@@ -157,6 +157,30 @@ mod tests {
     }
 
     #[test]
+    fn a_pending_deadline_is_reported_as_rfc3339_even_the_last_one() {
+        let plan = Plan {
+            decisions: vec![
+                (
+                    UserName::from_iam("soon"),
+                    Decision::Pending {
+                        deadline: 1_800_000_000,
+                    },
+                ),
+                (
+                    UserName::from_iam("last"),
+                    Decision::Pending {
+                        deadline: crate::config::rollout::LATEST_TIME,
+                    },
+                ),
+            ],
+        };
+        let mut report = AccountReport::default();
+        record_pending(&plan, &mut report);
+        let deadlines: Vec<&str> = report.pending.iter().map(|p| p.deadline.as_str()).collect();
+        assert_eq!(deadlines, ["2027-01-15T08:00:00Z", "9999-12-31T23:59:59Z"]);
+    }
+
+    #[test]
     fn holding_turns_on_the_keys_alone_and_a_skip_names_the_read_that_failed() {
         let users = [without_mfa("nokeys"), without_mfa("unread")];
         let mut plan = Plan::build(&users, &Rules::default());

@@ -317,3 +317,37 @@ async fn a_role_that_may_not_read_console_passwords_still_adds_users_whose_keys_
         "{frank}"
     );
 }
+
+#[tokio::test]
+async fn every_deadline_is_rfc3339_and_a_grace_period_past_its_bound_is_refused() {
+    let a = Account::with_group().await;
+    a.user("newhire").await;
+    // The probe's grace period: refused, naming the key and its bound; nothing read or changed.
+    let config = a.config("[rollout]\ngrace_period = \"3000000d\"\n");
+    let run = a.reconcile_json(&config);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rollout.grace_period") && run.stderr.contains("365d"),
+        "{}",
+        run.stderr
+    );
+    // The longest grace and the last enforce_from still make deadlines that are times.
+    for rollout in [
+        "grace_period = \"365d\"",
+        "enforce_from = \"9999-12-31T23:59:59Z\"",
+    ] {
+        let config = a.config(&format!("[rollout]\n{rollout}\n"));
+        let run = a.reconcile_json(&config);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let deadline = run.account()["pending"][0]["deadline"].clone();
+        let text = deadline
+            .as_str()
+            .unwrap_or_else(|| panic!("{rollout}: {deadline}"));
+        assert!(
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{rollout}: {text}"
+        );
+    }
+    assert_eq!(a.members(GROUP).await, set(&[]));
+}
