@@ -161,11 +161,11 @@ fn text(
     group: &str,
     deadline: Option<i64>,
 ) -> (String, String) {
-    let how = "To set up MFA: sign in to the AWS console, open your security credentials (the menu under your name), and assign an MFA device (an authenticator app, a security key or a hardware token). Then sign out and sign in again with it. Scripts that sign with your access keys need a session with MFA (aws sts get-session-token --serial-number ... --token-code ...), or an exemption your administrators grant.";
+    let how = "To set up MFA: sign in to the AWS console, open your security credentials (the menu under your name), and assign an MFA device (an authenticator app, a security key or a hardware token). If you cannot, ask your administrators for an exemption.";
     match occasion {
         Occasion::Added => (
             format!("Your AWS access now needs MFA (account {account_id})"),
-            format!("You have no MFA device on your IAM user in AWS account {account_id}, so you were put into the group {group}: until you set one up, every action is denied except setting up MFA and changing your password. Calls signed with your access keys are denied too.\n\n{how}\n\nYou are taken out of the group at the next check after your MFA device is set up.\n"),
+            format!("You have no MFA device on your IAM user in AWS account {account_id}, so you were put into the group {group}: until you set one up, every action is denied except setting up MFA and changing your password. Calls signed with your access keys are denied too.\n\n{how}\n\nOnce your MFA device is set up, sign out of the console and sign in again with it: the console works again at once. You are taken out of the group at the next check; from then on your access keys work again, as before.\n"),
         ),
         Occasion::Reminder => {
             let when = deadline.map(rfc3339).unwrap_or_default();
@@ -349,6 +349,17 @@ mod tests {
         // Three days before the deadline, only the week's reminder is due.
         assert_eq!(keys.len(), 1);
         assert!(messages[2].subject.contains(&rfc3339(NOW + 3 * DAY)));
+    }
+
+    #[test]
+    fn a_user_just_added_is_told_their_access_keys_work_again_once_mfa_is_set_up() {
+        let (messages, _) = user_messages(&account(), true, &week_and_day(), NOW, &|_| false);
+        assert_eq!(messages[0].occasion, Occasion::Added);
+        let body = &messages[0].body;
+        assert!(body.contains("access keys work again"), "{body}");
+        assert!(body.contains("sign in again with it"), "{body}");
+        // Without an MFA device, there is no session with MFA to get.
+        assert!(!body.contains("get-session-token"), "{body}");
     }
 
     #[test]
