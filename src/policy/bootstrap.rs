@@ -23,6 +23,17 @@ pub enum PolicyOutcome {
     Updated,
 }
 
+impl PolicyOutcome {
+    /// As the report names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyOutcome::Unchanged => "unchanged",
+            PolicyOutcome::Created => "created",
+            PolicyOutcome::Updated => "updated",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BootstrapReport {
     pub account_id: String,
@@ -142,7 +153,13 @@ pub async fn bootstrap(
     };
     if outcome != PolicyOutcome::Unchanged && !dry_run {
         put_policy(clients, group, &desired).await?;
-        info!(account_id, group, policy = GROUP_POLICY_NAME, outcome = ?outcome, "group policy written");
+        info!(
+            account_id,
+            group,
+            policy = GROUP_POLICY_NAME,
+            outcome = outcome.as_str(),
+            "group policy written"
+        );
     }
     Ok(BootstrapReport {
         account_id,
@@ -226,4 +243,20 @@ async fn put_policy(
         .await
         .map_err(|e| call_failed(AwsError::iam("PutGroupPolicy", &e), policy_subject(group)))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_names_an_outcome_as_the_report_does() {
+        for outcome in [
+            PolicyOutcome::Unchanged,
+            PolicyOutcome::Created,
+            PolicyOutcome::Updated,
+        ] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
+    }
 }
