@@ -82,12 +82,16 @@ impl From<Timestamp> for Rfc3339Text {
     }
 }
 
-impl TryFrom<Rfc3339Text> for Timestamp {
-    type Error = String;
+/// A time before 1970 or after 9999.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is before 1970 or after 9999")]
+pub struct OutOfRange(String);
 
-    fn try_from(text: Rfc3339Text) -> Result<Timestamp, String> {
-        Timestamp::from_datetime(text.0)
-            .ok_or_else(|| format!("{} is before 1970 or after 9999", text.0.unix_timestamp()))
+impl TryFrom<Rfc3339Text> for Timestamp {
+    type Error = OutOfRange;
+
+    fn try_from(text: Rfc3339Text) -> Result<Timestamp, OutOfRange> {
+        Timestamp::from_datetime(text.0).ok_or_else(|| OutOfRange(text.0.to_string()))
     }
 }
 

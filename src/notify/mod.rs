@@ -6,6 +6,7 @@
 //! the next run. A dry run sends nothing and writes nothing; it lists what it would send.
 
 pub mod channels;
+pub mod keys;
 pub mod messages;
 pub mod state;
 
@@ -22,8 +23,9 @@ use crate::reconcile::notification::{Delivery, Notification};
 use crate::reconcile::report::{AccountReport, RunReport};
 
 use channels::{Channels, SendError};
+use keys::ReminderKey;
 use messages::{known_keys, summary, summary_due, user_messages};
-use state::{NotifyState, Outgoing, Queued, ReminderKey};
+use state::{NotifyState, Outgoing, Queued};
 
 pub use channels::SEND_TIMEOUT;
 

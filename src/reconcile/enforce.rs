@@ -7,7 +7,7 @@ use std::time::Instant;
 use tracing::warn;
 
 use super::apply::{self, Change, ChangeResult, Journal, NotSent, Writer};
-use super::context::{Account, RunContext};
+use super::context::{Account, RunContext, RunOptions};
 use super::failure::AccountError;
 use super::inventory::named::{cheaper_in_bulk, read_named_in};
 use super::inventory::UserRead;
@@ -40,19 +40,7 @@ pub async fn plan_and_apply(
     let options = ctx.options;
     let mut plan = Plan::build(users, account.rules);
     if plan.exceeds(options.max_changes) {
-        report_plan(report, &plan, users, account.id());
-        rollout::record_pending(&plan, report);
-        let error = AccountError::GuardTripped {
-            planned: plan.change_count(),
-            max: options.max_changes.unwrap_or_default(),
-        };
-        warn!(account_id = %account.id(), planned = plan.change_count(), max_changes = options.max_changes.unwrap_or_default(), "guard tripped: {error}");
-        report.fail(&error);
-        let changes = plan.changes();
-        account
-            .recorder
-            .planned(&changes, options.dry_run, Planned::Blocked);
-        report.list_planned(&changes);
+        guard_tripped(report, &plan, users, account, options);
         return plan;
     }
     // Under the account's gate since the read (named users), removals go first: they need no
@@ -115,6 +103,30 @@ pub async fn plan_and_apply(
         });
     }
     plan
+}
+
+/// The plan has more changes than `max_changes`: it is reported and logged, and none is made.
+fn guard_tripped(
+    report: &mut AccountReport,
+    plan: &Plan,
+    users: &[UserFacts],
+    account: &Account<'_>,
+    options: RunOptions,
+) {
+    report_plan(report, plan, users, account.id());
+    rollout::record_pending(plan, report);
+    let max = options.max_changes.unwrap_or_default();
+    let error = AccountError::GuardTripped {
+        planned: plan.change_count(),
+        max,
+    };
+    warn!(account_id = %account.id(), planned = plan.change_count(), max_changes = max, "guard tripped: {error}");
+    report.fail(&error);
+    let changes = plan.changes();
+    account
+        .recorder
+        .planned(&changes, options.dry_run, Planned::Blocked);
+    report.list_planned(&changes);
 }
 
 /// A stop during the impact reads after the removals were made: the adds are listed as not made.
