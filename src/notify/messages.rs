@@ -13,7 +13,7 @@ use crate::reconcile::report::AccountReport;
 use crate::user_name::UserName;
 
 use super::channels::{Email, Summary};
-use super::state::{Known, ReminderKey};
+use super::keys::{Known, ReminderKey};
 
 /// Why a user is written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
