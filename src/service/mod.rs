@@ -204,7 +204,12 @@ impl Service {
                     }
                 }
                 result = &mut server => {
-                    error!(result = ?result, "the admin listener stopped");
+                    // It returns only once stopped, or when its task panicked.
+                    let why = match result {
+                        Ok(()) => "it returned".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    error!(error = %why, "the admin listener stopped");
                     break exit::INCOMPLETE;
                 }
             }
