@@ -21,24 +21,25 @@ pub fn unix_now_secs() -> u64 {
     unix_now() as u64
 }
 
-/// The last second RFC 3339 can write: 9999-12-31T23:59:59Z.
-const LAST_SECOND: i64 = 253_402_300_799;
+/// The last second RFC 3339 can write (it has four-digit years), 9999-12-31T23:59:59Z, in Unix
+/// seconds: no time forcemfa is given or computes goes past it.
+pub const LATEST_TIME: i64 = 253_402_300_799;
 
 /// A moment, whole seconds in UTC, written as RFC 3339 (`2026-12-07T10:00:00Z`) on the wire and
 /// to people. Only moments from 1970 to the end of 9999 are made, so every one can be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "Rfc3339Text", into = "Rfc3339Text")]
+#[serde(try_from = "Wire", into = "Rfc3339Text")]
 pub struct Timestamp(i64);
 
 impl Timestamp {
     /// Now (the epoch should the clock be set before it).
     pub fn now() -> Timestamp {
-        Timestamp(unix_now_secs().min(LAST_SECOND as u64) as i64)
+        Timestamp(unix_now_secs().min(LATEST_TIME as u64) as i64)
     }
 
     /// The moment `secs` after the Unix epoch; `None` before it or past 9999.
     pub fn from_unix(secs: i64) -> Option<Timestamp> {
-        (0..=LAST_SECOND).contains(&secs).then_some(Timestamp(secs))
+        (0..=LATEST_TIME).contains(&secs).then_some(Timestamp(secs))
     }
 
     /// The moment of `time`, to the second; `None` before 1970 or past 9999.
@@ -76,6 +77,15 @@ impl fmt::Display for Timestamp {
 #[derive(Serialize, Deserialize)]
 struct Rfc3339Text(#[serde(with = "time::serde::rfc3339")] OffsetDateTime);
 
+/// What a [`Timestamp`] is read from: its RFC 3339 text, or the Unix seconds that records
+/// written by earlier versions hold.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Wire {
+    Text(Rfc3339Text),
+    Secs(i64),
+}
+
 impl From<Timestamp> for Rfc3339Text {
     fn from(t: Timestamp) -> Rfc3339Text {
         Rfc3339Text(t.datetime())
@@ -87,11 +97,18 @@ impl From<Timestamp> for Rfc3339Text {
 #[error("{0} is before 1970 or after 9999")]
 pub struct OutOfRange(String);
 
-impl TryFrom<Rfc3339Text> for Timestamp {
+impl TryFrom<Wire> for Timestamp {
     type Error = OutOfRange;
 
-    fn try_from(text: Rfc3339Text) -> Result<Timestamp, OutOfRange> {
-        Timestamp::from_datetime(text.0).ok_or_else(|| OutOfRange(text.0.to_string()))
+    fn try_from(wire: Wire) -> Result<Timestamp, OutOfRange> {
+        match wire {
+            Wire::Text(text) => {
+                Timestamp::from_datetime(text.0).ok_or_else(|| OutOfRange(text.0.to_string()))
+            }
+            Wire::Secs(secs) => {
+                Timestamp::from_unix(secs).ok_or_else(|| OutOfRange(secs.to_string()))
+            }
+        }
     }
 }
 
@@ -110,8 +127,10 @@ mod tests {
         let back: Timestamp =
             serde_json::from_value(serde_json::json!("2027-01-15T08:00:00Z")).unwrap();
         assert_eq!(back, t);
+        let secs: Timestamp = serde_json::from_value(serde_json::json!(1_800_000_000)).unwrap();
+        assert_eq!(secs, t, "records of earlier versions hold seconds");
         assert_eq!(
-            Timestamp::from_unix(LAST_SECOND).unwrap().to_string(),
+            Timestamp::from_unix(LATEST_TIME).unwrap().to_string(),
             "9999-12-31T23:59:59Z"
         );
     }
@@ -119,9 +138,9 @@ mod tests {
     #[test]
     fn only_moments_rfc3339_can_write_are_made() {
         assert_eq!(Timestamp::from_unix(-1), None);
-        assert_eq!(Timestamp::from_unix(LAST_SECOND + 1), None);
-        let t = Timestamp::from_unix(LAST_SECOND - 10).unwrap();
-        assert_eq!(t.plus_secs(10).map(Timestamp::unix), Some(LAST_SECOND));
+        assert_eq!(Timestamp::from_unix(LATEST_TIME + 1), None);
+        let t = Timestamp::from_unix(LATEST_TIME - 10).unwrap();
+        assert_eq!(t.plus_secs(10).map(Timestamp::unix), Some(LATEST_TIME));
         assert_eq!(t.plus_secs(11), None);
         assert_eq!(t.plus_secs(u64::MAX), None);
     }

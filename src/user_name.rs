@@ -9,6 +9,8 @@
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// IAM's rule for user and role names: 1 to 64 characters of `[A-Za-z0-9+=,.@_-]`.
 pub fn is_iam_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -101,6 +103,21 @@ impl PartialEq<&str> for UserName {
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.name)
+    }
+}
+
+/// Written as spelt.
+impl Serialize for UserName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+/// Read back from forcemfa's own records, held to IAM's rules as any name given to it.
+impl<'de> Deserialize<'de> for UserName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<UserName, D::Error> {
+        let name = String::deserialize(d)?;
+        UserName::parse(&name).map_err(|e| serde::de::Error::custom(format_args!("{name:?}: {e}")))
     }
 }
 

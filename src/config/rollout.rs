@@ -11,12 +11,13 @@ use time::OffsetDateTime;
 use super::defaults;
 use super::duration::{Bounds, DurationKey, Units};
 use super::error::ConfigError;
+use crate::clock::Timestamp;
 
 /// The validated `[rollout]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolloutSettings {
     /// Before this time nobody is added: users without MFA are pending until it.
-    pub enforce_from: Option<OffsetDateTime>,
+    pub enforce_from: Option<Timestamp>,
     /// A user is added no earlier than its creation plus this.
     pub grace_period: Option<Duration>,
     /// An active access key used within this is in use.
@@ -77,10 +78,6 @@ const GRACE_PERIOD: DurationKey = DurationKey {
     },
 };
 
-/// The latest time that can be written (RFC 3339 has four-digit years), 9999-12-31T23:59:59Z, in
-/// Unix seconds: no time forcemfa is given or computes (a deadline) goes past it.
-pub const LATEST_TIME: i64 = 253_402_300_799;
-
 const KEYS_IN_USE_WITHIN: DurationKey = DurationKey {
     key: "rollout.keys_in_use_within",
     units: Units::Seconds,
@@ -89,7 +86,7 @@ const KEYS_IN_USE_WITHIN: DurationKey = DurationKey {
 
 /// `rollout.enforce_from`: an RFC 3339 time from 1970 to the end of 9999 (in UTC), so that the
 /// deadlines made of it can be written.
-fn enforce_from(text: &str) -> Result<OffsetDateTime, ConfigError> {
+fn enforce_from(text: &str) -> Result<Timestamp, ConfigError> {
     const KEY: &str = "rollout.enforce_from";
     let time = OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|_| {
         ConfigError::invalid(
@@ -97,13 +94,12 @@ fn enforce_from(text: &str) -> Result<OffsetDateTime, ConfigError> {
             format!("`{text}` is not an RFC 3339 time such as 2027-01-15T09:00:00Z"),
         )
     })?;
-    if !(0..=LATEST_TIME).contains(&time.unix_timestamp()) {
-        return Err(ConfigError::invalid(
+    Timestamp::from_datetime(time).ok_or_else(|| {
+        ConfigError::invalid(
             KEY,
             format!("`{text}` is outside 1970-01-01T00:00:00Z..9999-12-31T23:59:59Z"),
-        ));
-    }
-    Ok(time)
+        )
+    })
 }
 
 pub(super) fn validate(raw: RawRollout) -> Result<RolloutSettings, ConfigError> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::reconcile::impact::rfc3339;
+use crate::clock::Timestamp;
 use crate::reconcile::notification::MessageKind;
 use crate::reconcile::report::AccountReport;
 use crate::user_name::UserName;
@@ -42,14 +42,14 @@ impl Occasion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserMessage {
     pub account_id: String,
-    pub user: String,
+    pub user: UserName,
     pub occasion: Occasion,
     pub to: String,
     pub subject: String,
     pub body: String,
-    /// A reminder's deadline (Unix seconds): past it, the reminder is dropped.
+    /// A reminder's deadline: past it, the reminder is dropped.
     #[serde(default)]
-    pub deadline: Option<i64>,
+    pub deadline: Option<Timestamp>,
 }
 
 impl UserMessage {
@@ -63,11 +63,16 @@ impl UserMessage {
 }
 
 /// The key under which a reminder is remembered as sent: one per user, deadline and reminder.
-pub fn reminder_key(account_id: &str, user: &str, deadline: i64, before: Duration) -> ReminderKey {
+pub fn reminder_key(
+    account_id: &str,
+    user: &UserName,
+    deadline: Timestamp,
+    before: Duration,
+) -> ReminderKey {
     ReminderKey {
         account_id: account_id.to_string(),
-        user: folded(user),
-        deadline,
+        user: user.key().to_string(),
+        deadline: deadline.unix(),
         before_secs: before.as_secs(),
     }
 }
@@ -99,7 +104,7 @@ pub fn user_messages(
                     let (subject, body) = text(occasion, &account_id, &account.group, None);
                     messages.push(UserMessage {
                         account_id: account_id.clone(),
-                        user: user.clone(),
+                        user: UserName::from_iam(user),
                         occasion,
                         to,
                         subject,
@@ -111,16 +116,15 @@ pub fn user_messages(
         }
     }
     for pending in &account.pending {
-        let Some(to) = address(&pending.user) else {
+        let Some(to) = address(pending.user.as_str()) else {
             continue;
         };
-        let deadline = pending.deadline_secs;
+        let deadline = pending.deadline;
+        let secs = deadline.unix();
         // The reminders whose time has come; the nearest one is sent, the others are past.
         let due: Vec<&Duration> = reminders
             .iter()
-            .filter(|r| {
-                now >= deadline - i64::try_from(r.as_secs()).unwrap_or(i64::MAX) && now < deadline
-            })
+            .filter(|r| now >= secs - i64::try_from(r.as_secs()).unwrap_or(i64::MAX) && now < secs)
             .collect();
         let unsent: Vec<ReminderKey> = due
             .iter()
@@ -150,16 +154,11 @@ pub fn user_messages(
     (messages, keys)
 }
 
-/// A user name as IAM compares it.
-fn folded(user: &str) -> String {
-    UserName::from_iam(user).key().to_string()
-}
-
 fn text(
     occasion: Occasion,
     account_id: &str,
     group: &str,
-    deadline: Option<i64>,
+    deadline: Option<Timestamp>,
 ) -> (String, String) {
     let how = "To set up MFA: sign in to the AWS console, open your security credentials (the menu under your name), and assign an MFA device (an authenticator app, a security key or a hardware token). If you cannot, ask your administrators for an exemption.";
     match occasion {
@@ -168,7 +167,7 @@ fn text(
             format!("You have no MFA device on your IAM user in AWS account {account_id}, so you were put into the group {group}: until you set one up, every action is denied except setting up MFA and changing your password. Calls signed with your access keys are denied too.\n\n{how}\n\nOnce your MFA device is set up, sign out of the console and sign in again with it: the console works again at once. You are taken out of the group at the next check; from then on your access keys work again, as before.\n"),
         ),
         Occasion::Reminder => {
-            let when = deadline.map(rfc3339).unwrap_or_default();
+            let when = deadline.map(|d| d.to_string()).unwrap_or_default();
             (
                 format!("Set up MFA before {when} (AWS account {account_id})"),
                 format!("Your IAM user in AWS account {account_id} has no MFA device. From {when}, until you set one up, every action will be denied except setting up MFA and changing your password, including calls signed with your access keys.\n\n{how}\n"),
@@ -194,8 +193,11 @@ pub fn known_keys(account: &AccountReport) -> BTreeSet<Known> {
     let pending = account
         .pending
         .iter()
-        .map(|p| Known::Pending(folded(&p.user)));
-    let held = account.held.iter().map(|h| Known::Held(folded(&h.user)));
+        .map(|p| Known::Pending(p.user.key().to_string()));
+    let held = account
+        .held
+        .iter()
+        .map(|h| Known::Held(h.user.key().to_string()));
     pending.chain(held).collect()
 }
 
@@ -222,7 +224,7 @@ fn summary_lines(dry_run: bool, account: &AccountReport) -> Vec<String> {
         account
             .impact
             .iter()
-            .filter(|i| account.added.contains(&i.user))
+            .filter(|i| account.added.iter().any(|a| i.user.is(a)))
             .map(|i| format!("  {}", i.summary)),
     );
     lines.extend(list(verb("removed", "would remove"), &account.removed));
@@ -306,6 +308,10 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
     const DAY: i64 = 86_400;
 
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_unix(secs).unwrap()
+    }
+
     fn account() -> AccountReport {
         AccountReport {
             account_id: Some("111111111111".into()),
@@ -314,9 +320,8 @@ mod tests {
             added: vec!["carol".into(), "nomail".into()],
             removed: vec!["alice".into()],
             pending: vec![PendingUser {
-                user: "dave".into(),
-                deadline: rfc3339(NOW + 3 * DAY),
-                deadline_secs: NOW + 3 * DAY,
+                user: UserName::from_iam("dave"),
+                deadline: at(NOW + 3 * DAY),
             }],
             contacts: BTreeMap::from([
                 ("carol".to_string(), "carol@example.com".to_string()),
@@ -348,7 +353,7 @@ mod tests {
         );
         // Three days before the deadline, only the week's reminder is due.
         assert_eq!(keys.len(), 1);
-        assert!(messages[2].subject.contains(&rfc3339(NOW + 3 * DAY)));
+        assert!(messages[2].subject.contains(&at(NOW + 3 * DAY).to_string()));
     }
 
     #[test]
@@ -365,7 +370,7 @@ mod tests {
     #[test]
     fn a_reminder_goes_once_and_the_nearest_when_several_are_due() {
         let mut a = account();
-        a.pending[0].deadline_secs = NOW + DAY / 2;
+        a.pending[0].deadline = at(NOW + DAY / 2);
         let (messages, keys) = user_messages(&a, true, &week_and_day(), NOW, &|_| false);
         assert_eq!(
             messages
@@ -382,7 +387,7 @@ mod tests {
         assert!(again.iter().all(|m| m.occasion != Occasion::Reminder));
         assert!(more.is_empty());
         // Past the deadline, no reminder.
-        a.pending[0].deadline_secs = NOW - 1;
+        a.pending[0].deadline = at(NOW - 1);
         let (late, _) = user_messages(&a, true, &week_and_day(), NOW, &|_| false);
         assert!(late.iter().all(|m| m.occasion != Occasion::Reminder));
     }
@@ -403,7 +408,7 @@ mod tests {
         assert!(summary_due(&a, true, &BTreeSet::new()), "dave is new");
         assert!(!summary_due(&a, true, &known), "nothing new");
         a.held.push(HeldUser {
-            user: "Erin".into(),
+            user: UserName::from_iam("Erin"),
             keys: Vec::new(),
         });
         assert!(summary_due(&a, true, &known), "erin is newly held");

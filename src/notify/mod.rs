@@ -21,6 +21,7 @@ use crate::config::{ConfigError, NotifySettings};
 use crate::reconcile::events::BatchOutcome;
 use crate::reconcile::notification::{Delivery, Notification};
 use crate::reconcile::report::{AccountReport, RunReport};
+use crate::user_name::UserName;
 
 use channels::{Channels, SendError};
 use keys::ReminderKey;
@@ -309,7 +310,7 @@ fn noted(message: &Outgoing, result: Option<&Result<(), SendError>>) -> Notifica
             channel = channel.as_str(),
             account_id,
             kind = kind.as_str(),
-            user,
+            user = user.map(UserName::as_str),
             outcome = outcome.as_str(),
             error_kind = e.metric_label(),
             error,
@@ -319,7 +320,7 @@ fn noted(message: &Outgoing, result: Option<&Result<(), SendError>>) -> Notifica
             channel = channel.as_str(),
             account_id,
             kind = kind.as_str(),
-            user,
+            user = user.map(UserName::as_str),
             outcome = outcome.as_str(),
             "notification"
         ),
@@ -328,7 +329,7 @@ fn noted(message: &Outgoing, result: Option<&Result<(), SendError>>) -> Notifica
         channel,
         account_id: account_id.to_string(),
         kind,
-        user: user.map(str::to_string),
+        user: user.cloned(),
         outcome,
         error,
     }

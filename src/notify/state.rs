@@ -13,6 +13,7 @@ use super::channels::Summary;
 use super::keys::{Known, ReminderKey};
 use super::messages::UserMessage;
 use crate::reconcile::notification::{Channel, MessageKind};
+use crate::user_name::UserName;
 
 /// The configuration key that names the file, for errors.
 const KEY: &str = "notify.state_file";
@@ -103,7 +104,7 @@ impl Outgoing {
         }
     }
 
-    pub fn user(&self) -> Option<&str> {
+    pub fn user(&self) -> Option<&UserName> {
         match self {
             Outgoing::Email(m) => Some(&m.user),
             Outgoing::Summary(_) => None,
@@ -112,7 +113,7 @@ impl Outgoing {
 
     /// A reminder whose deadline has passed says nothing any more.
     pub fn stale(&self, now: i64) -> bool {
-        matches!(self, Outgoing::Email(m) if m.deadline.is_some_and(|d| d <= now))
+        matches!(self, Outgoing::Email(m) if m.deadline.is_some_and(|d| d.unix() <= now))
     }
 }
 

@@ -104,9 +104,7 @@ async fn reconcile_into(
 fn deadlines(rollout: &RolloutSettings) -> Deadlines {
     Deadlines {
         now: unix_now_secs() as i64,
-        enforce_from: rollout
-            .enforce_from
-            .map(time::OffsetDateTime::unix_timestamp),
+        enforce_from: rollout.enforce_from,
         grace_period: rollout
             .grace_period
             .map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX)),

@@ -164,7 +164,7 @@ fn report_plan(report: &mut AccountReport, plan: &Plan, users: &[UserFacts], acc
         .map(|(user, reason)| {
             warn!(account_id = %account_id, user = %user, reason, "user skipped");
             Skipped {
-                user: user.to_string(),
+                user: user.clone(),
                 reason: reason.to_string(),
             }
         })

@@ -345,14 +345,13 @@ fn unhandled_users(report: &AccountReport) -> Unhandled {
         }
         _ => {}
     }
+    let changes = report.failed.iter().chain(&report.unknown);
     Unhandled::Some(
         report
             .skipped
             .iter()
-            .map(|s| &s.user)
-            .chain(report.failed.iter().map(|f| &f.user))
-            .chain(report.unknown.iter().map(|u| &u.user))
-            .map(|user| UserName::from_iam(user))
+            .map(|s| s.user.clone())
+            .chain(changes.map(|c| UserName::from_iam(&c.user)))
             .collect(),
     )
 }
@@ -400,7 +399,7 @@ mod tests {
         let report = AccountReport {
             applied: true,
             skipped: vec![Skipped {
-                user: "Alice".into(),
+                user: UserName::from_iam("Alice"),
                 reason: "x".into(),
             }],
             unknown: vec![FailedChange {

@@ -6,23 +6,20 @@ use serde::Serialize;
 
 use crate::aws::pages::ListError;
 use crate::aws::AwsError;
-use crate::config::rollout::LATEST_TIME;
+use crate::clock::Timestamp;
 use crate::reconcile::plan::ConsoleAccess;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use crate::user_name::UserName;
 
 /// One active access key, and its last use as IAM records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyUse {
     /// The key id's last four characters, never more.
     pub key: String,
-    /// When the key last signed a call (RFC 3339), or `null` when it never has.
-    pub last_used: Option<String>,
+    /// When the key last signed a call, or `null` when it never has.
+    pub last_used: Option<Timestamp>,
     /// The service and region of that call.
     pub service: Option<String>,
     pub region: Option<String>,
-    #[serde(skip)]
-    pub last_used_secs: Option<i64>,
 }
 
 impl KeyUse {
@@ -48,11 +45,15 @@ impl KeyUse {
         };
         KeyUse {
             key: tail,
-            last_used: last_used_secs.map(rfc3339),
+            last_used: last_used_secs.and_then(Timestamp::from_unix),
             service: known(service),
             region: known(region),
-            last_used_secs,
         }
+    }
+
+    /// Whether the key signed a call within `within` seconds of `now`.
+    fn in_use(&self, now: i64, within: i64) -> bool {
+        self.last_used.is_some_and(|t| now - t.unix() <= within)
     }
 }
 
@@ -60,6 +61,7 @@ impl KeyUse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    // The variants' wire names are their `as_str`: `Nothing` is `none`.
     /// An active key signed a call within `rollout.keys_in_use_within`: automation will stop.
     KeysInUse,
     /// Active keys, none used lately.
@@ -67,7 +69,7 @@ pub enum Verdict {
     /// No active key; a console password, which works again once MFA is set up.
     Console,
     /// Neither: nothing signs in as this user.
-    None,
+    Nothing,
     /// The keys or the console password could not be read.
     Unknown,
 }
@@ -78,7 +80,7 @@ impl Verdict {
             Verdict::KeysInUse => "keys_in_use",
             Verdict::KeysIdle => "keys_idle",
             Verdict::Console => "console",
-            Verdict::None => "none",
+            Verdict::Nothing => "none",
             Verdict::Unknown => "unknown",
         }
     }
@@ -110,13 +112,13 @@ pub enum AccessError {
 /// The impact of adding one user, as the report, the logs and the audit log show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Impact {
-    pub user: String,
+    pub user: UserName,
     pub verdict: Verdict,
     pub active_keys: Vec<KeyUse>,
     /// Whether the user has a console password; `null` when it could not be read.
     pub console_password: Option<bool>,
-    /// When the console password was last used (RFC 3339); `null` when never or not known.
-    pub console_last_used: Option<String>,
+    /// When the console password was last used; `null` when never or not known.
+    pub console_last_used: Option<Timestamp>,
     /// What could not be read, when the verdict is `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -131,7 +133,7 @@ pub struct Impact {
 impl Impact {
     /// The impact of adding `user`, judged at `now` with keys in use when used within
     /// `in_use_within` seconds.
-    pub fn judge(user: &str, access: Access, now: i64, in_use_within: i64) -> Impact {
+    pub fn judge(user: &UserName, access: Access, now: i64, in_use_within: i64) -> Impact {
         let mut errors = Vec::new();
         let keys_error = access.keys.as_ref().err().map(ToString::to_string);
         let keys_unread = keys_error.is_some();
@@ -155,7 +157,7 @@ impl Impact {
             errors.push(e.to_string());
             None
         });
-        let in_use = |k: &KeyUse| k.last_used_secs.is_some_and(|t| now - t <= in_use_within);
+        let in_use = |k: &KeyUse| k.in_use(now, in_use_within);
         // The keys decide when they were read; the console password only when there are none.
         let verdict = if keys.iter().any(in_use) {
             Verdict::KeysInUse
@@ -168,7 +170,7 @@ impl Impact {
         } else if console_password == Some(true) {
             Verdict::Console
         } else {
-            Verdict::None
+            Verdict::Nothing
         };
         let error = (!errors.is_empty()).then(|| errors.join("; "));
         let summary = summary(
@@ -181,11 +183,11 @@ impl Impact {
             error.as_deref(),
         );
         Impact {
-            user: user.to_string(),
+            user: user.clone(),
             verdict,
             active_keys: keys,
             console_password,
-            console_last_used: console_last.map(rfc3339),
+            console_last_used: console_last.and_then(Timestamp::from_unix),
             error,
             summary,
             keys_error,
@@ -196,14 +198,14 @@ impl Impact {
     pub fn keys_in_use(&self, now: i64, in_use_within: i64) -> Vec<KeyUse> {
         self.active_keys
             .iter()
-            .filter(|k| k.last_used_secs.is_some_and(|t| now - t <= in_use_within))
+            .filter(|k| k.in_use(now, in_use_within))
             .cloned()
             .collect()
     }
 }
 
 fn summary(
-    user: &str,
+    user: &UserName,
     verdict: Verdict,
     keys: &[KeyUse],
     console: Option<bool>,
@@ -211,9 +213,9 @@ fn summary(
     now: i64,
     error: Option<&str>,
 ) -> String {
-    let key_text = |k: &KeyUse| match (k.last_used_secs, &k.service, &k.region) {
+    let key_text = |k: &KeyUse| match (k.last_used, &k.service, &k.region) {
         (Some(t), service, region) => {
-            let mut s = format!("key …{} used {}", k.key, ago(now - t));
+            let mut s = format!("key …{} used {}", k.key, ago(now - t.unix()));
             if let Some(service) = service {
                 s.push_str(&format!(" by {service}"));
             }
@@ -239,7 +241,7 @@ fn summary(
         Verdict::KeysInUse => "automation will stop",
         Verdict::KeysIdle => "its keys are idle",
         Verdict::Console => "console access needs MFA from now on",
-        Verdict::None => "no access key, no console password",
+        Verdict::Nothing => "no access key, no console password",
         Verdict::Unknown => "impact not known",
     };
     match (what.is_empty(), error) {
@@ -261,18 +263,6 @@ fn ago(seconds: i64) -> String {
     }
 }
 
-/// Unix seconds as RFC 3339, never anything else. The times forcemfa is given or computes are
-/// from 1970 to the end of 9999 (the configuration's bounds, a deadline's checked sum); a time
-/// an answer of IAM's puts outside them is written at the nearer end.
-pub fn rfc3339(secs: i64) -> String {
-    const LAST: &str = "9999-12-31T23:59:59Z";
-    OffsetDateTime::from_unix_timestamp(secs.clamp(0, LATEST_TIME))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        // Every second of 1970..=9999 formats: this is never taken.
-        .unwrap_or_else(|| LAST.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +282,7 @@ mod tests {
             console: ConsoleAccess::Absent,
             console_last_used: Ok(None),
         };
-        let impact = Impact::judge("carol", access, NOW, 30 * DAY);
+        let impact = Impact::judge(&UserName::from_iam("carol"), access, NOW, 30 * DAY);
         assert_eq!(impact.verdict, Verdict::KeysInUse);
         assert_eq!(
             impact.summary,
@@ -312,7 +302,7 @@ mod tests {
             console_last_used: Ok(Some(NOW - DAY)),
         };
         assert_eq!(
-            Impact::judge("a", idle, NOW, 30 * DAY).verdict,
+            Impact::judge(&UserName::from_iam("a"), idle, NOW, 30 * DAY).verdict,
             Verdict::KeysIdle
         );
         let console = Access {
@@ -321,7 +311,7 @@ mod tests {
             console_last_used: Ok(None),
         };
         assert_eq!(
-            Impact::judge("b", console, NOW, 30 * DAY).verdict,
+            Impact::judge(&UserName::from_iam("b"), console, NOW, 30 * DAY).verdict,
             Verdict::Console
         );
         let none = Access {
@@ -329,8 +319,8 @@ mod tests {
             console: ConsoleAccess::Absent,
             console_last_used: Ok(None),
         };
-        let impact = Impact::judge("c", none, NOW, 30 * DAY);
-        assert_eq!(impact.verdict, Verdict::None);
+        let impact = Impact::judge(&UserName::from_iam("c"), none, NOW, 30 * DAY);
+        assert_eq!(impact.verdict, Verdict::Nothing);
         assert_eq!(impact.summary, "c — no access key, no console password");
     }
 
@@ -344,7 +334,7 @@ mod tests {
             console: ConsoleAccess::Absent,
             console_last_used: Ok(None),
         };
-        let impact = Impact::judge("d", unreadable, NOW, 30 * DAY);
+        let impact = Impact::judge(&UserName::from_iam("d"), unreadable, NOW, 30 * DAY);
         assert_eq!(impact.verdict, Verdict::Unknown);
         assert!(impact.error.as_deref().unwrap().contains("AccessDenied"));
         let partly = Access {
@@ -353,7 +343,7 @@ mod tests {
             console_last_used: Ok(None),
         };
         assert_eq!(
-            Impact::judge("e", partly, NOW, 30 * DAY).verdict,
+            Impact::judge(&UserName::from_iam("e"), partly, NOW, 30 * DAY).verdict,
             Verdict::KeysInUse
         );
     }
@@ -367,7 +357,7 @@ mod tests {
             ),
             console_last_used: Ok(None),
         };
-        let impact = Impact::judge("f", no_password_read, NOW, 30 * DAY);
+        let impact = Impact::judge(&UserName::from_iam("f"), no_password_read, NOW, 30 * DAY);
         assert_eq!(impact.verdict, Verdict::Unknown);
         assert_eq!(impact.keys_error, None);
         assert!(
@@ -389,7 +379,7 @@ mod tests {
             console: ConsoleAccess::Absent,
             console_last_used: Ok(None),
         };
-        let impact = Impact::judge("g", no_keys_read, NOW, 30 * DAY);
+        let impact = Impact::judge(&UserName::from_iam("g"), no_keys_read, NOW, 30 * DAY);
         assert!(
             impact
                 .keys_error
@@ -401,14 +391,13 @@ mod tests {
     }
 
     #[test]
-    fn every_time_is_written_as_rfc3339_never_as_a_number() {
-        assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
-        assert_eq!(rfc3339(LATEST_TIME), "9999-12-31T23:59:59Z");
+    fn a_time_iam_answers_outside_what_can_be_written_is_no_time() {
         // The probe's deadline of a 3,000,000-day grace period, and the extremes.
-        for past_9999 in [260_996_683_585, LATEST_TIME + 1, i64::MAX] {
-            assert_eq!(rfc3339(past_9999), "9999-12-31T23:59:59Z");
+        for past_9999 in [260_996_683_585, i64::MAX, -1] {
+            assert_eq!(key("AKIAX", Some(past_9999)).last_used, None);
         }
-        assert_eq!(rfc3339(i64::MIN), "1970-01-01T00:00:00Z");
+        let used = key("AKIAX", Some(1_800_000_000)).last_used.unwrap();
+        assert_eq!(used.to_string(), "2027-01-15T08:00:00Z");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::user_name::UserName;
+
 /// Which channel a message went out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -100,7 +102,7 @@ pub struct Notification {
     pub kind: MessageKind,
     /// The user an email is about.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<UserName>,
     pub outcome: Delivery,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::config::rollout::LATEST_TIME;
+use crate::clock::Timestamp;
 use crate::config::ExemptRules;
 use crate::user_name::UserName;
 
@@ -50,8 +50,8 @@ pub struct UserFacts {
 pub struct Deadlines {
     /// Unix seconds now.
     pub now: i64,
-    /// `rollout.enforce_from`, in Unix seconds.
-    pub enforce_from: Option<i64>,
+    /// `rollout.enforce_from`.
+    pub enforce_from: Option<Timestamp>,
     /// `rollout.grace_period`, in seconds.
     pub grace_period: Option<i64>,
 }
@@ -61,13 +61,18 @@ impl Deadlines {
     /// grace period. `Err` when the grace period applies and the creation time is not known, or
     /// makes a deadline past the latest time that can be written (a creation time IAM cannot
     /// have meant).
-    pub fn of(&self, user: &UserFacts) -> Result<Option<i64>, &'static str> {
+    pub fn of(&self, user: &UserFacts) -> Result<Option<Timestamp>, &'static str> {
         let grace = match (self.grace_period, user.created) {
             (None, _) => None,
-            (Some(grace), Some(created)) => match created.checked_add(grace) {
-                Some(deadline) if deadline <= LATEST_TIME => Some(deadline),
-                _ => return Err("its creation time plus rollout.grace_period is past 9999"),
-            },
+            (Some(grace), Some(created)) => {
+                let deadline = Timestamp::from_unix(created)
+                    .zip(u64::try_from(grace).ok())
+                    .and_then(|(created, grace)| created.plus_secs(grace));
+                match deadline {
+                    Some(deadline) => Some(deadline),
+                    None => return Err("its creation time plus rollout.grace_period is past 9999"),
+                }
+            }
             (Some(_), None) => {
                 return Err("its creation time was not read (rollout.grace_period needs it)")
             }
@@ -124,7 +129,7 @@ pub enum Decision {
     Skip(String),
     /// Would be added, but not before `deadline` (Unix seconds): `rollout.enforce_from` or its
     /// grace period.
-    Pending { deadline: i64 },
+    Pending { deadline: Timestamp },
     /// Would be added, but its access keys are in use and `rollout.hold_keys_in_use` holds it
     /// out until they go idle, it enrols MFA or it is exempted.
     Held,
@@ -182,7 +187,9 @@ pub fn unmatched_exempt_users<'a>(
 pub fn decide(user: &UserFacts, rules: &Rules) -> Decision {
     match decide_with(user, rules, &user.console) {
         Decision::Add => match rules.deadlines.of(user) {
-            Ok(Some(deadline)) if deadline > rules.deadlines.now => Decision::Pending { deadline },
+            Ok(Some(deadline)) if deadline.unix() > rules.deadlines.now => {
+                Decision::Pending { deadline }
+            }
             Ok(_) => Decision::Add,
             Err(why) => Decision::Skip(why.to_string()),
         },
@@ -269,7 +276,7 @@ impl Plan {
     }
 
     /// The users pending a deadline, with it.
-    pub fn pending(&self) -> impl Iterator<Item = (&UserName, i64)> {
+    pub fn pending(&self) -> impl Iterator<Item = (&UserName, Timestamp)> {
         self.decisions.iter().filter_map(|(u, d)| match d {
             Decision::Pending { deadline } => Some((u, *deadline)),
             _ => None,
@@ -548,13 +555,19 @@ mod tests {
         let mut r = Rules {
             deadlines: Deadlines {
                 now: 1_000,
-                enforce_from: Some(2_000),
+                enforce_from: Timestamp::from_unix(2_000),
                 grace_period: None,
             },
             ..Rules::default()
         };
         let mut u = user("a", false, MfaState::Absent);
-        assert_eq!(decide(&u, &r), Decision::Pending { deadline: 2_000 });
+        let at = |secs| Timestamp::from_unix(secs).unwrap();
+        assert_eq!(
+            decide(&u, &r),
+            Decision::Pending {
+                deadline: at(2_000)
+            }
+        );
         // Enrolled users still leave; members stay.
         assert_eq!(
             decide(&user("b", true, MfaState::Present), &r),
@@ -567,14 +580,19 @@ mod tests {
         // The grace period counts from the user's creation; the later deadline wins.
         r.deadlines.grace_period = Some(5_000);
         u.created = Some(0);
-        assert_eq!(decide(&u, &r), Decision::Pending { deadline: 5_000 });
+        assert_eq!(
+            decide(&u, &r),
+            Decision::Pending {
+                deadline: at(5_000)
+            }
+        );
         r.deadlines.now = 6_000;
         assert_eq!(decide(&u, &r), Decision::Add);
         // Without its creation time, a grace period cannot be judged: left as it is.
         u.created = None;
         assert!(matches!(decide(&u, &r), Decision::Skip(_)));
         // Nor with one whose deadline could not be written.
-        u.created = Some(LATEST_TIME - 10);
+        u.created = Some(crate::clock::LATEST_TIME - 10);
         assert!(matches!(decide(&u, &r), Decision::Skip(why) if why.contains("past 9999")));
         u.created = Some(i64::MAX);
         assert!(matches!(decide(&u, &r), Decision::Skip(_)));

@@ -68,10 +68,7 @@ impl<'a> Recorder<'a> {
     pub fn note_impacts(&self, impacts: &[Impact]) {
         let mut noted = lock(&self.impacts);
         for i in impacts {
-            noted.insert(
-                UserName::from_iam(&i.user),
-                (i.verdict.as_str(), i.summary.clone()),
-            );
+            noted.insert(i.user.clone(), (i.verdict.as_str(), i.summary.clone()));
         }
     }
 

@@ -46,28 +46,27 @@ pub struct RunReport {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Skipped {
-    pub user: String,
+    pub user: UserName,
     pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingUser {
-    pub user: String,
-    /// From when the user is added (RFC 3339), unless it enrols MFA first.
-    pub deadline: String,
-    #[serde(skip)]
-    pub deadline_secs: i64,
+    pub user: UserName,
+    /// From when the user is added, unless it enrols MFA first.
+    pub deadline: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeldUser {
-    pub user: String,
+    pub user: UserName,
     /// The active keys used within `rollout.keys_in_use_within`.
     pub keys: Vec<KeyUse>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedChange {
+    /// The user; for a device deletion (`delete_mfa_device`), the device's serial number.
     pub user: String,
     pub action: &'static str,
     pub reason: String,
@@ -275,7 +274,7 @@ impl RunReport {
         for n in &self.notifications {
             let about = n
                 .user
-                .as_deref()
+                .as_ref()
                 .map(|u| format!(" to {u}"))
                 .unwrap_or_default();
             let error = n
@@ -334,9 +333,9 @@ impl AccountReport {
         }
         self.added.sort();
         self.removed.sort();
-        self.failed.sort_by(|a, b| a.user.cmp(&b.user));
-        self.unknown.sort_by(|a, b| a.user.cmp(&b.user));
-        self.superseded.sort_by(|a, b| a.user.cmp(&b.user));
+        for list in [&mut self.failed, &mut self.unknown, &mut self.superseded] {
+            list.sort_by(|a, b| a.user.cmp(&b.user));
+        }
     }
 }
 
@@ -458,7 +457,7 @@ mod tests {
         assert_eq!(report(vec![AccountReport::default()]).exit_code(), exit::OK);
         let skipped = AccountReport {
             skipped: vec![Skipped {
-                user: "a".into(),
+                user: UserName::from_iam("a"),
                 reason: "x".into(),
             }],
             ..AccountReport::default()

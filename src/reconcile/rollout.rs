@@ -11,7 +11,7 @@ use crate::user_name::UserName;
 
 use super::context::{Account, RunContext};
 use super::failure::AccountError;
-use super::impact::{rfc3339, Impact, Verdict};
+use super::impact::{Impact, Verdict};
 use super::inventory::access::read_access;
 use super::plan::{ConsoleAccess, Plan, UserFacts};
 use super::report::{AccountReport, HeldUser, PendingUser};
@@ -47,7 +47,7 @@ pub async fn assess(
                     .map_or(ConsoleAccess::NotChecked, |c| (*c).clone());
                 let access =
                     read_access(account.clients, &user, ctx.config.aws.page_size, console).await;
-                Impact::judge(user.as_str(), access, now, within)
+                Impact::judge(&user, access, now, within)
             })
             .buffered(ctx.config.aws.max_concurrency)
             .collect::<Vec<_>>();
@@ -72,9 +72,8 @@ pub fn record_pending(plan: &Plan, report: &mut AccountReport) {
     report.pending = plan
         .pending()
         .map(|(user, deadline)| PendingUser {
-            user: user.to_string(),
-            deadline: rfc3339(deadline),
-            deadline_secs: deadline,
+            user: user.clone(),
+            deadline,
         })
         .collect();
 }
@@ -93,7 +92,7 @@ fn hold(
         impacts
             .iter()
             .filter(|i| i.verdict == verdict)
-            .map(|i| UserName::from_iam(&i.user))
+            .map(|i| i.user.clone())
             .collect()
     };
     plan.hold(&of(Verdict::KeysInUse));
@@ -104,7 +103,7 @@ fn hold(
             let reason = format!(
                 "rollout.hold_keys_in_use: cannot tell whether its access keys are in use: {error}"
             );
-            Some((UserName::from_iam(&i.user), reason))
+            Some((i.user.clone(), reason))
         })
         .collect();
     plan.skip(&unread);
@@ -129,6 +128,7 @@ mod tests {
     use super::*;
     use crate::aws::error::FailureKind;
     use crate::aws::AwsError;
+    use crate::clock::Timestamp;
     use crate::reconcile::impact::{Access, AccessError};
     use crate::reconcile::plan::{Decision, MfaState, Rules};
 
@@ -163,20 +163,26 @@ mod tests {
                 (
                     UserName::from_iam("soon"),
                     Decision::Pending {
-                        deadline: 1_800_000_000,
+                        deadline: Timestamp::from_unix(1_800_000_000).unwrap(),
                     },
                 ),
                 (
                     UserName::from_iam("last"),
                     Decision::Pending {
-                        deadline: crate::config::rollout::LATEST_TIME,
+                        deadline: Timestamp::from_unix(crate::clock::LATEST_TIME).unwrap(),
                     },
                 ),
             ],
         };
         let mut report = AccountReport::default();
         record_pending(&plan, &mut report);
-        let deadlines: Vec<&str> = report.pending.iter().map(|p| p.deadline.as_str()).collect();
+        let json = serde_json::to_value(&report.pending).unwrap();
+        let deadlines: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["deadline"].as_str().unwrap())
+            .collect();
         assert_eq!(deadlines, ["2027-01-15T08:00:00Z", "9999-12-31T23:59:59Z"]);
     }
 
@@ -197,8 +203,8 @@ mod tests {
             console_last_used: Ok(None),
         };
         let impacts = [
-            Impact::judge("nokeys", console_failed, NOW, 86_400),
-            Impact::judge("unread", keys_failed, NOW, 86_400),
+            Impact::judge(&UserName::from_iam("nokeys"), console_failed, NOW, 86_400),
+            Impact::judge(&UserName::from_iam("unread"), keys_failed, NOW, 86_400),
         ];
         let mut report = AccountReport::default();
         hold(

@@ -354,7 +354,7 @@ mod tests {
                 added: vec!["a".into(), "b".into()],
                 users_with_mfa: 5,
                 skipped: vec![Skipped {
-                    user: "x".into(),
+                    user: crate::user_name::UserName::from_iam("x"),
                     reason: "y".into(),
                 }],
                 api_calls: [("ListMFADevices".to_string(), 3)].into(),
