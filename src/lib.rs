@@ -2,9 +2,11 @@
 //! user with one out of it, exempt users untouched.
 //!
 //! The folders show how data flows: [`config`] -> [`reconcile`] (targets -> inventory, the reads
-//! -> plan, pure -> apply, the writes -> report), on the SDK set-up of [`aws`]; [`service`] runs
-//! it on a schedule and on request, [`lambda`] as an AWS Lambda function; [`policy`] renders the
-//! IAM policies and bootstraps the group.
+//! -> plan, pure -> apply, the writes -> report), on the SDK set-up of [`aws`]. A run returns its
+//! report and nothing else; its callers act on it: the `reconcile` command ([`cli`]), the
+//! service ([`service`]: a schedule, requests, the events queue through [`batch`]) and the Lambda
+//! function ([`lambda`]) hand it to [`notify`] to tell people, then print, serve or answer it.
+//! [`policy`] renders the IAM policies and bootstraps the group.
 
 pub mod arn;
 pub(crate) mod aws;

@@ -411,6 +411,40 @@ async fn metrics_file_holds_the_runs_metrics_for_the_textfile_collector() {
     assert_eq!(files_in(&dir), ["forcemfa.prom"]);
 }
 
+/// A report-only first step of a rollout is watched through the textfile collector: a dry run
+/// writes its metrics file, and nothing else.
+#[tokio::test]
+async fn a_dry_run_writes_its_metrics_file_and_nothing_else() {
+    let a = mixed_account().await;
+    let before = a.members(GROUP).await;
+    let dir = a.dir.path().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let path = dir.join("forcemfa.prom");
+    let audit = a.dir.path().join("audit.jsonl");
+    let config = a.config(&format!("audit_log = {:?}\n", audit.to_str().unwrap()));
+    let run = a.forcemfa(&[
+        "reconcile",
+        "--dry-run",
+        "--config",
+        config.to_str().unwrap(),
+        "--metrics-file",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&path).expect("the dry run's metrics file");
+    for line in [
+        "forcemfa_runs_total{result=\"success\"} 1",
+        &format!("forcemfa_users{{account=\"{ACCOUNT_ID}\",state=\"compliant\"}} 3"),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    // Nothing was changed, so no change is counted.
+    assert!(!text.contains("action=\"remove\"} 2"), "{text}");
+    assert_eq!(files_in(&dir), ["forcemfa.prom"]);
+    assert_eq!(a.members(GROUP).await, before);
+    assert!(!audit.exists(), "a dry run writes no audit line");
+}
+
 #[tokio::test]
 async fn a_metrics_file_that_cannot_be_written_is_an_error_naming_it() {
     let a = mixed_account().await;
