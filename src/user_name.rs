@@ -106,6 +106,12 @@ impl fmt::Display for UserName {
     }
 }
 
+impl AsRef<str> for UserName {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Written as spelt.
 impl Serialize for UserName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

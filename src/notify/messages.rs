@@ -93,7 +93,7 @@ pub fn user_messages(
     };
     let mut messages = Vec::new();
     let mut keys = Vec::new();
-    let address = |user: &str| account.contacts.get(user).cloned();
+    let address = |user: &UserName| account.contacts.get(user).cloned();
     if made {
         for (users, occasion) in [
             (&account.added, Occasion::Added),
@@ -104,7 +104,7 @@ pub fn user_messages(
                     let (subject, body) = text(occasion, &account_id, &account.group, None);
                     messages.push(UserMessage {
                         account_id: account_id.clone(),
-                        user: UserName::from_iam(user),
+                        user: user.clone(),
                         occasion,
                         to,
                         subject,
@@ -116,7 +116,7 @@ pub fn user_messages(
         }
     }
     for pending in &account.pending {
-        let Some(to) = address(pending.user.as_str()) else {
+        let Some(to) = address(&pending.user) else {
             continue;
         };
         let deadline = pending.deadline;
@@ -216,7 +216,8 @@ fn summary_lines(dry_run: bool, account: &AccountReport) -> Vec<String> {
             ""
         }
     )];
-    let list = |label: &str, names: &[String]| {
+    let list = |label: &str, names: &[UserName]| {
+        let names: Vec<&str> = names.iter().map(UserName::as_str).collect();
         (!names.is_empty()).then(|| format!("{label} ({}): {}", names.len(), names.join(", ")))
     };
     lines.extend(list(verb("added", "would add"), &account.added));
@@ -224,7 +225,7 @@ fn summary_lines(dry_run: bool, account: &AccountReport) -> Vec<String> {
         account
             .impact
             .iter()
-            .filter(|i| account.added.iter().any(|a| i.user.is(a)))
+            .filter(|i| account.added.contains(&i.user))
             .map(|i| format!("  {}", i.summary)),
     );
     lines.extend(list(verb("removed", "would remove"), &account.removed));
@@ -300,13 +301,15 @@ pub fn summary(run_id: &str, dry_run: bool, account: &AccountReport) -> Summary 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::reconcile::report::{HeldUser, PendingUser};
 
     const NOW: i64 = 1_800_000_000;
     const DAY: i64 = 86_400;
+
+    fn name(user: &str) -> UserName {
+        UserName::from_iam(user)
+    }
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_unix(secs).unwrap()
@@ -317,17 +320,15 @@ mod tests {
             account_id: Some("111111111111".into()),
             group: "ForceMFA".into(),
             applied: true,
-            added: vec!["carol".into(), "nomail".into()],
-            removed: vec!["alice".into()],
+            added: vec![name("carol"), name("nomail")],
+            removed: vec![name("alice")],
             pending: vec![PendingUser {
                 user: UserName::from_iam("dave"),
                 deadline: at(NOW + 3 * DAY),
             }],
-            contacts: BTreeMap::from([
-                ("carol".to_string(), "carol@example.com".to_string()),
-                ("alice".to_string(), "alice@example.com".to_string()),
-                ("dave".to_string(), "dave@example.com".to_string()),
-            ]),
+            contacts: ["carol", "alice", "dave"]
+                .map(|u| (name(u), format!("{u}@example.com")))
+                .into(),
             ..AccountReport::default()
         }
     }

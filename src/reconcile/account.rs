@@ -77,7 +77,7 @@ async fn reconcile_into(
     let identity = checked_identity(clients, target, expected, stop).await?;
     let account_id = identity.account_id.clone();
     report.account_id = Some(account_id.clone());
-    report.own_user = identity.user.as_ref().map(ToString::to_string);
+    report.own_user = identity.user.clone();
 
     let rules = Rules {
         exempt: config.exempt.clone(),

@@ -1,7 +1,7 @@
 //! Planning the users read and carrying the plan out: the step a full run and a run for named
 //! users share. In a dry run, or when the plan trips the guard, the plan is only reported.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use tracing::warn;
@@ -157,8 +157,8 @@ fn report_plan(report: &mut AccountReport, plan: &Plan, users: &[UserFacts], acc
     report.users_scanned = users.len() as u64;
     report.users_with_mfa = count(MfaState::Present);
     report.users_without_mfa = count(MfaState::Absent);
-    report.exempt = plan.exempt().map(UserName::to_string).collect();
-    report.out_of_scope = plan.out_of_scope().map(UserName::to_string).collect();
+    report.exempt = plan.exempt().cloned().collect();
+    report.out_of_scope = plan.out_of_scope().cloned().collect();
     report.skipped = plan
         .skipped()
         .map(|(user, reason)| {
@@ -174,7 +174,7 @@ fn report_plan(report: &mut AccountReport, plan: &Plan, users: &[UserFacts], acc
 
 /// The addresses (in the tag `tag`) of the users a message may concern: those added, removed,
 /// pending or held.
-fn contacts(plan: &Plan, users: &[UserFacts], tag: &str) -> BTreeMap<String, String> {
+fn contacts(plan: &Plan, users: &[UserFacts], tag: &str) -> HashMap<UserName, String> {
     let concerned: HashSet<&UserName> = plan
         .decisions
         .iter()
@@ -193,7 +193,7 @@ fn contacts(plan: &Plan, users: &[UserFacts], tag: &str) -> BTreeMap<String, Str
             let address = u.tags.get(tag)?.trim();
             address
                 .contains('@')
-                .then(|| (u.name.to_string(), address.to_string()))
+                .then(|| (u.name.clone(), address.to_string()))
         })
         .collect()
 }

@@ -368,7 +368,7 @@ fn change_delays(report: &AccountReport, events: &[&IamEvent], now: OffsetDateTi
         .filter_map(|user| {
             events
                 .iter()
-                .filter(|e| e.users.iter().any(|u| u.is(user)))
+                .filter(|e| e.users.contains(user))
                 .filter_map(|e| e.time)
                 .min()
                 .map(|t| (now - t).as_seconds_f64().max(0.0))
@@ -452,7 +452,7 @@ mod tests {
         let events = [event(&["alice"], 3, now), event(&["Alice", "bob"], 1, now)];
         let events: Vec<&IamEvent> = events.iter().collect();
         let mut report = AccountReport {
-            added: vec!["ALICE".into()],
+            added: vec![UserName::from_iam("ALICE")],
             ..AccountReport::default()
         };
         // Nothing was applied (a dry run): nothing to time.

@@ -61,7 +61,6 @@ impl KeyUse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
-    // The variants' wire names are their `as_str`: `Nothing` is `none`.
     /// An active key signed a call within `rollout.keys_in_use_within`: automation will stop.
     KeysInUse,
     /// Active keys, none used lately.
@@ -69,6 +68,7 @@ pub enum Verdict {
     /// No active key; a console password, which works again once MFA is set up.
     Console,
     /// Neither: nothing signs in as this user.
+    #[serde(rename = "none")]
     Nothing,
     /// The keys or the console password could not be read.
     Unknown,
@@ -398,6 +398,19 @@ mod tests {
         }
         let used = key("AKIAX", Some(1_800_000_000)).last_used.unwrap();
         assert_eq!(used.to_string(), "2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn a_verdicts_wire_name_is_its_label() {
+        for v in [
+            Verdict::KeysInUse,
+            Verdict::KeysIdle,
+            Verdict::Console,
+            Verdict::Nothing,
+            Verdict::Unknown,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.as_str());
+        }
     }
 
     #[test]

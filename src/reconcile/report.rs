@@ -2,7 +2,7 @@
 //! Field names are an interface; new fields may be added, existing ones are never renamed.
 //! `docs/report.schema.json` describes the JSON, and changes with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -38,7 +38,7 @@ pub struct RunReport {
     /// Requests to AWS Organizations, for account discovery.
     pub discovery_api_calls: BTreeMap<String, u64>,
     /// The users a run for named users covered (`reconcile --user`); `null` for a full run.
-    pub users: Option<Vec<String>>,
+    pub users: Option<Vec<UserName>>,
     /// The messages `[notify]` sent after the run (or, in a dry run, would have sent): filled
     /// in by the notifier, to which the run's caller hands the report.
     pub notifications: Vec<Notification>,
@@ -81,9 +81,9 @@ pub struct AccountReport {
     pub group: String,
     pub users_scanned: u64,
     /// Users put into the group; in a dry run or when the guard tripped, those that would be.
-    pub added: Vec<String>,
+    pub added: Vec<UserName>,
     /// Users taken out of the group; in a dry run or when the guard tripped, those that would be.
-    pub removed: Vec<String>,
+    pub removed: Vec<UserName>,
     /// What adding each user without MFA takes away: one entry per user about to be added (or
     /// held), read before any is added. Empty when there is nothing to add, or the guard tripped.
     pub impact: Vec<Impact>,
@@ -94,10 +94,10 @@ pub struct AccountReport {
     pub held: Vec<HeldUser>,
     /// The email addresses (`notify.email_tag`) of the users added, removed, pending or held.
     #[serde(skip)]
-    pub contacts: BTreeMap<String, String>,
-    pub exempt: Vec<String>,
+    pub contacts: HashMap<UserName, String>,
+    pub exempt: Vec<UserName>,
     /// In a run for named users, the names no user of the account has.
-    pub users_not_found: Vec<String>,
+    pub users_not_found: Vec<UserName>,
     /// Users left as they are because a fact their decision needs could not be read.
     pub skipped: Vec<Skipped>,
     /// Why the account could not be reconciled (or why nothing was changed in it); set with
@@ -123,9 +123,9 @@ pub struct AccountReport {
     /// run's read. `reason` says which.
     pub superseded: Vec<FailedChange>,
     /// Users without MFA and without a console password, left out by `console_users_only`.
-    pub out_of_scope: Vec<String>,
+    pub out_of_scope: Vec<UserName>,
     /// The IAM user forcemfa runs as, when it is one; never added to the group.
-    pub own_user: Option<String>,
+    pub own_user: Option<UserName>,
     pub users_with_mfa: u64,
     pub users_without_mfa: u64,
     /// Whether a policy of the group denies access without MFA; `null` when it could not be
@@ -296,8 +296,8 @@ impl AccountReport {
     /// Lists a change under `added` or `removed`.
     fn push_change(&mut self, action: Action, user: &UserName) {
         match action {
-            Action::Add => self.added.push(user.to_string()),
-            Action::Remove => self.removed.push(user.to_string()),
+            Action::Add => self.added.push(user.clone()),
+            Action::Remove => self.removed.push(user.clone()),
         }
     }
 
@@ -331,8 +331,10 @@ impl AccountReport {
                 other => self.failed.push(listed(other.reason().unwrap_or_default())),
             }
         }
-        self.added.sort();
-        self.removed.sort();
+        // Sorted as spelt, as people read them.
+        for list in [&mut self.added, &mut self.removed] {
+            list.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        }
         for list in [&mut self.failed, &mut self.unknown, &mut self.superseded] {
             list.sort_by(|a, b| a.user.cmp(&b.user));
         }
@@ -428,8 +430,9 @@ impl AccountReport {
     }
 }
 
-fn list(out: &mut String, label: &str, names: &[String]) {
+fn list<T: AsRef<str>>(out: &mut String, label: &str, names: &[T]) {
     if !names.is_empty() {
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
         let _ = writeln!(out, "  {label} ({}): {}", names.len(), names.join(", "));
     }
 }

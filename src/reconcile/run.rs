@@ -63,11 +63,6 @@ fn first_names(users: &[UserName]) -> String {
     text
 }
 
-/// The names as given.
-fn spelt(users: &[UserName]) -> Vec<String> {
-    users.iter().map(ToString::to_string).collect()
-}
-
 /// The accounts as they started and finished, so that a run abandoned at its deadline still
 /// reports each one.
 #[derive(Default)]
@@ -110,7 +105,7 @@ async fn run_in_span(ctx: &RunContext<'_>, pool: &ClientPool, run_id: String) ->
         discovery_api_calls: pool.discovery_calls.take().calls,
         users: match ctx.scope {
             Scope::All => None,
-            Scope::Users(users) => Some(spelt(users)),
+            Scope::Users(users) => Some(users.clone()),
         },
         notifications: Vec::new(),
     };

@@ -84,7 +84,7 @@ pub async fn reconcile_users(
         .added
         .iter()
         .chain(&report.removed)
-        .map(|u| UserName::from_iam(u))
+        .cloned()
         .collect();
     let made = |user: &UserName| report.applied && changed.contains(user);
     for (user, decision) in &plan.decisions {
@@ -206,7 +206,7 @@ async fn read_users(
         match read {
             UserRead::Missing => {
                 info!(account_id = account.id(), user = %name, "no such user");
-                report.users_not_found.push(name.to_string());
+                report.users_not_found.push(name.clone());
             }
             // Two names asked for may be one user's, spelt differently.
             UserRead::Found(facts) => {

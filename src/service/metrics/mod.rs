@@ -351,7 +351,7 @@ mod tests {
             accounts: vec![AccountReport {
                 account_id: Some("123456789012".into()),
                 applied: true,
-                added: vec!["a".into(), "b".into()],
+                added: ["a", "b"].map(crate::user_name::UserName::from_iam).into(),
                 users_with_mfa: 5,
                 skipped: vec![Skipped {
                     user: crate::user_name::UserName::from_iam("x"),
