@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn, Instrument};
+use tracing::{error, warn};
 
 use crate::cloudtrail::{self, IamEvent, Rejected, Unusable};
 use crate::notify::Notifier;
@@ -117,11 +117,7 @@ pub async fn handle<M: QueueMessage>(
         };
     };
     if let Some(notifier) = notifier {
-        let span = tracing::info_span!("events", run_id = %outcome.run_id);
-        notifier
-            .after_events(&mut outcome, stop, deadline)
-            .instrument(span)
-            .await;
+        notifier.after_events(&mut outcome, stop, deadline).await;
     }
     let mut handled = Handled {
         done: Vec::new(),

@@ -112,6 +112,22 @@ impl TryFrom<Wire> for Timestamp {
     }
 }
 
+/// An optional [`Timestamp`] kept as Unix seconds, for the records whose readers (earlier
+/// versions, after a rollback) expect seconds; either form is read.
+pub mod unix_secs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Timestamp;
+
+    pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        t.map(Timestamp::unix).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+        Option::<Timestamp>::deserialize(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

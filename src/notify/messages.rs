@@ -47,8 +47,9 @@ pub struct UserMessage {
     pub to: String,
     pub subject: String,
     pub body: String,
-    /// A reminder's deadline: past it, the reminder is dropped.
-    #[serde(default)]
+    /// A reminder's deadline: past it, the reminder is dropped. Kept in seconds, as earlier
+    /// versions read it.
+    #[serde(default, with = "crate::clock::unix_secs")]
     pub deadline: Option<Timestamp>,
 }
 
@@ -391,6 +392,16 @@ mod tests {
         a.pending[0].deadline = at(NOW - 1);
         let (late, _) = user_messages(&a, true, &week_and_day(), NOW, &|_| false);
         assert!(late.iter().all(|m| m.occasion != Occasion::Reminder));
+    }
+
+    #[test]
+    fn a_reminders_deadline_is_kept_in_seconds_as_earlier_versions_read_it() {
+        let (messages, _) = user_messages(&account(), true, &week_and_day(), NOW, &|_| false);
+        let reminder = messages.iter().find(|m| m.occasion == Occasion::Reminder);
+        let json = serde_json::to_value(reminder.unwrap()).unwrap();
+        assert_eq!(json["deadline"], NOW + 3 * DAY);
+        let back: UserMessage = serde_json::from_value(json).unwrap();
+        assert_eq!(back.deadline, Some(at(NOW + 3 * DAY)));
     }
 
     #[test]

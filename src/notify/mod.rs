@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use crate::clock::unix_now_secs;
 use crate::config::{ConfigError, NotifySettings};
@@ -31,7 +31,7 @@ use state::{NotifyState, Outgoing, Queued};
 pub use channels::SEND_TIMEOUT;
 
 /// At most this long is spent sending after one run; the rest go out at the next.
-pub const SEND_BUDGET: Duration = Duration::from_secs(60);
+const SEND_BUDGET: Duration = Duration::from_secs(60);
 /// A message a channel refused this many times is given up (and logged).
 const MAX_ATTEMPTS: u32 = 5;
 /// Chat webhooks take about one message a second.
@@ -115,8 +115,10 @@ impl Notifier {
         stop: &CancellationToken,
         deadline: Option<Instant>,
     ) -> Vec<Notification> {
+        let span = tracing::info_span!("notify", run_id);
         let notifications = self
-            .after(run_id, dry_run, full, accounts, stop, send_until(deadline))
+            .after(run_id, dry_run, full, accounts, stop, deadline)
+            .instrument(span)
             .await;
         for n in &notifications {
             let Some(error) = &n.error else { continue };
@@ -144,10 +146,12 @@ impl Notifier {
         full: bool,
         accounts: &[AccountReport],
         stop: &CancellationToken,
-        until: Instant,
+        deadline: Option<Instant>,
     ) -> Vec<Notification> {
         let now = unix_now_secs() as i64;
         let mut state = self.state.lock().await;
+        // The budget counts from here: another run's sending may have held the record.
+        let until = send_until(deadline);
         let new = self.new_messages(&mut state, run_id, dry_run, full, accounts, now);
         if dry_run {
             return new.iter().map(|m| noted(m, None)).collect();
@@ -161,9 +165,15 @@ impl Notifier {
         self.save(&state);
         let sent = self.deliver(&mut state, stop, until).await;
         if !state.outbox.is_empty() {
+            // In memory, the service's or the function's next run sends them; the reconcile
+            // command's process ends with them.
+            let kept_in = match self.settings.state_file {
+                Some(_) => "notify.state_file",
+                None => "memory",
+            };
             info!(
                 messages = state.outbox.len(),
-                "notifications kept for the next run"
+                kept_in, "notifications kept for the next run"
             );
         }
         sent

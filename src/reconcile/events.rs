@@ -142,6 +142,8 @@ impl Reconciler {
         for (i, e) in events.iter().enumerate() {
             by_account.entry(e.account_id.as_str()).or_default().push(i);
         }
+        // The batch's deadline counts from here, whenever each account's reconciliation starts.
+        let started = Instant::now();
         let outcome = Mutex::new(BatchOutcome {
             run_id: run_id.to_string(),
             dry_run: self.config.dry_run,
@@ -155,8 +157,9 @@ impl Reconciler {
                     let outcome = &outcome;
                     async move {
                         let mine: Vec<&IamEvent> = indexes.iter().map(|i| &events[*i]).collect();
-                        let (outcomes, report, delays) =
-                            self.account_events(account_id, &mine, stop, run_id).await;
+                        let (outcomes, report, delays) = self
+                            .account_events(account_id, &mine, stop, run_id, started)
+                            .await;
                         let mut outcome = lock(outcome);
                         for (i, became) in indexes.into_iter().zip(outcomes) {
                             outcome.outcomes[i] = became;
@@ -179,6 +182,7 @@ impl Reconciler {
         events: &[&IamEvent],
         stop: &CancellationToken,
         run_id: &str,
+        started: Instant,
     ) -> (Vec<EventOutcome>, Option<AccountReport>, Vec<f64>) {
         let all = |v: EventOutcome| (vec![v; events.len()], None, Vec::new());
         let target = match self.target_of(account_id).await {
@@ -201,7 +205,7 @@ impl Reconciler {
         }
         let scope = Scope::Users(users);
         let ctx = self.context(RunOptions::from_config(&self.config), &scope, stop);
-        let run_stop = Stop::new(stop, self.config.run_timeout);
+        let run_stop = Stop::since(stop, self.config.run_timeout, started);
         let span = tracing::info_span!("account", account_id);
         // The event's account is the one to act in, whatever the credentials turn out to be.
         let reconciling =

@@ -4,8 +4,8 @@
 //! ([`targets`] says which, with their clients); [`account`] reconciles one: [`inventory`] reads
 //! it, [`plan`] decides (pure), [`enforce`] applies the plan through [`apply`] (the only writes)
 //! past the guard and the account's [`gate`], the [`recorder`] logging and auditing ([`audit`])
-//! each change; [`report`] is what comes out, and
-//! [`notification`] the words it shares with the notifier, which the callers run after it. [`targeted`] reconciles named users only, and
+//! each change; [`report`] is what comes out, and [`notification`] the words it shares with the
+//! notifier, which the callers run after it. [`targeted`] reconciles named users only, and
 //! [`events`] routes IAM events to it. [`context`], [`stop`] and [`failure`] hold what the steps
 //! share; [`devices`] remembers abandoned MFA devices.
 

@@ -3,7 +3,7 @@
 //! sent are let finish.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -15,15 +15,24 @@ pub struct Stop<'a> {
     pub shutdown: &'a CancellationToken,
     /// The run's deadline (`run_timeout`).
     pub timeout: Duration,
+    /// When the deadline passes.
+    at: Instant,
 }
 
 impl Stop<'_> {
     /// A stop for one run: its token follows `shutdown`, and is cancelled at the deadline too.
     pub fn new(shutdown: &CancellationToken, timeout: Duration) -> Stop<'_> {
+        Stop::since(shutdown, timeout, Instant::now())
+    }
+
+    /// A stop for one run that began at `started` (a batch of events, whose accounts start their
+    /// reconciliations one after another): its deadline is `timeout` after that.
+    pub fn since(shutdown: &CancellationToken, timeout: Duration, started: Instant) -> Stop<'_> {
         Stop {
             token: shutdown.child_token(),
             shutdown,
             timeout,
+            at: started + timeout,
         }
     }
 
@@ -33,7 +42,7 @@ impl Stop<'_> {
         tokio::pin!(work);
         tokio::select! {
             result = &mut work => result,
-            () = tokio::time::sleep(self.timeout) => {
+            () = tokio::time::sleep_until(self.at.into()) => {
                 self.token.cancel();
                 work.await
             }

@@ -158,8 +158,10 @@ async fn read_from_lists(
 }
 
 /// The fewest names the account's lists lack that are still looked up one by one: users
-/// created since the lists were read, a few at a time.
-const MISSING_LOOKUPS_FLOOR: usize = 10;
+/// created (or deleted) since the lists were read, as many as a batch of events can name, so
+/// that a burst of them is handled at its first delivery rather than a few per redelivery
+/// (which would end in the dead-letter queue).
+const MISSING_LOOKUPS_FLOOR: usize = 200;
 
 /// How many names the account's lists lack are looked up one by one (GetUser each): as many as
 /// the pages the lists took, and at least [`MISSING_LOOKUPS_FLOOR`]. Past that, a name is left
@@ -250,7 +252,7 @@ mod tests {
     #[test]
     fn names_the_lists_lack_are_looked_up_no_more_than_the_lists_cost() {
         assert_eq!(missing_lookups(2), MISSING_LOOKUPS_FLOOR);
-        assert_eq!(missing_lookups(67), 67);
+        assert_eq!(missing_lookups(267), 267);
     }
 
     #[test]

@@ -271,28 +271,29 @@ async fn names_the_lists_lack_cost_no_more_lookups_than_the_lists_and_the_rest_a
     }
     let a = account_to_converge().await;
     let mut function = Function::start(&a, &a.moto.endpoint, &FUNCTION_ENV);
-    let mut users: Vec<String> = (0..50).map(|i| format!("ghost{i}")).collect();
+    let mut users: Vec<String> = (0..250).map(|i| format!("ghost{i}")).collect();
     users.push("carol".to_string());
     let (status, report) = function.invoke(&json!({ "users": users }));
     assert_eq!(status, 200, "{report}\n{}", function.stderr());
     let acct = &report["accounts"][0];
     assert_eq!(acct["added"], json!(["carol"]), "{acct}");
-    // The lists took two pages: ten names they lack are looked up, one GetUser each, and found
-    // missing; the other forty are not guessed missing but skipped, so their events come back.
-    assert_eq!(acct["api_calls"]["GetUser"], 10, "{}", acct["api_calls"]);
-    assert_eq!(acct["users_not_found"].as_array().unwrap().len(), 10);
+    // The lists took two pages: 200 names they lack (a batch's most) are looked up, one GetUser
+    // each, and found missing; the other fifty are not guessed missing but skipped, so their
+    // events come back.
+    assert_eq!(acct["api_calls"]["GetUser"], 200, "{}", acct["api_calls"]);
+    assert_eq!(acct["users_not_found"].as_array().unwrap().len(), 200);
     let skipped = skipped(acct);
-    assert_eq!(skipped.len(), 40, "{acct}");
+    assert_eq!(skipped.len(), 50, "{acct}");
     assert!(
         skipped.iter().all(|(_, why)| why.contains("not looked up")),
         "{skipped:?}"
     );
     // The run's log lines count the names and show ten.
     let started = function.events("run started");
-    assert_eq!(started[0]["span"]["user_count"], 51, "{:?}", started[0]);
+    assert_eq!(started[0]["span"]["user_count"], 251, "{:?}", started[0]);
     let shown = started[0]["span"]["users"].as_str().unwrap();
     assert!(
-        shown.starts_with("ghost0,ghost1,") && shown.ends_with("…and 41 more"),
+        shown.starts_with("ghost0,ghost1,") && shown.ends_with("…and 241 more"),
         "{shown}"
     );
 }

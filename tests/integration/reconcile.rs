@@ -438,8 +438,9 @@ async fn a_dry_run_writes_its_metrics_file_and_nothing_else() {
     ] {
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
-    // Nothing was changed, so no change is counted.
+    // Nothing was changed, so no change is counted, and the file says it was a dry run.
     assert!(!text.contains("action=\"remove\"} 2"), "{text}");
+    assert!(text.lines().any(|l| l == "forcemfa_dry_run 1"), "{text}");
     assert_eq!(files_in(&dir), ["forcemfa.prom"]);
     assert_eq!(a.members(GROUP).await, before);
     assert!(!audit.exists(), "a dry run writes no audit line");

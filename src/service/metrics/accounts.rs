@@ -19,6 +19,7 @@ pub(super) struct RunMetrics {
     pub(super) last_run_duration: FloatGauge,
     pub(super) last_run_time: FloatGauge,
     pub(super) last_success_time: FloatGauge,
+    pub(super) dry_run: Gauge,
 }
 
 impl RunMetrics {
@@ -43,6 +44,11 @@ impl RunMetrics {
             "Unix time at which the last run with result success finished",
             self.last_success_time.clone(),
         );
+        registry.register(
+            "dry_run",
+            "1 when the last run was a dry run: it changed nothing, whatever its result",
+            self.dry_run.clone(),
+        );
     }
 
     pub(super) fn record(&self, report: &RunReport, duration_secs: f64, finished_unix: f64) {
@@ -54,6 +60,7 @@ impl RunMetrics {
             .inc();
         self.last_run_duration.set(duration_secs);
         self.last_run_time.set(finished_unix);
+        self.dry_run.set(i64::from(report.dry_run));
         if result == RunResult::Success {
             self.last_success_time.set(finished_unix);
         }
