@@ -15,13 +15,25 @@ use crate::reconcile::events::{BatchOutcome, EventOutcome};
 use crate::reconcile::run::time_past_deadline;
 use crate::reconcile::Reconciler;
 
-/// A message taken off the events queue, however it arrived.
-pub trait QueueMessage {
-    fn message_id(&self) -> &str;
-    /// The event it carries; `None` when it has no body.
-    fn body(&self) -> Option<&str>;
+/// One message of the events queue, as it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub message_id: String,
+    /// The event it carries; `None` when it has none: the message is unusable, and consumed.
+    pub body: Option<String>,
     /// SQS's `ApproximateReceiveCount`, for the logs.
-    fn receive_count(&self) -> &str;
+    pub receive_count: String,
+}
+
+/// A message taken off the events queue, with whatever its taker keeps beside it.
+pub trait QueueMessage {
+    fn message(&self) -> &Message;
+}
+
+impl QueueMessage for Message {
+    fn message(&self) -> &Message {
+        self
+    }
 }
 
 /// What becomes of a message that carries no event forcemfa acts on: it is consumed, never
@@ -45,7 +57,7 @@ pub fn read<M: QueueMessage>(messages: Vec<M>, consumed: Consumed) -> Read<M> {
         unusable: Vec::new(),
     };
     for message in messages {
-        let parsed = match message.body() {
+        let parsed = match message.message().body.as_deref() {
             Some(body) => cloudtrail::parse(body),
             None => Err(Rejected {
                 kind: Unusable::Malformed,
@@ -56,7 +68,7 @@ pub fn read<M: QueueMessage>(messages: Vec<M>, consumed: Consumed) -> Read<M> {
             Ok(event) => read.usable.push((message, event)),
             Err(rejected) => {
                 let (message_id, outcome, reason) = (
-                    message.message_id(),
+                    message.message().message_id.as_str(),
                     rejected.kind.as_str(),
                     &rejected.reason,
                 );
@@ -125,7 +137,8 @@ pub async fn handle<M: QueueMessage>(
         outcome: None,
     };
     for ((message, event), became) in messages.into_iter().zip(&events).zip(&outcome.outcomes) {
-        became.log(message.message_id(), message.receive_count(), event);
+        let m = message.message();
+        became.log(&m.message_id, &m.receive_count, event);
         match became {
             EventOutcome::Retry(_) => handled.retry.push(message),
             _ => handled.done.push(message),

@@ -35,20 +35,6 @@ struct Ready {
     timeout: Option<Duration>,
 }
 
-impl batch::QueueMessage for QueueMessage {
-    fn message_id(&self) -> &str {
-        &self.message_id
-    }
-
-    fn body(&self) -> Option<&str> {
-        self.body.as_deref()
-    }
-
-    fn receive_count(&self) -> &str {
-        &self.receive_count
-    }
-}
-
 fn diagnostic(error_type: &str, error: &dyn std::fmt::Display) -> Diagnostic {
     Diagnostic {
         error_type: error_type.to_string(),

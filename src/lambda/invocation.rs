@@ -96,14 +96,7 @@ pub enum Invocation {
 }
 
 /// One message of an SQS batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueMessage {
-    pub message_id: String,
-    /// `None` when the record has none: the message is unusable, and consumed.
-    pub body: Option<String>,
-    /// SQS's `ApproximateReceiveCount`, for the logs.
-    pub receive_count: String,
-}
+pub use crate::batch::Message as QueueMessage;
 
 /// What a direct invocation asks for: `{}` is a full run, as a schedule's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -32,24 +32,14 @@ pub struct Source {
 
 /// A message taken off the queue.
 struct Received {
-    message_id: String,
-    body: Option<String>,
+    message: batch::Message,
     receipt: Option<String>,
-    receive_count: String,
     source: Arc<Source>,
 }
 
 impl QueueMessage for Received {
-    fn message_id(&self) -> &str {
-        &self.message_id
-    }
-
-    fn body(&self) -> Option<&str> {
-        self.body.as_deref()
-    }
-
-    fn receive_count(&self) -> &str {
-        &self.receive_count
+    fn message(&self) -> &batch::Message {
+        &self.message
     }
 }
 
@@ -141,10 +131,12 @@ pub fn take_in(
             .cloned()
             .unwrap_or_default();
         Received {
-            message_id: m.message_id.unwrap_or_default(),
-            body: m.body,
+            message: batch::Message {
+                message_id: m.message_id.unwrap_or_default(),
+                body: m.body,
+                receive_count,
+            },
             receipt: m.receipt_handle,
-            receive_count,
             source: source.clone(),
         }
     });
@@ -238,7 +230,7 @@ async fn delete(shared: &Shared, done: &[&Received]) {
             Some(entry) => entries.push((r, entry)),
             None => not_deleted(
                 shared,
-                &r.message_id,
+                &r.message.message_id,
                 "SQS gave the message no receipt handle",
             ),
         }
@@ -285,13 +277,13 @@ async fn delete_chunk(shared: &Shared, chunk: &[(&Received, DeleteMessageBatchRe
                     ),
                     None => "sqs:DeleteMessageBatch answered without a word on it".to_string(),
                 };
-                not_deleted(shared, &r.message_id, &reason);
+                not_deleted(shared, &r.message.message_id, &reason);
             }
         }
         Err(e) => {
             let e = AwsError::of("sqs", "DeleteMessageBatch", &e);
             for (r, _) in chunk {
-                not_deleted(shared, &r.message_id, &e.to_string());
+                not_deleted(shared, &r.message.message_id, &e.to_string());
             }
         }
     }
