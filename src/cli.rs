@@ -303,7 +303,7 @@ async fn reconcile_command(args: ReconcileArgs, telemetry: &Telemetry) -> Outcom
     let reconciler = Reconciler::open(config)
         .await
         .map_err(|e| Failure::usage("invalid configuration; nothing was changed", e))?;
-    let notifier = Notifier::open(&reconciler.config().notify, reconciler.sdk(), None)
+    let notifier = Notifier::open(reconciler.config(), reconciler.sdk(), None)
         .await
         .map_err(|e| Failure::usage("invalid configuration; nothing was changed", e))?;
     // Ctrl-C or SIGTERM during a run: start no new change, let those sent finish.

@@ -138,23 +138,75 @@ pub fn read(key: &'static str, path: &Path) -> Result<Option<String>, FileError>
 }
 
 /// A JSON record forcemfa keeps between runs (`key` names it, `what` says what it is): an
-/// absent file is an empty record, and so is an unreadable one, with the reason.
+/// absent file is an empty record, and so is an unreadable one, with the reason. A file that is
+/// not such a record is never overwritten: unless this is a dry run (`dry_run`, which writes
+/// nothing), it is kept aside under a name the reason gives, for a person to read.
 pub fn load_record<T: serde::de::DeserializeOwned + Default>(
     key: &'static str,
     what: &str,
     path: &Path,
+    dry_run: bool,
 ) -> (T, Option<String>) {
     match read(key, path) {
         Ok(None) => (T::default(), None),
         Ok(Some(text)) => match serde_json::from_str(&text) {
             Ok(record) => (record, None),
-            Err(e) => (
-                T::default(),
-                Some(format!("{} is not {what}: {e}", path.display())),
-            ),
+            Err(e) => {
+                let fate = if dry_run {
+                    "a dry run leaves it as it is".to_string()
+                } else {
+                    match set_aside(key, path) {
+                        Ok(aside) => format!("kept aside as `{}`", aside.display()),
+                        Err(e) => format!("it could not be kept aside: {e}"),
+                    }
+                };
+                let problem = format!("{} is not {what}: {e}; {fate}", path.display());
+                (T::default(), Some(problem))
+            }
         },
         Err(e) => (T::default(), Some(e.to_string())),
     }
+}
+
+/// Moves `path` out of the way under a name beside it that no file has,
+/// `NAME.damaged-UNIXSECONDS` (with `-N` when taken): linked there first, so that nothing is
+/// ever replaced, then unlinked from its own name.
+fn set_aside(key: &'static str, path: &Path) -> Result<PathBuf, FileError> {
+    let name = path.file_name().ok_or_else(|| {
+        io_error(
+            key,
+            path,
+            "keep aside",
+            std::io::Error::other("the path names no file"),
+        )
+    })?;
+    let dir = directory_of(path);
+    let secs = crate::clock::unix_now_secs();
+    for n in 0..100 {
+        let mut aside = name.to_os_string();
+        aside.push(format!(".damaged-{secs}"));
+        if n > 0 {
+            aside.push(format!("-{n}"));
+        }
+        let aside = dir.join(aside);
+        match std::fs::hard_link(path, &aside) {
+            Ok(()) => {
+                std::fs::remove_file(path).map_err(|e| io_error(key, path, "keep aside", e))?;
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_error(key, path, "sync the directory of", e))?;
+                return Ok(aside);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error(key, path, "keep aside", e)),
+        }
+    }
+    Err(io_error(
+        key,
+        path,
+        "keep aside",
+        std::io::Error::other("every name beside it is taken"),
+    ))
 }
 
 /// Why a record could not be kept.

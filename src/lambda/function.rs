@@ -135,7 +135,7 @@ impl Function {
 impl Ready {
     async fn open(setup: Setup, name: String) -> Result<Ready, SetupError> {
         let reconciler = Reconciler::open(setup.config).await?;
-        let notifier = Notifier::open(&reconciler.config().notify, reconciler.sdk(), None).await?;
+        let notifier = Notifier::open(reconciler.config(), reconciler.sdk(), None).await?;
         Ok(Ready {
             reconciler,
             notifier,

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::clock::unix_now_secs;
-use crate::config::{ConfigError, NotifySettings};
+use crate::config::{Config, ConfigError, NotifySettings};
 use crate::reconcile::events::BatchOutcome;
 use crate::reconcile::notification::{Delivery, Notification};
 use crate::reconcile::report::{AccountReport, RunReport};
@@ -45,14 +45,15 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// The notifier of `settings`, or none when no channel is configured. Takes over what
-    /// `previous` (the notifier of the configuration replaced) knows when both keep the same
+    /// The notifier of `config`'s `[notify]`, or none when no channel is configured. Takes over
+    /// what `previous` (the notifier of the configuration replaced) knows when both keep the same
     /// record, or no file at all.
     pub async fn open(
-        settings: &NotifySettings,
+        config: &Config,
         sdk: &aws_config::SdkConfig,
         previous: Option<&Notifier>,
     ) -> Result<Option<Notifier>, ConfigError> {
+        let settings = &config.notify;
         if !settings.any() {
             return Ok(None);
         }
@@ -60,7 +61,7 @@ impl Notifier {
         let state = match (&settings.state_file, same_record) {
             (Some(path), None) => {
                 NotifyState::check(path)?;
-                let (state, problem) = NotifyState::load(path);
+                let (state, problem) = NotifyState::load(path, config.dry_run);
                 if let Some(problem) = problem {
                     warn!(problem = %problem, "starting with no record of notifications sent");
                 }

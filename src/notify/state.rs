@@ -120,8 +120,9 @@ impl Outgoing {
 impl NotifyState {
     /// The record in `path`; an absent file is an empty record, and so is an unreadable one
     /// (with the reason): at worst a reminder is sent twice.
-    pub fn load(path: &Path) -> (NotifyState, Option<String>) {
-        files::load_record(KEY, "a forcemfa notification record", path)
+    /// The record in `path` (see [`files::load_record`]; a dry run moves nothing).
+    pub fn load(path: &Path, dry_run: bool) -> (NotifyState, Option<String>) {
+        files::load_record(KEY, "a forcemfa notification record", path, dry_run)
     }
 
     pub fn save(&self, path: &Path) -> Result<(), SaveError> {

@@ -58,11 +58,11 @@ impl Sightings {
     }
 
     /// The record kept in `cleanup.state_file`, or an empty one without it.
-    pub fn restore(settings: &CleanupSettings) -> Sightings {
+    pub fn restore(settings: &CleanupSettings, dry_run: bool) -> Sightings {
         let Some(path) = &settings.state_file else {
             return Sightings::default();
         };
-        let (sightings, problem) = Sightings::load(path);
+        let (sightings, problem) = Sightings::load(path, dry_run);
         if let Some(problem) = problem {
             warn!(problem = %problem, "starting with no record of unassigned MFA devices");
         }
@@ -80,8 +80,8 @@ impl Sightings {
 
     /// Reads the state file. A missing file is an empty record; so is an unreadable one (with
     /// the reason), which only delays deletions, never hastens them.
-    pub fn load(path: &Path) -> (Sightings, Option<String>) {
-        files::load_record(KEY, "a forcemfa state file", path)
+    pub fn load(path: &Path, dry_run: bool) -> (Sightings, Option<String>) {
+        files::load_record(KEY, "a forcemfa state file", path, dry_run)
     }
 
     /// Writes the state file whole, readable by forcemfa's user only (through a temporary file,
@@ -148,14 +148,25 @@ mod tests {
     fn state_survives_a_file_and_tolerates_a_bad_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        assert_eq!(Sightings::load(&path), (Sightings::default(), None));
+        assert_eq!(Sightings::load(&path, false), (Sightings::default(), None));
         let mut s = Sightings::default();
         s.observe(ACCOUNT, &serials(&["x"]), 42);
         s.save(&path).unwrap();
-        assert_eq!(Sightings::load(&path).0, s);
+        assert_eq!(Sightings::load(&path, false).0, s);
         std::fs::write(&path, "garbage").unwrap();
-        let (loaded, problem) = Sightings::load(&path);
+        // A dry run leaves a damaged record where it is; a run keeps it aside, named.
+        let (loaded, problem) = Sightings::load(&path, true);
         assert_eq!(loaded, Sightings::default());
-        assert!(problem.unwrap().contains("state.json"));
+        assert!(problem.unwrap().contains("a dry run leaves it"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "garbage");
+        let (_, problem) = Sightings::load(&path, false);
+        let problem = problem.unwrap();
+        let aside = problem
+            .split('`')
+            .nth(1)
+            .expect("the name it was kept aside as");
+        assert!(aside.contains("state.json.damaged-"), "{problem}");
+        assert_eq!(std::fs::read_to_string(aside).unwrap(), "garbage");
+        assert!(!path.exists());
     }
 }

@@ -35,7 +35,7 @@ impl Reconciler {
     pub async fn open(config: Config) -> Result<Reconciler, ConfigError> {
         let audit = open_files(&config)?;
         let clients = Arc::new(ClientPool::new(&config).await);
-        let sightings = Mutex::new(Sightings::restore(&config.cleanup));
+        let sightings = Mutex::new(Sightings::restore(&config.cleanup, config.dry_run));
         Ok(Reconciler {
             config: Arc::new(config),
             clients,

@@ -124,7 +124,7 @@ impl Service {
         let token = token::load_token(&config)?;
         let listen = config.admin_listen;
         let reconciler = Arc::new(Reconciler::open(config).await?);
-        let notifier = Notifier::open(&reconciler.config().notify, reconciler.sdk(), None)
+        let notifier = Notifier::open(reconciler.config(), reconciler.sdk(), None)
             .await?
             .map(Arc::new);
         let listener = TcpListener::bind(listen)
@@ -268,7 +268,7 @@ impl Control {
         let schedule_changed = config.schedule != old_config.schedule;
         let reconciler = old.reconciler.reopen(config).await?;
         let config = reconciler.config();
-        let notifier = Notifier::open(&config.notify, reconciler.sdk(), old.notifier.as_deref())
+        let notifier = Notifier::open(config, reconciler.sdk(), old.notifier.as_deref())
             .await?
             .map(Arc::new);
         if schedule_changed {

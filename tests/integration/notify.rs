@@ -256,3 +256,57 @@ async fn a_dry_run_sends_nothing_and_lists_what_it_would_send() {
     assert!(sent_emails(&a.moto.endpoint).is_empty());
     assert!(!a.dir.path().join("notify.json").exists());
 }
+
+/// A record damaged by one stray byte, with two emails queued, is never replaced by an empty one:
+/// a dry run leaves it where it is, a run keeps it aside under the name its warning gives.
+#[tokio::test]
+async fn a_damaged_record_is_kept_aside_and_named_never_overwritten() {
+    let a = account().await;
+    let webhook = WebhookReceiver::start();
+    let (config, _) = notify_config(&a, &webhook, "").await;
+    let state = a.dir.path().join("notify.json");
+    let queued = |user: &str| {
+        serde_json::json!({
+            "message": {
+                "type": "email", "account_id": ACCOUNT_ID, "user": user, "occasion": "added",
+                "to": format!("{user}@example.com"), "subject": "s", "body": "b", "deadline": null
+            },
+            "attempts": 1
+        })
+    };
+    let record = serde_json::json!({
+        "sent": {}, "known": {}, "outbox": [queued("erin"), queued("frank")]
+    });
+    let damaged = format!("x{record}");
+    std::fs::write(&state, &damaged).unwrap();
+    let config = config.to_str().unwrap();
+
+    let dry = a.forcemfa(&["reconcile", "--config", config, "--dry-run"]);
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        dry.stderr.contains("a dry run leaves it as it is"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), damaged);
+
+    let run = a.forcemfa(&["reconcile", "--config", config]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let warning = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("starting with no record of notifications sent"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", run.stderr));
+    let aside = warning
+        .split("kept aside as `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("the warning names no file: {warning}"));
+    assert!(aside.contains("notify.json.damaged-"), "{warning}");
+    // The queued emails are all there, byte for byte, for a person to resend.
+    assert_eq!(std::fs::read_to_string(aside).unwrap(), damaged);
+    // The run went on and keeps a new record of its own.
+    let new: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(new["outbox"].is_array(), "{new}");
+}
