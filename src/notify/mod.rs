@@ -10,6 +10,7 @@ pub mod keys;
 pub mod messages;
 pub mod state;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -41,13 +42,15 @@ const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Notifier {
     settings: NotifySettings,
     channels: Channels,
-    state: Mutex<NotifyState>,
+    /// Shared with the notifier of the configuration replaced, when both keep the same record:
+    /// a batch still under way on the old one then writes the one record, not a copy of it.
+    state: Arc<Mutex<NotifyState>>,
 }
 
 impl Notifier {
     /// The notifier of `config`'s `[notify]`, or none when no channel is configured. Takes over
     /// what `previous` (the notifier of the configuration replaced) knows when both keep the same
-    /// record, or no file at all.
+    /// record, or no file at all: both then hold that one record.
     pub async fn open(
         config: &Config,
         sdk: &aws_config::SdkConfig,
@@ -65,15 +68,15 @@ impl Notifier {
                 if let Some(problem) = problem {
                     warn!(problem = %problem, "starting with no record of notifications sent");
                 }
-                state
+                Arc::new(Mutex::new(state))
             }
-            (_, Some(previous)) => previous.state.lock().await.clone(),
-            (None, None) => NotifyState::default(),
+            (_, Some(previous)) => previous.state.clone(),
+            (None, None) => Arc::default(),
         };
         Ok(Some(Notifier {
             settings: settings.clone(),
             channels: Channels::new(settings, sdk).await?,
-            state: Mutex::new(state),
+            state,
         }))
     }
 
