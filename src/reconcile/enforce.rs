@@ -89,10 +89,7 @@ pub async fn plan_and_apply(
         };
         let newer = gate.reconciled_since(read.started);
         let (changes, dropped) = without_newer(changes, &newer);
-        for outcome in &dropped {
-            account.recorder.after(outcome);
-        }
-        report.record_outcomes(dropped);
+        record_left_out(account, report, dropped);
         (Some(guard), changes)
     };
     unfinished += apply_changes(ctx, account, report, changes, read.started).await;
@@ -255,16 +252,22 @@ async fn apply_changes(
             }
         }
     };
-    let mut unfinished = 0;
-    for outcome in &rechecked.left_out {
-        account.recorder.after(outcome);
-        if matches!(outcome.result, ChangeResult::NotSent(NotSent::Stopped(_))) {
-            unfinished += 1;
-        }
-    }
-    report.record_outcomes(rechecked.left_out);
+    let mut unfinished = record_left_out(account, report, rechecked.left_out);
     unfinished += apply_read_at(ctx, account, report, rechecked.confirmed, None).await;
     unfinished + apply_read_at(ctx, account, report, rechecked.unlisted, Some(read_at)).await
+}
+
+/// Logs and lists changes left out before they were sent (the journal saw no request for them);
+/// returns how many were left out because the run was stopped.
+fn record_left_out(
+    account: &Account<'_>,
+    report: &mut AccountReport,
+    outcomes: Vec<apply::Outcome>,
+) -> usize {
+    for outcome in &outcomes {
+        account.recorder.after(outcome);
+    }
+    report.record_outcomes(outcomes)
 }
 
 /// Whether the users of `changes` are read again from the account's lists rather than one by one:
@@ -353,11 +356,7 @@ async fn apply_read_at(
         account.recorder,
     )
     .await;
-    let unfinished = outcomes
-        .iter()
-        .filter(|o| matches!(o.result, ChangeResult::NotSent(NotSent::Stopped(_))))
-        .count();
-    report.record_outcomes(outcomes);
+    let unfinished = report.record_outcomes(outcomes);
     report.applied = true;
     unfinished
 }

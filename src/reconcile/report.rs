@@ -311,8 +311,12 @@ impl AccountReport {
 
     /// Lists each change made under `added` or `removed`, each failed one under `failed`, and
     /// each whose outcome is not known under `unknown`; the journal has already logged and
-    /// audited them.
-    pub fn record_outcomes(&mut self, outcomes: Vec<Outcome>) {
+    /// audited them. Returns how many were not sent because the run was stopped.
+    pub fn record_outcomes(&mut self, outcomes: Vec<Outcome>) -> usize {
+        let stopped = outcomes
+            .iter()
+            .filter(|o| matches!(o.result, ChangeResult::NotSent(NotSent::Stopped(_))))
+            .count();
         for outcome in outcomes {
             let Change::Membership(user, action) = outcome.change else {
                 continue;
@@ -338,6 +342,7 @@ impl AccountReport {
         for list in [&mut self.failed, &mut self.unknown, &mut self.superseded] {
             list.sort_by(|a, b| a.user.cmp(&b.user));
         }
+        stopped
     }
 }
 
