@@ -172,14 +172,7 @@ pub fn load_record<T: serde::de::DeserializeOwned + Default>(
 /// `NAME.damaged-UNIXSECONDS` (with `-N` when taken): linked there first, so that nothing is
 /// ever replaced, then unlinked from its own name.
 fn set_aside(key: &'static str, path: &Path) -> Result<PathBuf, FileError> {
-    let name = path.file_name().ok_or_else(|| {
-        io_error(
-            key,
-            path,
-            "keep aside",
-            std::io::Error::other("the path names no file"),
-        )
-    })?;
+    let name = file_name(key, path, "keep aside")?;
     let dir = directory_of(path);
     let secs = crate::clock::unix_now_secs();
     for n in 0..100 {
@@ -192,9 +185,7 @@ fn set_aside(key: &'static str, path: &Path) -> Result<PathBuf, FileError> {
         match std::fs::hard_link(path, &aside) {
             Ok(()) => {
                 std::fs::remove_file(path).map_err(|e| io_error(key, path, "keep aside", e))?;
-                File::open(&dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| io_error(key, path, "sync the directory of", e))?;
+                sync_directory(key, path, &dir)?;
                 return Ok(aside);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -244,14 +235,7 @@ pub fn replace(
 ) -> Result<(), FileError> {
     check(key, path)?;
     let dir = directory_of(path);
-    let name = path.file_name().ok_or_else(|| {
-        io_error(
-            key,
-            path,
-            "write",
-            std::io::Error::other("the path names no file"),
-        )
-    })?;
+    let name = file_name(key, path, "write")?;
     // A name the textfile collector and globs such as `*.json` pass over.
     let mut prefix = std::ffi::OsString::from(".");
     prefix.push(name);
@@ -272,7 +256,23 @@ pub fn replace(
     // never what such a link points to.
     tmp.persist(path)
         .map_err(|e| io_error(key, path, "replace", e.error))?;
-    File::open(&dir)
+    sync_directory(key, path, &dir)
+}
+
+/// The last component of `path`, which `op` needs.
+fn file_name<'a>(
+    key: &'static str,
+    path: &'a Path,
+    op: &'static str,
+) -> Result<&'a std::ffi::OsStr, FileError> {
+    let no_file = || std::io::Error::other("the path names no file");
+    path.file_name()
+        .ok_or_else(|| io_error(key, path, op, no_file()))
+}
+
+/// Syncs `dir`, the directory of `path`, so that a rename or an unlink in it outlasts a crash.
+fn sync_directory(key: &'static str, path: &Path, dir: &Path) -> Result<(), FileError> {
+    File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io_error(key, path, "sync the directory of", e))
 }
