@@ -85,7 +85,8 @@ impl Function {
                 warn!(error = %e, "invocation refused; nothing was changed");
                 diagnostic(INVALID_INVOCATION, &e)
             })?;
-        if let Some(left) = time_left(context.deadline, now_ms()) {
+        let left = time_left(context.deadline, now_ms());
+        if let Some(left) = left {
             check_fits(
                 ready.reconciler.config(),
                 left,
@@ -99,7 +100,7 @@ impl Function {
         // Lambda ends the process at its deadline: each path stops its run at run_timeout, and
         // check_fits has held what follows to end before the function does. Past `deadline`
         // nothing more starts (no read, change or message), so that the answer comes in time.
-        let deadline = ready.deadline(time_left(context.deadline, now_ms()));
+        let deadline = ready.deadline(left);
         let stop = CancellationToken::new();
         let stopping = deadline.map(|at| {
             let stop = stop.clone();
