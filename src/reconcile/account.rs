@@ -105,9 +105,7 @@ fn deadlines(rollout: &RolloutSettings) -> Deadlines {
     Deadlines {
         now: unix_now_secs() as i64,
         enforce_from: rollout.enforce_from,
-        grace_period: rollout
-            .grace_period
-            .map(|g| i64::try_from(g.as_secs()).unwrap_or(i64::MAX)),
+        grace_period: rollout.grace_period.map(|g| g.as_secs()),
     }
 }
 

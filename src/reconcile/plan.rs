@@ -53,7 +53,7 @@ pub struct Deadlines {
     /// `rollout.enforce_from`.
     pub enforce_from: Option<Timestamp>,
     /// `rollout.grace_period`, in seconds.
-    pub grace_period: Option<i64>,
+    pub grace_period: Option<u64>,
 }
 
 impl Deadlines {
@@ -64,15 +64,11 @@ impl Deadlines {
     pub fn of(&self, user: &UserFacts) -> Result<Option<Timestamp>, &'static str> {
         let grace = match (self.grace_period, user.created) {
             (None, _) => None,
-            (Some(grace), Some(created)) => {
-                let deadline = Timestamp::from_unix(created)
-                    .zip(u64::try_from(grace).ok())
-                    .and_then(|(created, grace)| created.plus_secs(grace));
-                match deadline {
-                    Some(deadline) => Some(deadline),
-                    None => return Err("its creation time plus rollout.grace_period is past 9999"),
-                }
-            }
+            (Some(grace), Some(created)) => Some(
+                Timestamp::from_unix(created)
+                    .and_then(|c| c.plus_secs(grace))
+                    .ok_or("its creation time plus rollout.grace_period is past 9999")?,
+            ),
             (Some(_), None) => {
                 return Err("its creation time was not read (rollout.grace_period needs it)")
             }
